@@ -1,0 +1,59 @@
+"""Dump the tenant schema into this host's spool, heartbeating bytes as they flow."""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+from temporalio import activity
+
+from activities.support import SyncHeartbeat, count_bytes, step_errors
+from backup.models import DumpedArtifact, DumpSpec
+from backup.pgdump import pg_bin_dir
+from backup.pipeline import PipelineOptions, dump_schema
+from backup.settings import Settings
+from backup.spool import remove_run, run_dir
+
+
+class DumpActivities:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    @activity.defn(name="dump_schema")
+    def dump_schema(self, spec: DumpSpec) -> DumpedArtifact:
+        """Sync on purpose: it runs in the worker's thread pool, so reading pg_dump's output
+        never blocks the event loop that delivers heartbeats and cancellation."""
+        s = self._settings
+        with step_errors("dump"):
+            # A retry starts from scratch: pg_dump can not resume, and stale files would mislead.
+            remove_run(s.spool_dir, spec.run_key)
+            heartbeat = SyncHeartbeat("dumping")
+            outcome = dump_schema(
+                database_url=s.database_url.get_secret_value(),
+                project=spec.project,
+                fmt=spec.format,
+                compression=spec.compression,
+                out_dir=run_dir(s.spool_dir, spec.run_key),
+                base_name=PurePosixPath(spec.key_stem).name,
+                options=PipelineOptions(
+                    bin_dir=pg_bin_dir(s.pg_bin_dir),
+                    max_bytes=s.backup_max_bytes,
+                    zstd_level=s.zstd_level,
+                    zstd_threads=s.zstd_threads,
+                    gzip_level=s.gzip_level,
+                    jobs=s.dump_jobs,
+                ),
+                on_progress=heartbeat,
+            )
+        m = outcome.manifest
+        count_bytes("export_backup_bytes_dumped", m.raw_bytes)
+        return DumpedArtifact(
+            host_queue=s.host_task_queue,
+            artifact_path=str(outcome.artifact_path),
+            manifest_path=str(outcome.manifest_path),
+            file_name=outcome.artifact_path.name,
+            size_bytes=m.size_bytes,
+            raw_bytes=m.raw_bytes,
+            sha256=m.sha256,
+            table_count=m.table_count,
+            dump_seconds=m.dump_seconds,
+        )

@@ -1,0 +1,105 @@
+"""What every activity shares: domain errors → ApplicationError, heartbeats, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import psycopg
+from temporalio import activity
+from temporalio.exceptions import ApplicationError, CancelledError
+
+from backup.errors import BackupError
+
+HEARTBEAT_SECONDS = 5.0
+
+
+@contextlib.contextmanager
+def step_errors(step: str) -> Iterator[None]:
+    """Map domain errors to ApplicationError (type = class name; non-retryable unless the error
+    says otherwise) and count failures and step durations for the metrics endpoint."""
+    started = time.monotonic()
+    try:
+        yield
+    except BackupError as err:
+        _count_failure(step, type(err).__name__)
+        raise ApplicationError(
+            str(err), type=type(err).__name__, non_retryable=not err.retryable
+        ) from err
+    except psycopg.OperationalError as err:
+        _count_failure(step, "DatabaseUnavailable")
+        # Connection-level trouble is worth retrying; the message never holds the password.
+        raise ApplicationError(
+            f"database unavailable: {str(err).strip()}", type="DatabaseUnavailable"
+        ) from err
+    except Exception as err:
+        _count_failure(step, type(err).__name__)
+        raise
+    else:
+        activity.metric_meter().create_histogram_float(
+            "export_backup_step_seconds", "Duration of successful backup steps", "s"
+        ).record(time.monotonic() - started, {"step": step})
+
+
+def _count_failure(step: str, error_type: str) -> None:
+    activity.metric_meter().create_counter(
+        "export_backup_step_failures", "Failed backup step attempts by error type"
+    ).add(1, {"step": step, "error_type": error_type})
+
+
+def count_bytes(metric: str, amount: int) -> None:
+    activity.metric_meter().create_counter(metric, "Bytes processed by backups", "By").add(amount)
+
+
+@dataclass
+class ByteProgress:
+    """Progress shared between a worker thread and the heartbeat task of an async activity."""
+
+    step: str
+    done: int = 0
+    total: int | None = None
+
+    def update(self, done: int) -> None:
+        """Called from the worker thread; raising here aborts the thread's work."""
+        self.done = done
+        if activity.is_cancelled():
+            raise CancelledError("activity cancelled")
+
+    def details(self) -> dict[str, object]:
+        return {"step": self.step, "bytes": self.done, "total_bytes": self.total}
+
+
+@contextlib.asynccontextmanager
+async def heartbeating(progress: ByteProgress) -> AsyncIterator[None]:
+    """Heartbeat progress in the background for as long as the async activity runs."""
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat(progress.details())
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
+class SyncHeartbeat:
+    """Throttled heartbeats for sync (threaded) activities, which also check cancellation."""
+
+    def __init__(self, step: str) -> None:
+        self.progress = ByteProgress(step)
+        self._last = 0.0
+
+    def __call__(self, done: int) -> None:
+        self.progress.done = done
+        now = time.monotonic()
+        if now - self._last >= HEARTBEAT_SECONDS:
+            self._last = now
+            activity.heartbeat(self.progress.details())
+        if activity.is_cancelled():
+            raise CancelledError("activity cancelled")

@@ -1,0 +1,95 @@
+"""Output side of the dump pipeline: compress → count and hash → file, in one pass.
+
+Compression is the bottleneck of a schema dump (DESIGN.md), so zstd runs multi-threaded
+inside libzstd while pg_dump itself writes uncompressed output.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from typing import BinaryIO, Protocol
+
+import zstandard
+
+from backup.errors import BackupTooLarge
+from backup.models import Compression
+
+SUFFIX = {Compression.ZSTD: ".zst", Compression.GZIP: ".gz", Compression.NONE: ""}
+
+
+class Sink(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+
+class CappedHashingWriter:
+    """Writes to a file while counting bytes and hashing them; stops once the cap is passed."""
+
+    def __init__(self, file: BinaryIO, max_bytes: int) -> None:
+        self._file = file
+        self._max_bytes = max_bytes
+        self._sha256 = hashlib.sha256()
+        self.bytes_written = 0
+
+    def write(self, data: bytes, /) -> int:
+        self.bytes_written += len(data)
+        if self.bytes_written > self._max_bytes:
+            raise BackupTooLarge(
+                f"the backup passed BACKUP_MAX_BYTES ({self._max_bytes} bytes) and was stopped; "
+                "raise BACKUP_MAX_BYTES or compress the backup"
+            )
+        self._sha256.update(data)
+        self._file.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    @property
+    def sha256(self) -> str:
+        return self._sha256.hexdigest()
+
+
+class Compressor:
+    """A write-only stream that compresses into a CappedHashingWriter. Use as a context manager;
+    leaving it normally flushes the final frame."""
+
+    def __init__(
+        self,
+        target: CappedHashingWriter,
+        compression: Compression,
+        *,
+        zstd_level: int,
+        zstd_threads: int,
+        gzip_level: int,
+    ) -> None:
+        self.raw_bytes = 0
+        self._stream: Sink | None
+        if compression is Compression.ZSTD:
+            # zstandard: threads=-1 means one worker per core.
+            cctx = zstandard.ZstdCompressor(level=zstd_level, threads=zstd_threads or -1)
+            self._stream = cctx.stream_writer(target, closefd=False)  # type: ignore[arg-type]
+        elif compression is Compression.GZIP:
+            # mtime=0 keeps the output a function of the input alone.
+            self._stream = gzip.GzipFile(
+                fileobj=target,
+                mode="wb",
+                compresslevel=gzip_level,
+                mtime=0,  # type: ignore[arg-type]
+            )
+        else:
+            self._stream = None
+        self._target = target
+
+    def write(self, data: bytes, /) -> int:
+        self.raw_bytes += len(data)
+        if self._stream is None:
+            return self._target.write(data)
+        return self._stream.write(data)
+
+    def __enter__(self) -> Compressor:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if self._stream is not None and exc_type is None:
+            self._stream.close()  # type: ignore[attr-defined]

@@ -1,0 +1,41 @@
+"""The manifest written beside every artifact: what a restore and an auditor need to know."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from backup.models import Compression, DumpFormat
+
+MANIFEST_VERSION = 1
+
+
+class Manifest(BaseModel):
+    manifest_version: int = MANIFEST_VERSION
+    project_id: str
+    project_name: str
+    schema_name: str
+    format: DumpFormat
+    compression: Compression
+    artifact: str  # file name of the artifact, relative to the manifest
+    size_bytes: int  # stored (compressed) size
+    raw_bytes: int  # size of pg_dump's output before compression
+    sha256: str  # of the stored artifact
+    tables: list[str]
+    table_count: int
+    pg_dump_version: str
+    server_version: str
+    started_at: datetime
+    finished_at: datetime
+    dump_seconds: float
+
+    def write(self, path: Path) -> None:
+        tmp = path.with_name(path.name + ".partial")
+        tmp.write_text(self.model_dump_json(indent=2))
+        tmp.replace(path)
+
+    @classmethod
+    def read(cls, path: Path) -> Manifest:
+        return cls.model_validate_json(path.read_text())

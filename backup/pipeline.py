@@ -1,0 +1,231 @@
+"""The dump pipeline: pg_dump → compress → count and hash → spool file, in one pass.
+
+Synchronous by design: it runs in a worker thread, so blocking reads never stall the event
+loop that sends heartbeats. `on_progress` is called with pg_dump's byte count as it grows and
+may raise to abort (cancellation); on any failure the partial file is removed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+
+from backup.catalog import schema_tables, server_version
+from backup.compression import SUFFIX, CappedHashingWriter, Compressor
+from backup.errors import DumpFailed, SchemaNotFound
+from backup.manifest import Manifest
+from backup.models import Compression, DumpFormat, Project
+from backup.pgconn import ClientConnection, client_connection
+from backup.pgdump import pg_dump_args, pg_dump_version
+
+CHUNK = 1024 * 1024
+EXTENSION = {
+    DumpFormat.CUSTOM: ".dump",
+    DumpFormat.SQL: ".sql",
+    DumpFormat.TAR: ".tar",
+    DumpFormat.DIRECTORY: ".dir.tar",
+}
+
+ProgressCallback = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    bin_dir: Path
+    max_bytes: int
+    zstd_level: int = 3
+    zstd_threads: int = 0
+    gzip_level: int = 6
+    jobs: int = 2
+
+
+@dataclass(frozen=True)
+class DumpOutcome:
+    artifact_path: Path
+    manifest_path: Path
+    manifest: Manifest
+
+
+def artifact_name(base_name: str, fmt: DumpFormat, compression: Compression) -> str:
+    return base_name + EXTENSION[fmt] + SUFFIX[compression]
+
+
+def manifest_name(base_name: str) -> str:
+    return base_name + ".manifest.json"
+
+
+def dump_schema(
+    *,
+    database_url: str,
+    project: Project,
+    fmt: DumpFormat,
+    compression: Compression,
+    out_dir: Path,
+    base_name: str,
+    options: PipelineOptions,
+    on_progress: ProgressCallback = lambda _: None,
+) -> DumpOutcome:
+    started_at = datetime.now(UTC)
+    clock = time.monotonic()
+    schema = project.schema_name
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        found = conn.execute(
+            "SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s", (schema,)
+        ).fetchone()
+        if found is None:
+            raise SchemaNotFound(
+                f"schema {schema!r} of project {project.project_id!r} does not exist in the "
+                "database; fix control_plane.projects.schema_name or create the schema"
+            )
+        tables = schema_tables(conn, schema)
+        server = server_version(conn)
+
+    artifact = out_dir / artifact_name(base_name, fmt, compression)
+    partial = artifact.with_name(artifact.name + ".partial")
+    try:
+        with client_connection(database_url) as client, partial.open("wb") as file:
+            sink = CappedHashingWriter(file, options.max_bytes)
+            with Compressor(
+                sink,
+                compression,
+                zstd_level=options.zstd_level,
+                zstd_threads=options.zstd_threads,
+                gzip_level=options.gzip_level,
+            ) as compressor:
+                if fmt is DumpFormat.DIRECTORY:
+                    _dump_directory(client, schema, options, out_dir, compressor, on_progress)
+                else:
+                    _dump_stream(client, schema, fmt, options, compressor, on_progress)
+            file.flush()
+            os.fsync(file.fileno())
+        partial.replace(artifact)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+    manifest = Manifest(
+        project_id=project.project_id,
+        project_name=project.name,
+        schema_name=schema,
+        format=fmt,
+        compression=compression,
+        artifact=artifact.name,
+        size_bytes=sink.bytes_written,
+        raw_bytes=compressor.raw_bytes,
+        sha256=sink.sha256,
+        tables=tables,
+        table_count=len(tables),
+        pg_dump_version=pg_dump_version(options.bin_dir),
+        server_version=server,
+        started_at=started_at,
+        finished_at=datetime.now(UTC),
+        dump_seconds=round(time.monotonic() - clock, 3),
+    )
+    manifest_path = out_dir / manifest_name(base_name)
+    manifest.write(manifest_path)
+    return DumpOutcome(artifact, manifest_path, manifest)
+
+
+def _start(
+    client: ClientConnection, args: list[str], stdout: int | None
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        args,
+        stdout=stdout,
+        stderr=tempfile.TemporaryFile(),
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, **client.env},
+        pass_fds=client.pass_fds,
+    )
+
+
+def _finish(proc: subprocess.Popen[bytes]) -> None:
+    """Wait for pg_dump; a non-zero exit becomes DumpFailed with the tail of its stderr."""
+    code = proc.wait()
+    if code != 0:
+        assert proc.stderr is not None
+        proc.stderr.seek(0)
+        tail = proc.stderr.read()[-2000:].decode(errors="replace").strip()
+        raise DumpFailed(f"pg_dump exited with code {code}: {tail}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+
+
+def _dump_stream(
+    client: ClientConnection,
+    schema: str,
+    fmt: DumpFormat,
+    options: PipelineOptions,
+    compressor: Compressor,
+    on_progress: ProgressCallback,
+) -> None:
+    args = pg_dump_args(options.bin_dir, conninfo=client.conninfo, schema=schema, fmt=fmt)
+    proc = _start(client, args, subprocess.PIPE)
+    assert proc.stdout is not None
+    try:
+        while chunk := proc.stdout.read(CHUNK):
+            compressor.write(chunk)
+            on_progress(compressor.raw_bytes)
+        _finish(proc)
+    finally:
+        _stop(proc)
+
+
+def _dump_directory(
+    client: ClientConnection,
+    schema: str,
+    options: PipelineOptions,
+    out_dir: Path,
+    compressor: Compressor,
+    on_progress: ProgressCallback,
+) -> None:
+    """Parallel dump (-Fd -j) to a scratch directory, then streamed into the artifact as tar."""
+    dump_dir = out_dir / "directory.partial"
+    shutil.rmtree(dump_dir, ignore_errors=True)
+    args = pg_dump_args(
+        options.bin_dir,
+        conninfo=client.conninfo,
+        schema=schema,
+        fmt=DumpFormat.DIRECTORY,
+        output_dir=dump_dir,
+        jobs=options.jobs,
+    )
+    proc = _start(client, args, None)
+    try:
+        while not _exited_within(proc, 0.5):
+            on_progress(_tree_size(dump_dir))
+        _finish(proc)
+        with tarfile.open(fileobj=compressor, mode="w|") as tar:  # type: ignore[call-overload]
+            tar.add(dump_dir, arcname="dump")
+        on_progress(compressor.raw_bytes)
+    finally:
+        _stop(proc)
+        shutil.rmtree(dump_dir, ignore_errors=True)
+
+
+def _exited_within(proc: subprocess.Popen[bytes], seconds: float) -> bool:
+    try:
+        proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+def _tree_size(path: Path) -> int:
+    if not path.exists():
+        return 0
+    return sum(f.stat().st_size for f in path.iterdir() if f.is_file())

@@ -1,0 +1,71 @@
+"""Project lookup in the platform's control plane (parameterized queries only)."""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+from backup.errors import ConfigurationError, ProjectInactive, ProjectNotFound, SchemaNotFound
+from backup.models import Project
+
+HAS_SCHEMA_NAME_SQL = """
+SELECT EXISTS (
+  SELECT 1 FROM information_schema.columns
+  WHERE table_schema = 'control_plane' AND table_name = 'projects' AND column_name = 'schema_name'
+)
+"""
+SCHEMA_EXISTS_SQL = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s)"
+
+
+async def find_active_project(database_url: str, project_id: str) -> Project:
+    """The ACTIVE project with this id and its schema (schema_name column, else the id)."""
+    async with await connect(database_url) as conn:
+        try:
+            has_schema_name = await _scalar(conn, HAS_SCHEMA_NAME_SQL)
+            schema_column = sql.Identifier("schema_name") if has_schema_name else sql.NULL
+            query = sql.SQL(
+                "SELECT id, name, status, {} FROM control_plane.projects WHERE id = %s"
+            ).format(schema_column)
+            row = await (await conn.execute(query, (project_id,))).fetchone()
+        except psycopg.errors.UndefinedTable as err:
+            raise ConfigurationError(
+                "table control_plane.projects does not exist: DATABASE_URL points to the wrong "
+                "database"
+            ) from err
+        if row is None:
+            raise ProjectNotFound(
+                f"project {project_id!r} not found in control_plane.projects; check the id"
+            )
+        _, name, status, schema_name = row
+        if status != "ACTIVE":
+            raise ProjectInactive(
+                f"project {project_id!r} is {status}, not ACTIVE; only active projects are "
+                "backed up"
+            )
+        schema = schema_name or project_id
+        if not await _scalar(conn, SCHEMA_EXISTS_SQL, (schema,)):
+            raise SchemaNotFound(
+                f"schema {schema!r} of project {project_id!r} does not exist; fix "
+                "control_plane.projects.schema_name or create the schema"
+            )
+        return Project(project_id=project_id, name=name, schema_name=schema)
+
+
+async def connect(database_url: str) -> psycopg.AsyncConnection:
+    """Connect, turning a rejected login into a non-retryable configuration error."""
+    try:
+        return await psycopg.AsyncConnection.connect(database_url, autocommit=True)
+    except psycopg.OperationalError as err:
+        if "authentication failed" in str(err) or "no password supplied" in str(err):
+            raise ConfigurationError(
+                "the database rejected the credentials in DATABASE_URL; fix DATABASE_URL"
+            ) from err
+        raise
+
+
+async def _scalar(
+    conn: psycopg.AsyncConnection, query: str, params: tuple[object, ...] = ()
+) -> object:
+    row = await (await conn.execute(query, params)).fetchone()
+    assert row is not None
+    return row[0]

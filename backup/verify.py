@@ -1,0 +1,42 @@
+"""Integrity of a spooled artifact before it leaves the host."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from backup.errors import ArtifactCorrupted, BackupTooLarge
+from backup.manifest import Manifest
+
+CHUNK = 4 * 1024 * 1024
+
+
+def verify_spooled(artifact: Path, manifest_path: Path, max_bytes: int) -> Manifest:
+    """The artifact exists, is within the cap, and matches the size and SHA-256 its manifest
+    recorded while dumping. Raises ArtifactCorrupted when the dump has to be redone."""
+    if not artifact.exists() or not manifest_path.exists():
+        raise ArtifactCorrupted(
+            f"spooled artifact {artifact.name} or its manifest is missing; the dump is redone"
+        )
+    manifest = Manifest.read(manifest_path)
+    size = artifact.stat().st_size
+    if size > max_bytes:
+        raise BackupTooLarge(
+            f"the backup is {size} bytes, more than BACKUP_MAX_BYTES ({max_bytes}); raise "
+            "BACKUP_MAX_BYTES or compress the backup"
+        )
+    if size != manifest.size_bytes:
+        raise ArtifactCorrupted(
+            f"spooled artifact {artifact.name} is {size} bytes, the dump wrote "
+            f"{manifest.size_bytes}; the dump is redone"
+        )
+    digest = hashlib.sha256()
+    with artifact.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    if digest.hexdigest() != manifest.sha256:
+        raise ArtifactCorrupted(
+            f"spooled artifact {artifact.name} does not match the SHA-256 recorded while "
+            "dumping; the dump is redone"
+        )
+    return manifest

@@ -1,0 +1,1 @@
+"""The embedded dev stack (PostgreSQL, sample tenants) behind `make dev`, `make demo` and tests."""

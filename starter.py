@@ -1,0 +1,216 @@
+"""Start, follow and list backups.
+
+python starter.py export --project acme [--format custom] [--follow] [--json]
+python starter.py status WORKFLOW_ID [--json]
+python starter.py list [--project acme]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+from typing import Any
+
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.service import RPCError
+
+from backup.models import PROJECT_ID_PATTERN, DumpFormat, ExportRequest, ExportResult
+from backup.models import Progress as BackupProgress
+from backup.settings import Settings
+from workflows.client import connect, workflow_id_for
+from workflows.export_backup import ExportBackupWorkflow
+from workflows.search_attributes import BACKUP_STEP, PROJECT_ID
+
+console = Console(stderr=True)
+
+
+async def start_export(
+    client: Client, settings: Settings, request: ExportRequest
+) -> WorkflowHandle[Any, ExportResult]:
+    """Start (or join, for a repeated request_id) the backup of one project."""
+    return await client.start_workflow(
+        ExportBackupWorkflow.run,
+        request.model_dump(mode="json", exclude_none=True),
+        id=workflow_id_for(request.project_id, request.request_id),
+        task_queue=settings.temporal_task_queue,
+        # A repeated start of the same request joins the running backup; a finished one is
+        # not redone unless it failed.
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+        search_attributes=TypedSearchAttributes([PROJECT_ID.value_set(request.project_id)]),
+        static_summary=f"Export backup of project {request.project_id} ({request.format})",
+        result_type=ExportResult,
+    )
+
+
+async def live_bytes(handle: WorkflowHandle[Any, Any]) -> tuple[int, int | None]:
+    """Bytes done (and total, when known) from the running activity's last heartbeat."""
+    description = await handle.describe()
+    for pending in description.raw_description.pending_activities:
+        if pending.heartbeat_details.payloads:
+            values = await handle._client.data_converter.decode(pending.heartbeat_details.payloads)
+            if values and isinstance(values[0], dict):
+                return int(values[0].get("bytes") or 0), values[0].get("total_bytes")
+    return 0, None
+
+
+async def follow(handle: WorkflowHandle[Any, ExportResult]) -> ExportResult:
+    """Show step and bytes until the result arrives."""
+    result_task = asyncio.create_task(handle.result())
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("starting", total=None)
+        while not result_task.done():
+            try:
+                state = await handle.query(
+                    ExportBackupWorkflow.progress, result_type=BackupProgress
+                )
+                done, total = await live_bytes(handle)
+                if state is not None:
+                    bar.update(task, description=state.step.value, completed=done, total=total)
+            except RPCError:
+                pass  # the workflow may have just closed; the result tells
+            await asyncio.wait([result_task], timeout=0.5)
+    return await result_task
+
+
+def result_table(result: ExportResult, ui_url: str) -> Table:
+    table = Table(title=f"Backup of project {result.project_id}", show_header=False)
+    rows = {
+        "location": result.location,
+        "manifest": result.manifest_location,
+        "size": f"{result.size_bytes:,} bytes ({result.raw_bytes:,} before compression)",
+        "sha256": result.sha256,
+        "tables": str(result.table_count),
+        "format": f"{result.format} / {result.compression}",
+        "schema": result.schema_name,
+        "duration": f"{result.duration_seconds:.1f} s",
+        "notifications": ", ".join(f"{n.channel}: {n.status}" for n in result.notifications),
+        "workflow": f"{ui_url}/namespaces/default/workflows/{result.workflow_id}/{result.run_id}",
+    }
+    for key, value in rows.items():
+        table.add_row(key, value)
+    return table
+
+
+def print_result(result: ExportResult, settings: Settings, as_json: bool) -> None:
+    if as_json:
+        print(result.model_dump_json(indent=2))
+    else:
+        Console().print(result_table(result, settings.temporal_ui_url))
+
+
+async def cmd_export(client: Client, settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        request = ExportRequest(
+            project_id=args.project,
+            format=args.format,
+            compress=not args.no_compress,
+            notify_email=args.notify_email,
+            request_id=args.request_id,
+        )
+    except ValidationError as err:
+        console.print(f"[red]invalid request:[/red] {err}")
+        return 2
+    handle = await start_export(client, settings, request)
+    ui = f"{settings.temporal_ui_url}/namespaces/{client.namespace}/workflows/{handle.id}"
+    console.print(f"started {handle.id}\nWeb UI: {ui}")
+    if not args.follow:
+        if args.json:
+            print(json.dumps({"workflow_id": handle.id, "run_id": handle.result_run_id}))
+        return 0
+    try:
+        result = await follow(handle)
+    except WorkflowFailureError as err:
+        console.print(f"[red]backup failed:[/red] {err.cause}")
+        return 1
+    print_result(result, settings, args.json)
+    return 0
+
+
+async def cmd_status(client: Client, settings: Settings, args: argparse.Namespace) -> int:
+    handle = client.get_workflow_handle(args.workflow_id, result_type=ExportResult)
+    description = await handle.describe()
+    status = description.status
+    if status == WorkflowExecutionStatus.COMPLETED:
+        print_result(await handle.result(), settings, args.json)
+        return 0
+    if status == WorkflowExecutionStatus.RUNNING:
+        state = await handle.query(ExportBackupWorkflow.progress, result_type=BackupProgress)
+        done, total = await live_bytes(handle)
+        info = {"status": "RUNNING", "progress": state.model_dump(mode="json") if state else None}
+        info["live_bytes"], info["live_total_bytes"] = done, total
+        print(json.dumps(info, indent=2))
+        return 0
+    try:
+        await handle.result()
+    except WorkflowFailureError as err:
+        print(json.dumps({"status": status.name if status else None, "error": str(err.cause)}))
+    return 1
+
+
+async def cmd_list(client: Client, settings: Settings, args: argparse.Namespace) -> int:
+    query = "WorkflowType = 'ExportBackupWorkflow'"
+    if args.project:
+        # The pattern admits no quote, so the value can not break out of the literal.
+        if not _valid_project_id(args.project):
+            console.print(f"[red]invalid project id:[/red] {args.project!r}")
+            return 2
+        query += f" AND ProjectId = '{args.project}'"
+    table = Table("workflow id", "status", "started", "step")
+    async for wf in client.list_workflows(query, limit=args.limit):
+        step = wf.typed_search_attributes.get(BACKUP_STEP)
+        table.add_row(
+            wf.id,
+            wf.status.name if wf.status else "?",
+            f"{wf.start_time:%Y-%m-%d %H:%M:%S}",
+            step or "",
+        )
+    Console().print(table)
+    return 0
+
+
+def _valid_project_id(value: str) -> bool:
+    return re.fullmatch(PROJECT_ID_PATTERN, value) is not None
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Start and watch export backups.")
+    sub = p.add_subparsers(dest="command", required=True)
+    export = sub.add_parser("export", help="back up one project")
+    export.add_argument("--project", required=True)
+    export.add_argument("--format", choices=[f.value for f in DumpFormat], default="custom")
+    export.add_argument("--no-compress", action="store_true")
+    export.add_argument("--notify-email")
+    export.add_argument("--request-id", help="idempotency key: the same id never runs twice")
+    export.add_argument("--follow", action="store_true", help="show progress until the result")
+    export.add_argument("--json", action="store_true")
+    status = sub.add_parser("status", help="state or result of one backup")
+    status.add_argument("workflow_id")
+    status.add_argument("--json", action="store_true")
+    listing = sub.add_parser("list", help="recent backups")
+    listing.add_argument("--project")
+    listing.add_argument("--limit", type=int, default=20)
+    return p
+
+
+COMMANDS = {"export": cmd_export, "status": cmd_status, "list": cmd_list}
+
+
+async def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    settings = Settings()
+    client = await connect(settings.temporal_address, settings.temporal_namespace)
+    return await COMMANDS[args.command](client, settings, args)
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

@@ -1,0 +1,179 @@
+"""ExportBackupWorkflow's orchestration on the time-skipping server, with stand-in activities.
+
+Covers the happy path, each step's failure, retryable vs non-retryable errors, and cleanup on
+failure and on cancellation. The lost-host path is in test_workflow_host_loss.py (dev server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ApplicationError, CancelledError
+from temporalio.testing import WorkflowEnvironment
+
+from backup.models import BackupEvent, Step
+from tests.standins import fail_with, harness, run_with_workers, running
+
+
+async def test_happy_path_runs_every_step_in_order(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    h = harness(time_skipping_env, task_queue)
+    result = await run_with_workers(h, h.fakes.host_queues, {"project_id": "acme"})
+
+    assert h.fakes.calls == [
+        "validate_project",
+        "claim_host",
+        "dump_schema",
+        "verify_artifact",
+        "upload_artifact",
+        f"cleanup_spool@{h.fakes.host_queues[0]}",
+        "notify",
+    ]
+    assert result.project_id == "acme"
+    assert result.location.startswith("file:///backups/backups/acme/")
+    assert (result.size_bytes, result.raw_bytes, result.table_count) == (100, 400, 3)
+    assert result.format == "custom" and result.compression == "zstd"
+    assert result.finished_at >= result.started_at
+    assert [n.status for n in result.notifications] == ["sent"]
+    assert h.fakes.notifications[0].event is BackupEvent.SUCCEEDED
+
+
+async def test_defaults_and_options_reach_the_dump(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    h = harness(time_skipping_env, task_queue)
+    result = await run_with_workers(
+        h, h.fakes.host_queues, {"project_id": "acme", "format": "sql", "compress": False}
+    )
+    assert result.format == "sql" and result.compression == "none"
+
+
+@pytest.mark.parametrize(
+    ("request_body", "field_name"),
+    [
+        ({}, "project_id"),
+        ({"project_id": "acme", "format": "zip"}, "format"),
+        ({"project_id": "acme", "bogus": 1}, "bogus"),
+        ({"project_id": "acme", "notify_email": "not-an-email"}, "notify_email"),
+        ({"project_id": "a*b"}, "project_id"),
+        ({"project_id": "x" * 10_000}, "project_id"),
+        ("acme", "input"),
+        (None, "project_id"),
+    ],
+)
+async def test_invalid_input_fails_at_once_naming_the_field(
+    time_skipping_env: WorkflowEnvironment, task_queue: str, request_body: Any, field_name: str
+) -> None:
+    h = harness(time_skipping_env, task_queue)
+    with pytest.raises(WorkflowFailureError) as caught:
+        await run_with_workers(h, h.fakes.host_queues, request_body)
+    cause = caught.value.cause
+    assert isinstance(cause, ApplicationError)
+    assert cause.type == "InvalidRequest" and cause.non_retryable
+    assert field_name in cause.message
+    assert h.fakes.calls == []
+
+
+async def test_missing_project_is_not_retried_and_notifies_failure(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    h = harness(time_skipping_env, task_queue)
+    h.fakes.failures["validate_project"] = fail_with("ProjectNotFound", non_retryable=True)
+    with pytest.raises(WorkflowFailureError) as caught:
+        await run_with_workers(h, h.fakes.host_queues, {"project_id": "ghost"})
+    cause = caught.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "BackupFailed"
+    assert "validating" in cause.message and "ProjectNotFound on purpose" in cause.message
+    assert h.fakes.calls == ["validate_project", "notify"]
+    failed = h.fakes.notifications[0]
+    assert failed.event is BackupEvent.FAILED and failed.failed_step is Step.VALIDATING
+
+
+async def test_transient_dump_failures_are_retried(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    h = harness(time_skipping_env, task_queue)
+    h.fakes.failures["dump_schema"] = fail_with("DumpFailed", non_retryable=False, times=2)
+    result = await run_with_workers(h, h.fakes.host_queues, {"project_id": "acme"})
+    assert h.fakes.calls.count("dump_schema") == 3
+    assert result.sha256 == "ab" * 32
+
+
+@pytest.mark.parametrize(
+    ("step", "error_type", "failed_step"),
+    [
+        ("dump_schema", "BackupTooLarge", Step.DUMPING),
+        ("verify_artifact", "BackupTooLarge", Step.VERIFYING),
+        ("upload_artifact", "ConfigurationError", Step.UPLOADING),
+    ],
+)
+async def test_step_failure_cleans_up_then_notifies(
+    time_skipping_env: WorkflowEnvironment,
+    task_queue: str,
+    step: str,
+    error_type: str,
+    failed_step: Step,
+) -> None:
+    h = harness(time_skipping_env, task_queue)
+    h.fakes.failures[step] = fail_with(error_type, non_retryable=True)
+    with pytest.raises(WorkflowFailureError) as caught:
+        await run_with_workers(h, h.fakes.host_queues, {"project_id": "acme"})
+    assert isinstance(caught.value.cause, ApplicationError)
+    assert caught.value.cause.details[0]["error_type"] == error_type
+    assert h.fakes.calls.count(step) == 1, "a non-retryable error must not be retried"
+    assert h.fakes.calls[-2:] == [f"cleanup_spool@{h.fakes.host_queues[0]}", "notify"]
+    assert h.fakes.notifications[0].failed_step is failed_step
+
+
+async def test_upload_retries_exhausted_still_cleans_up(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    h = harness(time_skipping_env, task_queue)
+    h.fakes.failures["upload_artifact"] = fail_with("StorageError", non_retryable=False)
+    with pytest.raises(WorkflowFailureError):
+        await run_with_workers(h, h.fakes.host_queues, {"project_id": "acme"})
+    assert h.fakes.calls.count("upload_artifact") == 10  # the upload policy's budget
+    assert f"cleanup_spool@{h.fakes.host_queues[0]}" in h.fakes.calls
+
+
+async def test_failed_notification_never_fails_a_good_backup(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    h = harness(time_skipping_env, task_queue)
+    h.fakes.failures["notify"] = fail_with("SMTPDown", non_retryable=False)
+    result = await run_with_workers(h, h.fakes.host_queues, {"project_id": "acme"})
+    assert result.location
+    assert result.notifications[0].status == "failed"
+    assert h.fakes.calls.count("notify") == 3
+
+
+async def test_cancellation_during_dump_cleans_up(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    h = harness(time_skipping_env, task_queue)
+    h.fakes.block_dump = True
+    async with running(h.workers(h.fakes.host_queues)):
+        handle = await h.start({"project_id": "acme"})
+        await asyncio.wait_for(h.fakes.dump_started.wait(), 30)
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError) as caught:
+            await handle.result()
+    assert isinstance(caught.value.cause, CancelledError)
+    assert h.fakes.calls[-2:] == [f"cleanup_spool@{h.fakes.host_queues[0]}", "notify"]
+    assert h.fakes.notifications[0].error == "cancelled"
+
+
+async def test_lost_spool_is_dumped_again(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    h = harness(time_skipping_env, task_queue)
+    h.fakes.failures["verify_artifact"] = fail_with(
+        "ArtifactCorrupted", non_retryable=True, times=1
+    )
+    result = await run_with_workers(h, h.fakes.host_queues, {"project_id": "acme"})
+    assert h.fakes.calls.count("dump_schema") == 2
+    assert result.location

@@ -1,0 +1,133 @@
+"""Run an export-backup worker: `python worker.py` (configuration from the environment).
+
+Each worker polls two task queues: the shared one (workflows, validation, host claims and
+notifications) and its host's own queue (dump, verify, upload, cleanup of its spool).
+SIGTERM/SIGINT stop polling and give running activities SHUTDOWN_GRACE_SECONDS to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.worker import Worker
+
+from activities.cleanup import CleanupActivities
+from activities.dump import DumpActivities
+from activities.hosts import HostActivities
+from activities.notify import NotifyActivities
+from activities.projects import ProjectActivities
+from activities.upload import UploadActivities
+from activities.verify import VerifyActivities
+from backup.errors import ConfigurationError
+from backup.notify import open_channels
+from backup.pgdump import pg_bin_dir
+from backup.settings import Settings
+from backup.spool import sweep_stale
+from backup.storage import open_storage
+from workflows.client import connect, ensure_search_attributes
+from workflows.export_backup import ExportBackupWorkflow
+
+logger = logging.getLogger("export_backup.worker")
+
+
+def check_configuration(settings: Settings) -> None:
+    """Fail at start, not in the middle of the first backup."""
+    open_storage(settings)
+    open_channels(settings)
+    pg_bin_dir(settings.pg_bin_dir)
+    settings.spool_dir.mkdir(parents=True, exist_ok=True)
+
+
+def build_workers(client: Client, settings: Settings, executor: ThreadPoolExecutor) -> list[Worker]:
+    grace = timedelta(seconds=settings.shutdown_grace_seconds)
+    shared = Worker(
+        client,
+        task_queue=settings.temporal_task_queue,
+        workflows=[ExportBackupWorkflow],
+        activities=[
+            ProjectActivities(settings).validate_project,
+            HostActivities(settings).claim_host,
+            NotifyActivities(settings).notify,
+        ],
+        graceful_shutdown_timeout=grace,
+    )
+    pinned = Worker(
+        client,
+        task_queue=settings.host_task_queue,
+        activities=[
+            DumpActivities(settings).dump_schema,
+            VerifyActivities(settings).verify_artifact,
+            UploadActivities(settings).upload_artifact,
+            CleanupActivities(settings).cleanup_spool,
+        ],
+        activity_executor=executor,
+        max_concurrent_activities=settings.max_concurrent_activities,
+        graceful_shutdown_timeout=grace,
+    )
+    return [shared, pinned]
+
+
+def metrics_runtime(settings: Settings) -> Runtime | None:
+    if not settings.metrics_port:
+        return None
+    address = f"{settings.metrics_host}:{settings.metrics_port}"
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
+
+
+async def run(settings: Settings) -> None:
+    check_configuration(settings)
+    swept = sweep_stale(settings.spool_dir, settings.spool_max_age_hours)
+    if swept:
+        logger.info("removed %d stale spool directories", len(swept))
+    client = await connect(
+        settings.temporal_address, settings.temporal_namespace, metrics_runtime(settings)
+    )
+    added = await ensure_search_attributes(client)
+    if added:
+        logger.info("registered search attributes %s", ", ".join(added))
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as executor:
+        workers = build_workers(client, settings, executor)
+        runs = [asyncio.create_task(w.run()) for w in workers]
+        logger.info(
+            "worker ready: queues %s and %s, metrics on %s",
+            settings.temporal_task_queue,
+            settings.host_task_queue,
+            f"{settings.metrics_host}:{settings.metrics_port}" if settings.metrics_port else "off",
+        )
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait([stopped, *runs], return_when=asyncio.FIRST_COMPLETED)
+        logger.info("shutting down; running activities get %ss", settings.shutdown_grace_seconds)
+        await asyncio.gather(*(w.shutdown() for w in workers if w.is_running))
+        results = await asyncio.gather(*runs, return_exceptions=True)
+        stopped.cancel()
+        # A worker that died on its own (not by signal) makes the process fail.
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        asyncio.run(run(Settings()))
+    except ConfigurationError as err:
+        sys.exit(f"export-backup worker: configuration error: {err}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Temporal workflows: orchestration only (order, retries, timeouts, visibility), no I/O."""

@@ -1,0 +1,53 @@
+"""How programs talk to these workflows: connection, search attributes, workflow ids."""
+
+from __future__ import annotations
+
+import uuid
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
+
+from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
+
+
+async def connect(address: str, namespace: str, runtime: Runtime | None = None) -> Client:
+    return await Client.connect(
+        address,
+        namespace=namespace,
+        data_converter=pydantic_data_converter,
+        runtime=runtime,
+    )
+
+
+async def ensure_search_attributes(client: Client) -> list[str]:
+    """Register ProjectId and BackupStep when missing; returns the names it added.
+
+    Without them every workflow task fails in a loop, so the worker calls this at start and
+    refuses to run with a clear message when the cluster does not allow it (README)."""
+    listed = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=client.namespace)
+    )
+    missing = [key.name for key in SEARCH_ATTRIBUTES if key.name not in listed.custom_attributes]
+    if missing:
+        await register_search_attributes(client, missing)
+    return missing
+
+
+async def register_search_attributes(client: Client, names: list[str]) -> None:
+    await client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=client.namespace,
+            search_attributes={name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for name in names},
+        )
+    )
+
+
+def workflow_id_for(project_id: str, request_id: str | None = None) -> str:
+    """export-backup-{project_id}-{request_id}: the same request never runs twice."""
+    return f"export-backup-{project_id}-{request_id or uuid.uuid4().hex[:12]}"

@@ -1,0 +1,320 @@
+"""ExportBackupWorkflow: validate → dump → verify → upload, then cleanup and notify.
+
+Dump, verify, upload and cleanup run on the worker-specific queue of the host that holds the
+spool. When that host stops answering (schedule-to-start timeout) or its spool is lost, the run
+claims another host and dumps again there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    FailureError,
+    TimeoutError,
+    TimeoutType,
+    is_cancelled_exception,
+)
+from temporalio.workflow import ActivityCancellationType
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
+    from activities.cleanup import CleanupActivities
+    from activities.dump import DumpActivities
+    from activities.hosts import HostActivities
+    from activities.notify import NotifyActivities
+    from activities.projects import ProjectActivities
+    from activities.upload import UploadActivities
+    from activities.verify import VerifyActivities
+    from backup.models import (
+        BackupEvent,
+        DumpedArtifact,
+        DumpSpec,
+        ExportRequest,
+        ExportResult,
+        Notification,
+        NotificationOutcome,
+        Progress,
+        Project,
+        Step,
+        StoredArtifact,
+    )
+    from workflows import policies
+    from workflows.policies import Policy
+    from workflows.search_attributes import BACKUP_STEP, PROJECT_ID
+
+
+def parse_request(raw: Any) -> ExportRequest:
+    """Validate the JSON input here, not in the data converter: a converter error would fail
+    the workflow task in a loop, while this fails the workflow at once, naming the field."""
+    try:
+        return ExportRequest.model_validate(raw if raw is not None else {})
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in err.errors()
+        )
+        raise ApplicationError(
+            f"invalid ExportBackupWorkflow input: {problems}",
+            type="InvalidRequest",
+            non_retryable=True,
+        ) from None
+
+
+@workflow.defn(name="ExportBackupWorkflow")
+class ExportBackupWorkflow:
+    def __init__(self) -> None:
+        self._progress: Progress | None = None
+        self._hosts: list[str] = []
+
+    @workflow.query(name="progress")
+    def progress(self) -> Progress | None:
+        return self._progress
+
+    @workflow.run
+    async def run(self, request: Any = None) -> ExportResult:
+        """`request` is one JSON object (ExportRequest); typed Any so bad input gets a clear
+        error instead of a stuck workflow task."""
+        req = parse_request(request)
+        info = workflow.info()
+        started_at = workflow.now()
+        self._progress = Progress(project_id=req.project_id, step=Step.VALIDATING)
+        workflow.upsert_search_attributes([PROJECT_ID.value_set(req.project_id)])
+        run_key = info.run_id  # one spool directory and one storage key per workflow run
+        key_stem = f"backups/{req.project_id}/{started_at:%Y%m%dT%H%M%SZ}-{run_key[:8]}"
+
+        dumped: DumpedArtifact | None = None
+        stored: StoredArtifact | None = None
+        failure: ActivityError | ApplicationError | asyncio.CancelledError | None = None
+        project: Project | None = None
+        try:
+            self._enter(Step.VALIDATING)
+            project = await self._activity(
+                ProjectActivities.validate_project,
+                policies.VALIDATE,
+                f"Validate project {req.project_id}",
+                req.project_id,
+            )
+            spec = DumpSpec(
+                project=project,
+                format=req.format,
+                compression=req.effective_compression,
+                run_key=run_key,
+                key_stem=key_stem,
+            )
+            dumped, stored = await self._dump_verify_upload(spec)
+        except (ActivityError, ApplicationError, asyncio.CancelledError) as err:
+            # Anything else is a bug: it fails the workflow task, which a fix can resume.
+            failure = err
+        failed_step = self._progress.step
+
+        await self._cleanup(run_key)
+
+        finished_at = workflow.now()
+        duration = round((finished_at - started_at).total_seconds(), 3)
+        if failure is None:
+            assert dumped is not None and stored is not None and project is not None
+            notifications = await self._notify(
+                Notification(
+                    event=BackupEvent.SUCCEEDED,
+                    project_id=req.project_id,
+                    workflow_id=info.workflow_id,
+                    run_id=info.run_id,
+                    notify_email=req.notify_email,
+                    location=stored.location,
+                    size_bytes=dumped.size_bytes,
+                    sha256=dumped.sha256,
+                    table_count=dumped.table_count,
+                    format=req.format,
+                    duration_seconds=duration,
+                )
+            )
+            self._enter(Step.COMPLETED, f"Backup stored at {stored.location}")
+            return ExportResult(
+                project_id=req.project_id,
+                schema_name=project.schema_name,
+                location=stored.location,
+                manifest_location=stored.manifest_location,
+                size_bytes=dumped.size_bytes,
+                raw_bytes=dumped.raw_bytes,
+                sha256=dumped.sha256,
+                table_count=dumped.table_count,
+                format=req.format,
+                compression=req.effective_compression,
+                started_at=started_at,
+                finished_at=finished_at,
+                duration_seconds=duration,
+                workflow_id=info.workflow_id,
+                run_id=info.run_id,
+                notifications=notifications,
+            )
+
+        cancelled = is_cancelled_exception(failure)
+        reason = "cancelled" if cancelled else _root_message(failure)
+        self._progress.error = reason
+        await self._notify(
+            Notification(
+                event=BackupEvent.FAILED,
+                project_id=req.project_id,
+                workflow_id=info.workflow_id,
+                run_id=info.run_id,
+                notify_email=req.notify_email,
+                format=req.format,
+                duration_seconds=duration,
+                failed_step=failed_step,
+                error=reason,
+            )
+        )
+        if cancelled:
+            self._enter(Step.CANCELLED, f"Cancelled during {failed_step}")
+            raise failure
+        self._enter(Step.FAILED, f"Failed during {failed_step}: {reason}")
+        raise ApplicationError(
+            f"backup of project {req.project_id!r} failed during {failed_step}: {reason}",
+            {"failed_step": failed_step, "error_type": _root_type(failure)},
+            type="BackupFailed",
+            non_retryable=True,
+        ) from failure
+
+    async def _dump_verify_upload(self, spec: DumpSpec) -> tuple[DumpedArtifact, StoredArtifact]:
+        """The pinned part of the run, moved to another host when its host is lost."""
+        assert self._progress is not None
+        for attempt in range(1, policies.MAX_HOST_ATTEMPTS + 1):
+            self._enter(Step.DUMPING)
+            host = await self._activity(
+                HostActivities.claim_host, policies.CLAIM_HOST, "Claim a host for the spool"
+            )
+            self._hosts.append(host)
+            self._progress.host_queue, self._progress.host_attempt = host, attempt
+            try:
+                self._enter(Step.DUMPING, f"Dumping schema {spec.project.schema_name} on {host}")
+                dumped = await self._activity(
+                    DumpActivities.dump_schema,
+                    policies.DUMP,
+                    f"Dump schema {spec.project.schema_name} ({spec.format}, {spec.compression})",
+                    spec,
+                    task_queue=host,
+                )
+                self._progress.bytes_dumped = dumped.raw_bytes
+                self._progress.size_bytes = dumped.size_bytes
+                self._enter(Step.VERIFYING, f"Verifying {dumped.size_bytes} bytes")
+                await self._activity(
+                    VerifyActivities.verify_artifact,
+                    policies.VERIFY,
+                    f"Verify size and SHA-256 of {dumped.file_name}",
+                    dumped,
+                    task_queue=host,
+                )
+                self._enter(Step.UPLOADING, f"Uploading {dumped.size_bytes} bytes")
+                stored = await self._activity(
+                    UploadActivities.upload_artifact,
+                    policies.UPLOAD,
+                    f"Upload {dumped.file_name}",
+                    dumped,
+                    spec.key_stem,
+                    task_queue=host,
+                )
+                self._progress.location = stored.location
+                return dumped, stored
+            except ActivityError as err:
+                if attempt == policies.MAX_HOST_ATTEMPTS or not _host_lost(err):
+                    raise
+                workflow.logger.warning("host %s lost (%s); dumping again elsewhere", host, err)
+        raise AssertionError("unreachable")
+
+    async def _cleanup(self, run_key: str) -> None:
+        """Remove the spool on every host this run used. Runs after failure and cancellation
+        too; a host that is gone is skipped (its worker sweeps stale spools when it starts)."""
+        self._enter(Step.CLEANING_UP)
+        for host in dict.fromkeys(self._hosts):
+            try:
+                await self._activity(
+                    CleanupActivities.cleanup_spool,
+                    policies.CLEANUP,
+                    f"Remove spool on {host}",
+                    run_key,
+                    task_queue=host,
+                )
+            except ActivityError as err:
+                workflow.logger.warning("cleanup on %s skipped: %s", host, _root_message(err))
+
+    async def _notify(self, notification: Notification) -> list[NotificationOutcome]:
+        self._enter(Step.NOTIFYING)
+        try:
+            return await self._activity(
+                NotifyActivities.notify,
+                policies.NOTIFY,
+                f"Notify: {notification.event}",
+                notification,
+            )
+        except ActivityError as err:
+            # Never let a notification decide the outcome of a backup.
+            return [NotificationOutcome(channel="*", status="failed", error=_root_message(err))]
+
+    def _enter(self, step: Step, details: str | None = None) -> None:
+        assert self._progress is not None
+        self._progress.step = step
+        workflow.upsert_search_attributes([BACKUP_STEP.value_set(step.value)])
+        p = self._progress
+        lines = [f"**Step:** {step.value}", f"**Project:** {p.project_id}"]
+        if p.host_queue:
+            lines.append(f"**Host queue:** {p.host_queue} (attempt {p.host_attempt})")
+        if p.size_bytes is not None:
+            lines.append(f"**Artifact:** {p.size_bytes} bytes ({p.bytes_dumped} dumped)")
+        if p.location:
+            lines.append(f"**Location:** {p.location}")
+        if details:
+            lines.append(details)
+        workflow.set_current_details("\n\n".join(lines))
+
+    async def _activity(
+        self,
+        fn: Any,
+        policy: Policy,
+        summary: str,
+        *args: Any,
+        task_queue: str | None = None,
+    ) -> Any:
+        return await workflow.execute_activity(
+            fn,
+            args=args,
+            task_queue=task_queue,
+            start_to_close_timeout=policy.start_to_close,
+            schedule_to_start_timeout=policy.schedule_to_start if task_queue else None,
+            heartbeat_timeout=policy.heartbeat,
+            retry_policy=policy.retry,
+            # Wait for a cancelled dump or upload to stop writing before cleanup runs.
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            summary=summary,
+        )
+
+
+def _host_lost(err: ActivityError) -> bool:
+    cause = err.cause
+    if isinstance(cause, TimeoutError) and cause.type == TimeoutType.SCHEDULE_TO_START:
+        return True
+    return isinstance(cause, ApplicationError) and cause.type == "ArtifactCorrupted"
+
+
+def _root(err: BaseException) -> BaseException:
+    while isinstance(err, (ActivityError, FailureError)) and err.cause is not None:
+        err = err.cause
+    return err
+
+
+def _root_message(err: BaseException) -> str:
+    root = _root(err)
+    return root.message if isinstance(root, FailureError) else str(root) or type(root).__name__
+
+
+def _root_type(err: BaseException) -> str:
+    root = _root(err)
+    if isinstance(root, ApplicationError) and root.type:
+        return root.type
+    if isinstance(root, TimeoutError):
+        return f"Timeout{root.type.name if root.type else ''}"
+    return type(root).__name__

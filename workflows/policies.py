@@ -1,0 +1,61 @@
+"""Timeouts and retry policies, one per activity, chosen for what the activity does."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy
+
+# Errors that no retry can fix: the workflow fails (or re-dumps) at once instead.
+PERMANENT = [
+    "InvalidRequest",
+    "ProjectNotFound",
+    "ProjectInactive",
+    "SchemaNotFound",
+    "BackupTooLarge",
+    "ConfigurationError",
+    "ArtifactCorrupted",
+]
+
+
+@dataclass(frozen=True)
+class Policy:
+    start_to_close: timedelta
+    retry: RetryPolicy
+    heartbeat: timedelta | None = None
+    # Only for activities pinned to a host: how long the host may stay silent before the
+    # workflow decides it is gone.
+    schedule_to_start: timedelta | None = None
+
+
+def _retry(initial: float, maximum: float, attempts: int) -> RetryPolicy:
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=initial),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=maximum),
+        maximum_attempts=attempts,
+        non_retryable_error_types=PERMANENT,
+    )
+
+
+# How long a pinned activity may wait for its host before the host counts as gone. A busy host
+# (all activity slots taken by long dumps) can also hit it: the run then moves, never stalls.
+HOST_START_TIMEOUT = timedelta(minutes=3)
+# How many hosts a run may try before giving up (host lost or its spool lost).
+MAX_HOST_ATTEMPTS = 3
+
+# A short query; the database may be restarting, so keep trying for a few minutes.
+VALIDATE = Policy(timedelta(seconds=30), _retry(1, 30, 10))
+# Answered by any live worker at once.
+CLAIM_HOST = Policy(timedelta(seconds=10), _retry(1, 10, 0))
+# Dumps may take 30 minutes and more; a crashed worker is noticed by its missing heartbeat.
+DUMP = Policy(timedelta(hours=6), _retry(10, 300, 5), timedelta(minutes=2), HOST_START_TIMEOUT)
+# Re-hashes the spool file: disk speed, seconds per GB.
+VERIFY = Policy(timedelta(minutes=30), _retry(5, 60, 3), None, HOST_START_TIMEOUT)
+# Network transfers fail transiently; the storage key is fixed, so a retry overwrites.
+UPLOAD = Policy(timedelta(hours=6), _retry(5, 120, 10), timedelta(minutes=2), HOST_START_TIMEOUT)
+# Best effort: a spool left behind is swept when the worker starts.
+CLEANUP = Policy(timedelta(minutes=5), _retry(2, 30, 5), None, HOST_START_TIMEOUT)
+# Bounded: a notification must never hold a finished backup hostage.
+NOTIFY = Policy(timedelta(minutes=2), _retry(5, 60, 3))
