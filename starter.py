@@ -19,7 +19,12 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
-from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.service import RPCError
 
 from backup.models import PROJECT_ID_PATTERN, DumpFormat, ExportRequest, ExportResult
@@ -45,7 +50,9 @@ async def start_export(
         # not redone unless it failed.
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-        search_attributes=TypedSearchAttributes([PROJECT_ID.value_set(request.project_id)]),
+        search_attributes=TypedSearchAttributes(
+            [SearchAttributePair(PROJECT_ID, request.project_id)]
+        ),
         static_summary=f"Export backup of project {request.project_id} ({request.format})",
         result_type=ExportResult,
     )
@@ -82,8 +89,10 @@ async def follow(handle: WorkflowHandle[Any, ExportResult]) -> ExportResult:
     return await result_task
 
 
-def result_table(result: ExportResult, ui_url: str) -> Table:
+def result_table(result: ExportResult, ui_url: str, namespace: str) -> Table:
     table = Table(title=f"Backup of project {result.project_id}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
     rows = {
         "location": result.location,
         "manifest": result.manifest_location,
@@ -94,7 +103,8 @@ def result_table(result: ExportResult, ui_url: str) -> Table:
         "schema": result.schema_name,
         "duration": f"{result.duration_seconds:.1f} s",
         "notifications": ", ".join(f"{n.channel}: {n.status}" for n in result.notifications),
-        "workflow": f"{ui_url}/namespaces/default/workflows/{result.workflow_id}/{result.run_id}",
+        "workflow": f"{ui_url}/namespaces/{namespace}/workflows/{result.workflow_id}/"
+        f"{result.run_id}/history",
     }
     for key, value in rows.items():
         table.add_row(key, value)
@@ -105,7 +115,7 @@ def print_result(result: ExportResult, settings: Settings, as_json: bool) -> Non
     if as_json:
         print(result.model_dump_json(indent=2))
     else:
-        Console().print(result_table(result, settings.temporal_ui_url))
+        Console().print(result_table(result, settings.temporal_ui_url, settings.temporal_namespace))
 
 
 async def cmd_export(client: Client, settings: Settings, args: argparse.Namespace) -> int:

