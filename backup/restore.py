@@ -44,7 +44,7 @@ def restore(
 ) -> None:
     """Restore into the database at `database_url` (the schema keeps its name)."""
     with tempfile.TemporaryDirectory(prefix="restore-") as scratch:
-        plain = Path(scratch) / "dump"
+        plain = Path(scratch) / "artifact"
         decompress(artifact, compression, plain)
         if fmt is DumpFormat.DIRECTORY:
             with tarfile.open(plain) as tar:

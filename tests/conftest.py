@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from backup.settings import Settings
+from devstack.postgres import PostgresServer
+from devstack.seed import seed
 from devstack.temporal import venv_binary
 from workflows.client import register_search_attributes
 from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
+
+SEED_SCALE = 0.05
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +50,33 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     )
     yield env
     await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """A real PostgreSQL 18 with a password, seeded with the sample tenants (small scale)."""
+    server = PostgresServer(tmp_path_factory.mktemp("pg") / "data")
+    server.start()
+    asyncio.run(seed(server.url(), scale=SEED_SCALE))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def scratch_db(postgres: PostgresServer) -> Iterator[str]:
+    """An empty database to restore into; dropped afterwards."""
+    name = f"scratch_{uuid.uuid4().hex[:8]}"
+    postgres.create_database(name)
+    yield postgres.url(name)
+    postgres.drop_database(name)
+
+
+@pytest.fixture
+def settings(postgres: PostgresServer, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=postgres.url(),  # type: ignore[arg-type]
+        spool_dir=tmp_path / "spool",
+        local_storage_dir=tmp_path / "storage",
+        host_id="test-host",
+        metrics_port=0,
+    )

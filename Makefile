@@ -1,0 +1,41 @@
+# Everything installs into .venv from PyPI (servers included); nothing is needed by hand.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+NODE_STAMP := clients/typescript/node_modules/.installed
+
+.PHONY: setup demo dev test lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+# The TypeScript client example and its test need @temporalio/client from npm.
+$(NODE_STAMP): clients/typescript/package-lock.json
+	cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(STAMP)
+
+## make demo: start the embedded stack, back up a sample project, restore-check it, stop.
+demo: $(STAMP)
+	$(BIN)/python -m devstack demo $(if $(PROJECT),--project $(PROJECT)) $(if $(FORMAT),--format $(FORMAT))
+
+## make dev: the embedded stack in the foreground (Web UI on :8233) until Ctrl-C.
+dev: $(STAMP)
+	$(BIN)/python -m devstack up
+
+## make test: every test, against real PostgreSQL, Temporal and the worker.
+test: $(STAMP) $(NODE_STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy backup activities workflows devstack worker.py starter.py
+
+clean:
+	rm -rf .dev .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,181 @@
+"""Each activity on its own (ActivityEnvironment) against the real PostgreSQL: error mapping,
+heartbeats, cancellation, integrity checks, idempotent upload and cleanup."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from pydantic import SecretStr
+from temporalio.exceptions import ApplicationError, CancelledError
+from temporalio.testing import ActivityEnvironment
+
+from activities.cleanup import CleanupActivities
+from activities.dump import DumpActivities
+from activities.notify import NotifyActivities
+from activities.projects import ProjectActivities
+from activities.upload import UploadActivities
+from activities.verify import VerifyActivities
+from backup.models import (
+    BackupEvent,
+    Compression,
+    DumpedArtifact,
+    DumpFormat,
+    DumpSpec,
+    Notification,
+    Project,
+)
+from backup.settings import Settings
+
+RUN_KEY = "run-0001"
+
+
+def spec(schema: str = "umbrella", fmt: DumpFormat = DumpFormat.CUSTOM) -> DumpSpec:
+    project = Project(project_id=schema, name=schema, schema_name=schema)
+    return DumpSpec(
+        project=project,
+        format=fmt,
+        compression=Compression.ZSTD,
+        run_key=RUN_KEY,
+        key_stem=f"backups/{schema}/20261126T120000Z-abcdef12",
+    )
+
+
+@pytest.mark.parametrize(("project_id", "schema"), [("acme", "acme"), ("globex", "tenant_globex")])
+async def test_validate_resolves_the_schema(
+    settings: Settings, project_id: str, schema: str
+) -> None:
+    project = await ActivityEnvironment().run(
+        ProjectActivities(settings).validate_project, project_id
+    )
+    assert project.schema_name == schema
+
+
+@pytest.mark.parametrize(
+    ("project_id", "error_type", "words"),
+    [
+        ("initech", "ProjectInactive", "SUSPENDED"),
+        ("hooli", "ProjectInactive", "DELETED"),
+        ("ghost", "ProjectNotFound", "not found"),
+    ],
+)
+async def test_validate_refuses_without_retry(
+    settings: Settings, project_id: str, error_type: str, words: str
+) -> None:
+    with pytest.raises(ApplicationError) as caught:
+        await ActivityEnvironment().run(ProjectActivities(settings).validate_project, project_id)
+    assert caught.value.type == error_type and caught.value.non_retryable
+    assert project_id in caught.value.message and words in caught.value.message
+
+
+async def test_validate_with_bad_credentials_says_what_to_fix(settings: Settings) -> None:
+    url = settings.database_url.get_secret_value()
+    bad = settings.model_copy(
+        update={"database_url": SecretStr(url.replace("postgres:", "postgres:x", 1))}
+    )
+    with pytest.raises(ApplicationError) as caught:
+        await ActivityEnvironment().run(ProjectActivities(bad).validate_project, "acme")
+    assert caught.value.type == "ConfigurationError" and caught.value.non_retryable
+    assert "DATABASE_URL" in caught.value.message
+
+
+def dump_with_heartbeats(settings: Settings, s: DumpSpec) -> tuple[DumpedArtifact, list[Any]]:
+    env = ActivityEnvironment()
+    beats: list[Any] = []
+    env.on_heartbeat = lambda *details: beats.append(details[0])
+    return env.run(DumpActivities(settings).dump_schema, s), beats
+
+
+def test_dump_heartbeats_bytes_and_spools_artifact_and_manifest(settings: Settings) -> None:
+    artifact, beats = dump_with_heartbeats(settings, spec())
+    assert beats and beats[0]["step"] == "dumping"
+    assert Path(artifact.artifact_path).stat().st_size == artifact.size_bytes
+    assert Path(artifact.manifest_path).exists()
+    assert artifact.file_name == "20261126T120000Z-abcdef12.dump.zst"
+    assert artifact.host_queue == "export-backup@test-host"
+    assert artifact.table_count > 0
+
+
+def test_a_retried_dump_replaces_the_previous_attempt(settings: Settings) -> None:
+    first, _ = dump_with_heartbeats(settings, spec())
+    Path(first.artifact_path).write_bytes(b"half-written garbage")
+    second, _ = dump_with_heartbeats(settings, spec())
+    assert Path(second.artifact_path).stat().st_size == second.size_bytes
+    assert sorted(p.name for p in (settings.spool_dir / RUN_KEY).iterdir()) == sorted(
+        [second.file_name, Path(second.manifest_path).name]
+    )
+
+
+def test_cancelled_dump_kills_pg_dump_and_leaves_no_partial_file(settings: Settings) -> None:
+    env = ActivityEnvironment()
+    env.on_heartbeat = lambda *_: env.cancel()
+    with pytest.raises(CancelledError):
+        env.run(DumpActivities(settings).dump_schema, spec())
+    leftovers = list((settings.spool_dir / RUN_KEY).iterdir())
+    assert leftovers == []
+    children = [p for p in psutil.Process().children(recursive=True) if "pg_dump" in p.name()]
+    assert children == []
+
+
+def test_verify_accepts_the_dump_and_refuses_a_flipped_byte(settings: Settings) -> None:
+    artifact, _ = dump_with_heartbeats(settings, spec("acme"))
+    verify = VerifyActivities(settings).verify_artifact
+    ActivityEnvironment().run(verify, artifact)
+
+    path = Path(artifact.artifact_path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ApplicationError) as caught:
+        ActivityEnvironment().run(verify, artifact)
+    assert caught.value.type == "ArtifactCorrupted" and caught.value.non_retryable
+
+    path.unlink()
+    with pytest.raises(ApplicationError, match="missing"):
+        ActivityEnvironment().run(verify, artifact)
+
+
+def test_verify_enforces_the_size_cap(settings: Settings) -> None:
+    artifact, _ = dump_with_heartbeats(settings, spec("acme"))
+    small = settings.model_copy(update={"backup_max_bytes": artifact.size_bytes - 1})
+    with pytest.raises(ApplicationError) as caught:
+        ActivityEnvironment().run(VerifyActivities(small).verify_artifact, artifact)
+    assert caught.value.type == "BackupTooLarge"
+
+
+async def test_upload_is_idempotent_and_manifest_lands_beside(settings: Settings) -> None:
+    artifact, _ = dump_with_heartbeats(settings, spec("acme"))
+    upload = UploadActivities(settings).upload_artifact
+    key_stem = spec("acme").key_stem
+    first = await ActivityEnvironment().run(upload, artifact, key_stem)
+    second = await ActivityEnvironment().run(upload, artifact, key_stem)
+    assert first.location == second.location
+    stored = sorted(p.name for p in (settings.local_storage_dir / "backups" / "acme").iterdir())
+    assert stored == [artifact.file_name, Path(artifact.manifest_path).name]
+    assert (settings.local_storage_dir / key_stem).with_suffix(".dump.zst").read_bytes() == Path(
+        artifact.artifact_path
+    ).read_bytes()
+
+
+def test_cleanup_removes_the_spool_and_is_idempotent(settings: Settings) -> None:
+    dump_with_heartbeats(settings, spec("acme"))
+    cleanup = CleanupActivities(settings).cleanup_spool
+    assert ActivityEnvironment().run(cleanup, RUN_KEY) is True
+    assert not (settings.spool_dir / RUN_KEY).exists()
+    assert ActivityEnvironment().run(cleanup, RUN_KEY) is False
+
+
+async def test_console_notification_is_logged(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    note = Notification(
+        event=BackupEvent.FAILED, project_id="acme", workflow_id="w", run_id="r",
+        failed_step="dumping", error="pg_dump exited with code 1",
+    )  # fmt: skip
+    outcomes = await ActivityEnvironment().run(NotifyActivities(settings).notify, note)
+    assert [(o.channel, o.status) for o in outcomes] == [("console", "sent")]
+    assert "acme FAILED at step dumping: pg_dump exited with code 1" in caplog.text

@@ -1,0 +1,188 @@
+"""The dump pipeline against a real PostgreSQL 18: every format and compression restores to the
+same tables and rows; exactly the tenant's schema is dumped, whatever its name; the password
+never reaches argv, logs or the spool; the size cap stops a dump and leaves nothing behind."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from backup.errors import BackupTooLarge, SchemaNotFound
+from backup.models import Compression, DumpFormat, Project
+from backup.pgdump import pg_bin_dir
+from backup.pipeline import PipelineOptions, dump_schema
+from backup.restore import restore, row_counts
+from devstack.postgres import PostgresServer
+
+
+def options(max_bytes: int = 10**10) -> PipelineOptions:
+    return PipelineOptions(bin_dir=pg_bin_dir(), max_bytes=max_bytes)
+
+
+def dump(
+    url: str,
+    schema: str,
+    out: Path,
+    fmt: DumpFormat = DumpFormat.CUSTOM,
+    compression: Compression = Compression.ZSTD,
+    **kw: object,
+):  # type: ignore[no-untyped-def]
+    project = Project(project_id="p", name="P", schema_name=schema)
+    return dump_schema(
+        database_url=url,
+        project=project,
+        fmt=fmt,
+        compression=compression,
+        out_dir=out,
+        base_name="b",
+        options=options(**kw),
+    )  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("fmt", list(DumpFormat))
+@pytest.mark.parametrize("compression", list(Compression))
+def test_every_format_restores_the_same_tables_and_rows(
+    postgres: PostgresServer,
+    scratch_db: str,
+    tmp_path: Path,
+    fmt: DumpFormat,
+    compression: Compression,
+) -> None:
+    outcome = dump(postgres.url(), "acme", tmp_path, fmt, compression)
+    source = row_counts(postgres.url(), "acme")
+
+    restore(outcome.artifact_path, fmt, compression, scratch_db, pg_bin_dir())
+
+    assert row_counts(scratch_db, "acme") == source
+    assert outcome.manifest.tables == sorted(source)
+    assert outcome.manifest.table_count == len(source) > 0
+    assert outcome.manifest.size_bytes == outcome.artifact_path.stat().st_size
+    if compression is not Compression.NONE:
+        assert outcome.manifest.size_bytes < outcome.manifest.raw_bytes
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [outcome.artifact_path.name, "b.manifest.json"]
+    )
+
+
+# Each hostile schema has a neighbour that an unquoted -n pattern would also match.
+HOSTILE = [
+    ("tenant_1", "tenant_10"),
+    ("Mixed_Case", "mixed_case"),
+    ("star*", "starlight"),
+    ("q?", "qa"),
+    ("dot.ted", "dotXted"),
+    ('quo"te', "quote"),
+    ("it's; DROP -- x", "its"),
+    ("sp ace", "spXace"),
+    ("tenant_ü", "tenant_u"),
+    ("end$", "end"),
+    ("(a|b)", "a"),
+]
+
+
+@pytest.fixture(scope="module")
+def hostile_schemas(postgres: PostgresServer) -> list[str]:
+    names = sorted({n for pair in HOSTILE for n in pair})
+    with psycopg.connect(postgres.url(), autocommit=True) as conn:
+        for name in names:
+            schema = sql.Identifier(name)
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(schema))
+            conn.execute(sql.SQL("CREATE TABLE {}.owner (name text)").format(schema))
+            conn.execute(sql.SQL("INSERT INTO {}.owner VALUES (%s)").format(schema), (name,))
+    return names
+
+
+@pytest.mark.parametrize(("schema", "neighbour"), HOSTILE)
+def test_hostile_schema_names_dump_exactly_their_schema(
+    postgres: PostgresServer,
+    scratch_db: str,
+    tmp_path: Path,
+    hostile_schemas: list[str],
+    schema: str,
+    neighbour: str,
+) -> None:
+    outcome = dump(postgres.url(), schema, tmp_path)
+    restore(outcome.artifact_path, DumpFormat.CUSTOM, Compression.ZSTD, scratch_db, pg_bin_dir())
+
+    with psycopg.connect(scratch_db) as conn:
+        restored = [
+            r[0]
+            for r in conn.execute(
+                "SELECT nspname FROM pg_namespace WHERE nspname <> ALL(%s)"
+                " AND nspname NOT LIKE 'pg\\_%%'",
+                (["public", "information_schema"],),
+            )
+        ]
+        owners = conn.execute(
+            sql.SQL("SELECT name FROM {}.owner").format(sql.Identifier(schema))
+        ).fetchall()
+    assert restored == [schema], f"another tenant leaked into the dump of {schema!r}"
+    assert owners == [(schema,)]
+    assert outcome.manifest.tables == ["owner"]
+
+
+def test_a_schema_that_does_not_exist_is_refused(postgres: PostgresServer, tmp_path: Path) -> None:
+    with pytest.raises(SchemaNotFound, match="nope"):
+        dump(postgres.url(), "nope", tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_size_cap_stops_the_dump_and_leaves_nothing(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    with pytest.raises(BackupTooLarge, match="BACKUP_MAX_BYTES"):
+        dump(
+            postgres.url(), "umbrella", tmp_path, compression=Compression.NONE, max_bytes=64 * 1024
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_rejected_password_is_reported_without_it(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    url = f"postgresql://postgres:NotThePassword@127.0.0.1:{postgres.port}/postgres"
+    with pytest.raises(psycopg.OperationalError) as caught:
+        dump(url, "acme", tmp_path)
+    assert "NotThePassword" not in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_password_never_appears_in_any_argv_or_file(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    secret = postgres.password.encode()
+    seen_pg_dump = threading.Event()
+    leaked: list[str] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+                try:
+                    argv = cmdline.read_bytes()
+                except OSError:
+                    continue
+                if b"pg_dump" in argv:
+                    seen_pg_dump.set()
+                if secret in argv:
+                    leaked.append(argv.decode(errors="replace"))
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for fmt in (DumpFormat.CUSTOM, DumpFormat.DIRECTORY):
+            out = tmp_path / fmt.value
+            out.mkdir()
+            dump(postgres.url(), "umbrella", out, fmt)
+    finally:
+        stop.set()
+        watcher.join()
+    assert seen_pg_dump.is_set(), "the watcher never saw pg_dump running: the test proves nothing"
+    assert leaked == []
+    for path in tmp_path.rglob("*"):
+        assert path.is_dir() or secret not in path.read_bytes(), path
