@@ -25,6 +25,7 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from backup.models import PROJECT_ID_PATTERN, DumpFormat, ExportRequest, ExportResult
@@ -40,22 +41,25 @@ console = Console(stderr=True)
 async def start_export(
     client: Client, settings: Settings, request: ExportRequest
 ) -> WorkflowHandle[Any, ExportResult]:
-    """Start (or join, for a repeated request_id) the backup of one project."""
-    return await client.start_workflow(
-        ExportBackupWorkflow.run,
-        request.model_dump(mode="json", exclude_none=True),
-        id=workflow_id_for(request.project_id, request.request_id),
-        task_queue=settings.temporal_task_queue,
-        # A repeated start of the same request joins the running backup; a finished one is
-        # not redone unless it failed.
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-        search_attributes=TypedSearchAttributes(
-            [SearchAttributePair(PROJECT_ID, request.project_id)]
-        ),
-        static_summary=f"Export backup of project {request.project_id} ({request.format})",
-        result_type=ExportResult,
-    )
+    """Start the backup of one project. A repeated request_id joins the running backup, or
+    returns the finished one (a failed one is started again)."""
+    workflow_id = workflow_id_for(request.project_id, request.request_id)
+    try:
+        return await client.start_workflow(
+            ExportBackupWorkflow.run,
+            request.model_dump(mode="json", exclude_none=True),
+            id=workflow_id,
+            task_queue=settings.temporal_task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+            search_attributes=TypedSearchAttributes(
+                [SearchAttributePair(PROJECT_ID, request.project_id)]
+            ),
+            static_summary=f"Export backup of project {request.project_id} ({request.format})",
+            result_type=ExportResult,
+        )
+    except WorkflowAlreadyStartedError as done:
+        return client.get_workflow_handle(workflow_id, run_id=done.run_id, result_type=ExportResult)
 
 
 async def live_bytes(handle: WorkflowHandle[Any, Any]) -> tuple[int, int | None]:

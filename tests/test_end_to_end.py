@@ -1,0 +1,175 @@
+"""End to end on the embedded stack: real PostgreSQL, the Temporal dev server and a worker
+process, started from the three clients users have (Python, the `temporal` CLI, TypeScript)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import httpx
+import pytest
+from temporalio.client import Client, WorkflowFailureError
+
+from backup.models import DumpFormat, ExportRequest, ExportResult
+from devstack.ports import free_port
+from devstack.stack import ROOT, DevStack, demo
+from devstack.temporal import temporal_cli
+from starter import start_export
+from tests.conftest import SEED_SCALE
+from workflows.client import connect
+
+CONTRACT_KEYS = {
+    "project_id", "location", "size_bytes", "sha256", "table_count", "format", "compression",
+    "started_at", "finished_at",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    with DevStack(
+        tmp_path_factory.mktemp("stack"),
+        temporal_port=None,
+        ui_port=None,
+        metrics_port=free_port(),
+        scale=SEED_SCALE,
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+async def client(stack: DevStack) -> Client:
+    return await connect(stack.temporal.address, "default")
+
+
+def cli(stack: DevStack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [temporal_cli(), *args, "--address", stack.temporal.address],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def artifact_of(result: dict[str, Any]) -> Path:
+    return Path(unquote(urlparse(result["location"]).path))
+
+
+async def test_the_demo_backs_up_and_restores(stack: DevStack) -> None:
+    assert await demo(stack, "acme", DumpFormat.CUSTOM) == 0
+
+
+def test_start_from_the_temporal_cli_with_json_input(stack: DevStack) -> None:
+    wf_id = f"export-backup-globex-{uuid.uuid4().hex[:8]}"
+    started = cli(stack, "workflow", "start", "--type", "ExportBackupWorkflow",
+                  "--task-queue", "export-backup", "--workflow-id", wf_id,
+                  "--input", '{"project_id": "globex", "format": "sql"}')  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    done = cli(stack, "workflow", "result", "--workflow-id", wf_id, "--output", "json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)["result"]
+    assert result.keys() >= CONTRACT_KEYS
+    assert result["format"] == "sql" and result["schema_name"] == "tenant_globex"
+    artifact = artifact_of(result)
+    assert hashlib.sha256(artifact.read_bytes()).hexdigest() == result["sha256"]
+    assert artifact.stat().st_size == result["size_bytes"]
+
+    query = "ProjectId = 'globex' AND BackupStep = 'completed'"
+    listed = cli(stack, "workflow", "list", "--query", query, "--output", "json")
+    assert wf_id in listed.stdout
+
+
+def test_bad_input_from_the_cli_fails_at_once_naming_the_field(stack: DevStack) -> None:
+    wf_id = f"export-backup-bad-{uuid.uuid4().hex[:8]}"
+    started = cli(stack, "workflow", "start", "--type", "ExportBackupWorkflow",
+                  "--task-queue", "export-backup", "--workflow-id", wf_id,
+                  "--input", '{"project_id": "acme", "format": "zip"}')  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    done = cli(stack, "workflow", "result", "--workflow-id", wf_id)
+    assert done.returncode != 0
+    assert "format" in done.stdout + done.stderr
+    shown = cli(stack, "workflow", "show", "--workflow-id", wf_id, "--output", "json").stdout
+    assert '"InvalidRequest"' in shown
+
+
+def test_start_from_the_typescript_client(stack: DevStack) -> None:
+    node = shutil.which("node")
+    assert node, "node is required for the TypeScript client test"
+    script_dir = ROOT / "clients" / "typescript"
+    assert (script_dir / "node_modules" / "@temporalio" / "client").exists(), "run make test"
+    env = {**os.environ, "TEMPORAL_ADDRESS": stack.temporal.address}
+    run = subprocess.run(
+        [node, "start-export.mjs", "acme", "tar"],
+        cwd=script_dir, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result.keys() >= CONTRACT_KEYS and result["format"] == "tar"
+    assert artifact_of(result).name.endswith(".tar.zst")
+
+
+async def test_a_repeated_request_joins_the_same_backup(stack: DevStack, client: Client) -> None:
+    settings = stack.settings()
+    request = ExportRequest(project_id="acme", request_id=uuid.uuid4().hex)
+    first = await start_export(client, settings, request)
+    second = await start_export(client, settings, request)
+    assert first.result_run_id == second.result_run_id
+    result = await first.result()
+    again = await start_export(client, settings, request)  # finished: not redone
+    assert again.result_run_id == first.result_run_id
+    assert isinstance(result, ExportResult)
+
+
+async def test_the_web_ui_sees_summary_steps_and_search_attributes(
+    stack: DevStack, client: Client
+) -> None:
+    settings = stack.settings()
+    handle = await start_export(client, settings, ExportRequest(project_id="umbrella"))
+    await handle.result()
+    description = await handle.describe()
+    assert await description.static_summary() == "Export backup of project umbrella (custom)"
+    attributes = {k.name: v for k, v in description.typed_search_attributes}
+    assert attributes["ProjectId"] == "umbrella" and attributes["BackupStep"] == "completed"
+    history = await handle.fetch_history()
+    summaries = [
+        e.user_metadata.summary.data.decode()
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert any("Dump schema umbrella" in s for s in summaries), summaries
+    ui = httpx.get(stack.temporal.ui_url, timeout=10)
+    assert ui.status_code == 200
+
+
+async def test_no_secret_in_history_or_worker_log(stack: DevStack, client: Client) -> None:
+    settings = stack.settings()
+    handle = await start_export(client, settings, ExportRequest(project_id="acme"))
+    await handle.result()
+    failed = await start_export(client, settings, ExportRequest(project_id="initech"))
+    with pytest.raises(WorkflowFailureError) as caught:
+        await failed.result()
+    assert "SUSPENDED" in str(caught.value.cause)
+    secret = stack.postgres.password
+    for wf in (handle.id, failed.id):
+        shown = cli(stack, "workflow", "show", "--workflow-id", wf, "--output", "json")
+        assert shown.returncode == 0 and "ExportBackupWorkflow" in shown.stdout
+        assert secret not in shown.stdout
+    await asyncio.sleep(0.5)
+    assert secret not in stack.worker_log.read_text(errors="replace")
+
+
+async def test_metrics_endpoint_exposes_sdk_and_backup_metrics(
+    stack: DevStack, client: Client
+) -> None:
+    handle = await start_export(client, stack.settings(), ExportRequest(project_id="acme"))
+    await handle.result()
+    body = httpx.get(f"http://127.0.0.1:{stack.metrics_port}/metrics", timeout=10).text
+    assert "export_backup_bytes_dumped" in body
+    assert "export_backup_step_seconds" in body and 'step="dump"' in body
+    assert "temporal_activity_execution_latency" in body
