@@ -29,7 +29,6 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from backup.models import PROJECT_ID_PATTERN, DumpFormat, ExportRequest, ExportResult
-from backup.models import Progress as BackupProgress
 from backup.settings import Settings
 from workflows.client import connect, workflow_id_for
 from workflows.export_backup import ExportBackupWorkflow
@@ -56,7 +55,6 @@ async def start_export(
                 [SearchAttributePair(PROJECT_ID, request.project_id)]
             ),
             static_summary=f"Export backup of project {request.project_id} ({request.format})",
-            result_type=ExportResult,
         )
     except WorkflowAlreadyStartedError as done:
         return client.get_workflow_handle(workflow_id, run_id=done.run_id, result_type=ExportResult)
@@ -81,9 +79,7 @@ async def follow(handle: WorkflowHandle[Any, ExportResult]) -> ExportResult:
         task = bar.add_task("starting", total=None)
         while not result_task.done():
             try:
-                state = await handle.query(
-                    ExportBackupWorkflow.progress, result_type=BackupProgress
-                )
+                state = await handle.query(ExportBackupWorkflow.progress)
                 done, total = await live_bytes(handle)
                 if state is not None:
                     bar.update(task, description=state.step.value, completed=done, total=total)
@@ -158,10 +154,14 @@ async def cmd_status(client: Client, settings: Settings, args: argparse.Namespac
         print_result(await handle.result(), settings, args.json)
         return 0
     if status == WorkflowExecutionStatus.RUNNING:
-        state = await handle.query(ExportBackupWorkflow.progress, result_type=BackupProgress)
+        state = await handle.query(ExportBackupWorkflow.progress)
         done, total = await live_bytes(handle)
-        info = {"status": "RUNNING", "progress": state.model_dump(mode="json") if state else None}
-        info["live_bytes"], info["live_total_bytes"] = done, total
+        info: dict[str, Any] = {
+            "status": "RUNNING",
+            "progress": state.model_dump(mode="json") if state else None,
+            "live_bytes": done,
+            "live_total_bytes": total,
+        }
         print(json.dumps(info, indent=2))
         return 0
     try:
