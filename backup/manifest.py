@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from backup.files import atomic_file
 from backup.models import Compression, DumpFormat
 
 MANIFEST_VERSION = 1
@@ -32,9 +33,8 @@ class Manifest(BaseModel):
     dump_seconds: float
 
     def write(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".partial")
-        tmp.write_text(self.model_dump_json(indent=2))
-        tmp.replace(path)
+        with atomic_file(path) as file:
+            file.write(self.model_dump_json(indent=2).encode())
 
     @classmethod
     def read(cls, path: Path) -> Manifest:

@@ -23,6 +23,7 @@ import psycopg
 from backup.catalog import schema_tables, server_version
 from backup.compression import SUFFIX, CappedHashingWriter, Compressor
 from backup.errors import DumpFailed, SchemaNotFound
+from backup.files import atomic_file
 from backup.manifest import Manifest
 from backup.models import Compression, DumpFormat, Project
 from backup.pgconn import ClientConnection, client_connection
@@ -91,27 +92,19 @@ def dump_schema(
         server = server_version(conn)
 
     artifact = out_dir / artifact_name(base_name, fmt, compression)
-    partial = artifact.with_name(artifact.name + ".partial")
-    try:
-        with client_connection(database_url) as client, partial.open("wb") as file:
-            sink = CappedHashingWriter(file, options.max_bytes)
-            with Compressor(
-                sink,
-                compression,
-                zstd_level=options.zstd_level,
-                zstd_threads=options.zstd_threads,
-                gzip_level=options.gzip_level,
-            ) as compressor:
-                if fmt is DumpFormat.DIRECTORY:
-                    _dump_directory(client, schema, options, out_dir, compressor, on_progress)
-                else:
-                    _dump_stream(client, schema, fmt, options, compressor, on_progress)
-            file.flush()
-            os.fsync(file.fileno())
-        partial.replace(artifact)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    with client_connection(database_url) as client, atomic_file(artifact) as file:
+        sink = CappedHashingWriter(file, options.max_bytes)
+        with Compressor(
+            sink,
+            compression,
+            zstd_level=options.zstd_level,
+            zstd_threads=options.zstd_threads,
+            gzip_level=options.gzip_level,
+        ) as compressor:
+            if fmt is DumpFormat.DIRECTORY:
+                _dump_directory(client, schema, options, out_dir, compressor, on_progress)
+            else:
+                _dump_stream(client, schema, fmt, options, compressor, on_progress)
 
     manifest = Manifest(
         project_id=project.project_id,

@@ -119,19 +119,13 @@ class ExportBackupWorkflow:
         if failure is None:
             assert dumped is not None and stored is not None and project is not None
             notifications = await self._notify(
-                Notification(
-                    event=BackupEvent.SUCCEEDED,
-                    project_id=req.project_id,
-                    workflow_id=info.workflow_id,
-                    run_id=info.run_id,
-                    notify_email=req.notify_email,
-                    location=stored.location,
-                    size_bytes=dumped.size_bytes,
-                    sha256=dumped.sha256,
-                    table_count=dumped.table_count,
-                    format=req.format,
-                    duration_seconds=duration,
-                )
+                req,
+                BackupEvent.SUCCEEDED,
+                location=stored.location,
+                size_bytes=dumped.size_bytes,
+                sha256=dumped.sha256,
+                table_count=dumped.table_count,
+                duration_seconds=duration,
             )
             self._enter(Step.COMPLETED, f"Backup stored at {stored.location}")
             return ExportResult(
@@ -157,17 +151,11 @@ class ExportBackupWorkflow:
         reason = "cancelled" if cancelled else _root_message(failure)
         self._progress.error = reason
         await self._notify(
-            Notification(
-                event=BackupEvent.FAILED,
-                project_id=req.project_id,
-                workflow_id=info.workflow_id,
-                run_id=info.run_id,
-                notify_email=req.notify_email,
-                format=req.format,
-                duration_seconds=duration,
-                failed_step=failed_step,
-                error=reason,
-            )
+            req,
+            BackupEvent.FAILED,
+            duration_seconds=duration,
+            failed_step=failed_step,
+            error=reason,
         )
         if cancelled:
             self._enter(Step.CANCELLED, f"Cancelled during {failed_step}")
@@ -242,8 +230,20 @@ class ExportBackupWorkflow:
             except ActivityError as err:
                 workflow.logger.warning("cleanup on %s skipped: %s", host, _root_message(err))
 
-    async def _notify(self, notification: Notification) -> list[NotificationOutcome]:
+    async def _notify(
+        self, req: ExportRequest, event: BackupEvent, **outcome: Any
+    ) -> list[NotificationOutcome]:
         self._enter(Step.NOTIFYING)
+        info = workflow.info()
+        notification = Notification(
+            event=event,
+            project_id=req.project_id,
+            workflow_id=info.workflow_id,
+            run_id=info.run_id,
+            notify_email=req.notify_email,
+            format=req.format,
+            **outcome,
+        )
         try:
             return await self._activity(
                 NotifyActivities.notify,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from backup.errors import StorageError
+from backup.files import atomic_file
 from backup.storage.base import ProgressCallback
 
 CHUNK = 4 * 1024 * 1024
@@ -48,19 +48,9 @@ class LocalStorage:
 
 
 def _copy_atomically(source: Path, target: Path, on_progress: ProgressCallback) -> None:
-    """Copy to a temporary name, fsync, then rename: readers never see a partial artifact."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
-    try:
-        with source.open("rb") as src, partial.open("wb") as dst:
-            copied = 0
-            while chunk := src.read(CHUNK):
-                dst.write(chunk)
-                copied += len(chunk)
-                on_progress(copied)
-            dst.flush()
-            os.fsync(dst.fileno())
-        partial.replace(target)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    with source.open("rb") as src, atomic_file(target) as dst:
+        copied = 0
+        while chunk := src.read(CHUNK):
+            dst.write(chunk)
+            copied += len(chunk)
+            on_progress(copied)
