@@ -92,26 +92,33 @@ class DevStack:
             f"  environment      {env_file}  (set -a; . {env_file}; set +a)\n"
         )
 
-    def start_worker(self, timeout: float = 60.0) -> None:
-        """The worker runs as its own process, as in production; the password reaches it
-        through the environment, never argv."""
-        with self.worker_log.open("ab") as log:
-            self._worker = subprocess.Popen(
+    def start_worker(self) -> None:
+        self._worker = self.spawn_worker(self.worker_log)
+
+    def spawn_worker(
+        self, log_file: Path, overrides: dict[str, str] | None = None, timeout: float = 60.0
+    ) -> subprocess.Popen[bytes]:
+        """A worker process, as in production, ready to poll when this returns. The password
+        reaches it through the environment, never argv."""
+        offset = log_file.stat().st_size if log_file.exists() else 0
+        with log_file.open("ab") as log:
+            worker = subprocess.Popen(
                 [sys.executable, str(ROOT / "worker.py")],
                 cwd=ROOT,
-                env={**os.environ, **self.env},
+                env={**os.environ, **self.env, **(overrides or {})},
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if "worker ready" in self.worker_log.read_text(errors="replace"):
-                return
-            if self._worker.poll() is not None:
+            output = log_file.read_text(errors="replace")[offset:]
+            if "worker ready" in output:
+                return worker
+            if worker.poll() is not None:
                 break
             time.sleep(0.2)
-        tail = self.worker_log.read_text(errors="replace")[-3000:]
-        raise RuntimeError(f"the worker did not start; its log ends with:\n{tail}")
+        worker.kill()
+        raise RuntimeError(f"the worker did not start; its log ends with:\n{output[-3000:]}")
 
     def stop(self) -> None:
         if self._worker is not None and self._worker.poll() is None:

@@ -12,8 +12,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from backup.settings import Settings
+from devstack.ports import free_port
 from devstack.postgres import PostgresServer
 from devstack.seed import seed
+from devstack.stack import DevStack
 from devstack.temporal import venv_binary
 from workflows.client import register_search_attributes
 from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
@@ -80,3 +82,16 @@ def settings(postgres: PostgresServer, tmp_path: Path) -> Settings:
         host_id="test-host",
         metrics_port=0,
     )
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    """The embedded dev stack with a worker process, on free ports."""
+    with DevStack(
+        tmp_path_factory.mktemp("stack"),
+        temporal_port=None,
+        ui_port=None,
+        metrics_port=free_port(),
+        scale=SEED_SCALE,
+    ) as running:
+        yield running

@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -20,29 +19,15 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError
 
 from backup.models import DumpFormat, ExportRequest, ExportResult
-from devstack.ports import free_port
 from devstack.stack import ROOT, DevStack, demo
 from devstack.temporal import temporal_cli
 from starter import start_export
-from tests.conftest import SEED_SCALE
 from workflows.client import connect
 
 CONTRACT_KEYS = {
     "project_id", "location", "size_bytes", "sha256", "table_count", "format", "compression",
     "started_at", "finished_at",
 }  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
-    with DevStack(
-        tmp_path_factory.mktemp("stack"),
-        temporal_port=None,
-        ui_port=None,
-        metrics_port=free_port(),
-        scale=SEED_SCALE,
-    ) as running:
-        yield running
 
 
 @pytest.fixture

@@ -50,11 +50,11 @@ VALIDATE = Policy(timedelta(seconds=30), _retry(1, 30, 10))
 # Answered by any live worker at once.
 CLAIM_HOST = Policy(timedelta(seconds=10), _retry(1, 10, 0))
 # Dumps may take 30 minutes and more; a crashed worker is noticed by its missing heartbeat.
-DUMP = Policy(timedelta(hours=6), _retry(10, 300, 5), timedelta(minutes=2), HOST_START_TIMEOUT)
+DUMP = Policy(timedelta(hours=6), _retry(10, 300, 5), timedelta(minutes=1), HOST_START_TIMEOUT)
 # Re-hashes the spool file: disk speed, seconds per GB.
 VERIFY = Policy(timedelta(minutes=30), _retry(5, 60, 3), None, HOST_START_TIMEOUT)
 # Network transfers fail transiently; the storage key is fixed, so a retry overwrites.
-UPLOAD = Policy(timedelta(hours=6), _retry(5, 120, 10), timedelta(minutes=2), HOST_START_TIMEOUT)
+UPLOAD = Policy(timedelta(hours=6), _retry(5, 120, 10), timedelta(minutes=1), HOST_START_TIMEOUT)
 # Best effort: a spool left behind is swept when the worker starts.
 CLEANUP = Policy(timedelta(minutes=5), _retry(2, 30, 5), None, HOST_START_TIMEOUT)
 # Bounded: a notification must never hold a finished backup hostage.
