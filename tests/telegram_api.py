@@ -459,9 +459,7 @@ class FakeTelegramAPI:
             return _Response(injection.status, page.encode(), "text/html")
         return _ApiError(injection.status, phrase).response()
 
-    def _dispatch(
-        self, http_method: str, target: str, headers: Message, body: bytes, size: int
-    ) -> _Response:
+    def _dispatch(self, target: str, headers: Message, body: bytes, size: int) -> _Response:
         split = urllib.parse.urlsplit(target)
         path = urllib.parse.unquote(split.path)
         if path.startswith("/file/bot"):
@@ -660,7 +658,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         fake: FakeTelegramAPI = self.server.fake  # type: ignore[attr-defined]
         body, size = self._read_body(fake.upload_limit)
-        response = fake._dispatch(self.command, self.path, self.headers, body, size)
+        response = fake._dispatch(self.path, self.headers, body, size)
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(response.body)))
@@ -757,9 +755,8 @@ def _parse_multipart(
         if file_name is None and part.get("content-type") is None:
             args[field_name] = content.decode("utf-8")
         else:
-            content_type = part.get_content_type() if part.get("content-type") else ""
-            if not content_type or content_type == "text/plain" and file_name is not None:
-                content_type = "application/octet-stream"
+            has_type = part.get("content-type") is not None
+            content_type = part.get_content_type() if has_type else "application/octet-stream"
             files[field_name] = _Upload(file_name, content_type, content)
 
 
