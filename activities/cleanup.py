@@ -1,12 +1,16 @@
-"""Remove the run's spool directory on the host that holds it."""
+"""Remove the run's spool directory on the host that holds it, and abort any upload the run
+left unfinished in storage."""
 
 from __future__ import annotations
+
+import asyncio
 
 from temporalio import activity
 
 from activities.support import step_errors
 from backup.settings import Settings
 from backup.spool import remove_run
+from backup.storage import open_storage
 
 
 class CleanupActivities:
@@ -14,7 +18,13 @@ class CleanupActivities:
         self._settings = settings
 
     @activity.defn(name="cleanup_spool")
-    def cleanup_spool(self, run_key: str) -> bool:
-        """Idempotent: True when files were removed, False when there was nothing left."""
+    async def cleanup_spool(self, run_key: str, key_stem: str | None = None) -> bool:
+        """Idempotent: True when spool files were removed, False when nothing was left."""
         with step_errors("cleanup"):
-            return remove_run(self._settings.spool_dir, run_key)
+            if key_stem:
+                aborted = await open_storage(self._settings).abort_incomplete(key_stem)
+                if aborted:
+                    activity.logger.info(
+                        "aborted %d unfinished uploads under %s", aborted, key_stem
+                    )
+            return await asyncio.to_thread(remove_run, self._settings.spool_dir, run_key)

@@ -7,6 +7,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from temporalio import activity
@@ -61,6 +62,7 @@ class ByteProgress:
     step: str
     done: int = 0
     total: int | None = None
+    resume: dict[str, Any] | None = None  # a backend's resumable state, heartbeated with it
 
     def update(self, done: int) -> None:
         """Called from the worker thread; raising here aborts the thread's work."""
@@ -69,7 +71,12 @@ class ByteProgress:
             raise CancelledError("activity cancelled")
 
     def details(self) -> dict[str, object]:
-        return {"step": self.step, "bytes": self.done, "total_bytes": self.total}
+        return {
+            "step": self.step,
+            "bytes": self.done,
+            "total_bytes": self.total,
+            "resume": self.resume,
+        }
 
 
 @contextlib.asynccontextmanager

@@ -1,16 +1,27 @@
-"""Upload the spooled artifact, then its manifest, to the configured storage."""
+"""Upload the spooled artifact and its manifest to the configured storage, resumably.
+
+The backend's resumable state (S3 upload id, Telegram parts sent) travels in the heartbeat
+details and in a journal beside the spool file; a retry on this host continues from whichever
+is newer instead of starting over.
+"""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from temporalio import activity
 
 from activities.support import ByteProgress, count_bytes, heartbeating, step_errors
+from backup.files import atomic_file
+from backup.manifest import Manifest
 from backup.models import DumpedArtifact, StoredArtifact
 from backup.settings import Settings
-from backup.storage import open_storage
+from backup.storage import Transfer, open_storage
+
+JOURNAL = "upload-state.json"
 
 
 class UploadActivities:
@@ -19,24 +30,45 @@ class UploadActivities:
 
     @activity.defn(name="upload_artifact")
     async def upload_artifact(self, artifact: DumpedArtifact, key_stem: str) -> StoredArtifact:
-        """Keys are fixed per workflow run, so a retried upload overwrites its own object."""
+        """Keys are fixed per workflow run, so a retried upload resumes or overwrites its own
+        object, never adds another."""
         started = time.monotonic()
-        folder = PurePosixPath(key_stem).parent
-        manifest = Path(artifact.manifest_path)
+        source = Path(artifact.artifact_path)
+        journal = source.with_name(JOURNAL)
         progress = ByteProgress("uploading", total=artifact.size_bytes)
+        progress.resume = _previous_state(journal)
+
+        def checkpoint(state: dict[str, Any]) -> None:
+            progress.resume = state
+            with atomic_file(journal) as f:
+                f.write(json.dumps(state).encode())
+
+        transfer = Transfer(
+            resume=progress.resume, on_progress=progress.update, on_checkpoint=checkpoint
+        )
         with step_errors("upload"):
             storage = open_storage(self._settings)
             async with heartbeating(progress):
-                location = await storage.put(
-                    Path(artifact.artifact_path), str(folder / artifact.file_name), progress.update
+                stored = await storage.store(
+                    source,
+                    Manifest.read(Path(artifact.manifest_path)),
+                    str(PurePosixPath(key_stem).parent / artifact.file_name),
+                    transfer,
                 )
-                # The manifest goes last: its presence says the artifact is complete.
-                manifest_location = await storage.put(
-                    manifest, str(folder / manifest.name), lambda _: None
-                )
+        journal.unlink(missing_ok=True)
         count_bytes("export_backup_bytes_uploaded", artifact.size_bytes)
         return StoredArtifact(
-            location=location,
-            manifest_location=manifest_location,
+            location=stored.location,
+            manifest_location=stored.manifest_location,
             upload_seconds=round(time.monotonic() - started, 3),
         )
+
+
+def _previous_state(journal: Path) -> dict[str, Any] | None:
+    """The journal on this host, else the last heartbeat of a previous attempt."""
+    if journal.exists():
+        return json.loads(journal.read_text())  # type: ignore[no-any-return]
+    details = activity.info().heartbeat_details
+    if details and isinstance(details[0], dict):
+        return details[0].get("resume")
+    return None

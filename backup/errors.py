@@ -42,8 +42,19 @@ class ArtifactCorrupted(BackupError):
 
 
 class StorageError(BackupError):
+    """Transient by default (timeouts, 5xx); `retryable=False` for what only a person can fix
+    (missing bucket, rejected credentials, a location that does not exist)."""
+
     retryable = True
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class ConfigurationError(BackupError):
     pass
+
+
+class IntegrityError(BackupError):
+    """A downloaded artifact does not match its manifest: refuse to use it."""

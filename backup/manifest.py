@@ -13,6 +13,16 @@ from backup.models import Compression, DumpFormat
 MANIFEST_VERSION = 1
 
 
+class ManifestPart(BaseModel):
+    """One piece of an artifact stored in parts (Telegram), in order."""
+
+    index: int
+    size_bytes: int
+    sha256: str
+    message_id: int
+    file_id: str
+
+
 class Manifest(BaseModel):
     manifest_version: int = MANIFEST_VERSION
     project_id: str
@@ -31,6 +41,7 @@ class Manifest(BaseModel):
     started_at: datetime
     finished_at: datetime
     dump_seconds: float
+    parts: list[ManifestPart] | None = None  # set by backends that store the artifact in parts
 
     def write(self, path: Path) -> None:
         with atomic_file(path) as file:
@@ -39,3 +50,8 @@ class Manifest(BaseModel):
     @classmethod
     def read(cls, path: Path) -> Manifest:
         return cls.model_validate_json(path.read_text())
+
+
+def manifest_name(artifact_name: str) -> str:
+    """The manifest sits beside its artifact, named after it."""
+    return artifact_name + ".manifest.json"

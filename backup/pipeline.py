@@ -24,7 +24,7 @@ from backup.catalog import schema_tables, server_version
 from backup.compression import SUFFIX, CappedHashingWriter, Compressor
 from backup.errors import DumpFailed, SchemaNotFound
 from backup.files import atomic_file
-from backup.manifest import Manifest
+from backup.manifest import Manifest, manifest_name
 from backup.models import Compression, DumpFormat, Project
 from backup.pgconn import ClientConnection, client_connection
 from backup.pgdump import pg_dump_args, pg_dump_version
@@ -59,10 +59,6 @@ class DumpOutcome:
 
 def artifact_name(base_name: str, fmt: DumpFormat, compression: Compression) -> str:
     return base_name + EXTENSION[fmt] + SUFFIX[compression]
-
-
-def manifest_name(base_name: str) -> str:
-    return base_name + ".manifest.json"
 
 
 def dump_schema(
@@ -124,7 +120,7 @@ def dump_schema(
         finished_at=datetime.now(UTC),
         dump_seconds=round(time.monotonic() - clock, 3),
     )
-    manifest_path = out_dir / manifest_name(base_name)
+    manifest_path = out_dir / manifest_name(artifact.name)
     manifest.write(manifest_path)
     return DumpOutcome(artifact, manifest_path, manifest)
 

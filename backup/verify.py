@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from backup.errors import ArtifactCorrupted, BackupTooLarge
+from backup.files import sha256_of
 from backup.manifest import Manifest
-
-CHUNK = 4 * 1024 * 1024
 
 
 def verify_spooled(artifact: Path, manifest_path: Path, max_bytes: int) -> Manifest:
@@ -30,11 +28,7 @@ def verify_spooled(artifact: Path, manifest_path: Path, max_bytes: int) -> Manif
             f"spooled artifact {artifact.name} is {size} bytes, the dump wrote "
             f"{manifest.size_bytes}; the dump is redone"
         )
-    digest = hashlib.sha256()
-    with artifact.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    if digest.hexdigest() != manifest.sha256:
+    if sha256_of(artifact) != manifest.sha256:
         raise ArtifactCorrupted(
             f"spooled artifact {artifact.name} does not match the SHA-256 recorded while "
             "dumping; the dump is redone"

@@ -89,7 +89,7 @@ class StandIns:
         )
 
     @activity.defn(name="cleanup_spool")
-    async def cleanup_spool(self, run_key: str) -> bool:
+    async def cleanup_spool(self, run_key: str, key_stem: str | None = None) -> bool:
         self._enter(f"cleanup_spool@{activity.info().task_queue}")
         return True
 

@@ -65,7 +65,8 @@ DOWNLOAD = "download"
 """Pseudo method name for `GET /file/bot<token>/<file_path>` in `requests`, `fail_next`, etc."""
 
 _METHODS = {
-    name.lower(): name for name in ("getMe", "sendMessage", "sendDocument", "getFile", "deleteMessage")
+    name.lower(): name
+    for name in ("getMe", "sendMessage", "sendDocument", "getFile", "deleteMessage")
 }
 _TOKEN_FORMAT = re.compile(r"[1-9][0-9]{0,15}:[A-Za-z0-9_-]+")
 _READ_CHUNK = 1 << 20
@@ -185,7 +186,7 @@ def _bad_request(detail: str) -> _ApiError:
 
 
 def _json_bytes(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False).encode("utf-8")
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def _utf16_length(text: str) -> int:
@@ -259,7 +260,7 @@ class FakeTelegramAPI:
         server.fake = self  # type: ignore[attr-defined]
         self._server = server
         self._thread = threading.Thread(
-            target=server.serve_forever, name="fake-telegram-api", daemon=True
+            target=server.serve_forever, args=(0.05,), name="fake-telegram-api", daemon=True
         )
         self._thread.start()
         return self
@@ -645,6 +646,7 @@ class FakeTelegramAPI:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in two writes
 
     def do_GET(self) -> None:
         self._handle()
@@ -844,7 +846,9 @@ def _parse_markdown_v2(text: str) -> str:
             plain.append(text[index + 1])
             index += 2
             continue
-        if char in _MARKDOWN_V2_ALWAYS_ESCAPED or (char == "!" and text[index + 1 : index + 2] != "["):
+        if char in _MARKDOWN_V2_ALWAYS_ESCAPED or (
+            char == "!" and text[index + 1 : index + 2] != "["
+        ):
             raise _bad_request(
                 f"can't parse entities: Character '{char}' is reserved and must be escaped "
                 "with the preceding '\\'"

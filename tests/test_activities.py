@@ -160,12 +160,17 @@ async def test_upload_is_idempotent_and_manifest_lands_beside(settings: Settings
     ).read_bytes()
 
 
-def test_cleanup_removes_the_spool_and_is_idempotent(settings: Settings) -> None:
+async def test_cleanup_removes_spool_and_unfinished_uploads(settings: Settings) -> None:
     dump_with_heartbeats(settings, spec("acme"))
+    key_stem = spec("acme").key_stem
+    unfinished = settings.local_storage_dir / f"{key_stem}.dump.zst.partial"
+    unfinished.parent.mkdir(parents=True)
+    unfinished.write_bytes(b"half an upload")
     cleanup = CleanupActivities(settings).cleanup_spool
-    assert ActivityEnvironment().run(cleanup, RUN_KEY) is True
+    assert await ActivityEnvironment().run(cleanup, RUN_KEY, key_stem) is True
     assert not (settings.spool_dir / RUN_KEY).exists()
-    assert ActivityEnvironment().run(cleanup, RUN_KEY) is False
+    assert not unfinished.exists()
+    assert await ActivityEnvironment().run(cleanup, RUN_KEY, key_stem) is False
 
 
 async def test_console_notification_is_logged(

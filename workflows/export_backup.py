@@ -112,7 +112,7 @@ class ExportBackupWorkflow:
             failure = err
         failed_step = self._progress.step
 
-        await self._cleanup(run_key)
+        await self._cleanup(run_key, key_stem)
 
         finished_at = workflow.now()
         duration = round((finished_at - started_at).total_seconds(), 3)
@@ -214,9 +214,10 @@ class ExportBackupWorkflow:
                 workflow.logger.warning("host %s lost (%s); dumping again elsewhere", host, err)
         raise AssertionError("unreachable")
 
-    async def _cleanup(self, run_key: str) -> None:
-        """Remove the spool on every host this run used. Runs after failure and cancellation
-        too; a host that is gone is skipped (its worker sweeps stale spools when it starts)."""
+    async def _cleanup(self, run_key: str, key_stem: str) -> None:
+        """Remove the spool on every host this run used and abort unfinished uploads. Runs after
+        failure and cancellation too; a host that is gone is skipped (its worker sweeps stale
+        spools when it starts)."""
         self._enter(Step.CLEANING_UP)
         for host in dict.fromkeys(self._hosts):
             try:
@@ -225,6 +226,7 @@ class ExportBackupWorkflow:
                     policies.CLEANUP,
                     f"Remove spool on {host}",
                     run_key,
+                    key_stem,
                     task_queue=host,
                 )
             except ActivityError as err:

@@ -1,19 +1,62 @@
-"""Storage backends behind one interface; `open_storage` picks the configured one."""
+"""Storage backends behind one interface: `open_storage` builds the configured one,
+`storage_for` the one that can read a given location."""
 
 from __future__ import annotations
 
+from urllib.parse import urlparse
+
 from backup.errors import ConfigurationError
 from backup.settings import Settings
-from backup.storage.base import Storage
+from backup.storage.base import Storage, Stored, Transfer
 from backup.storage.local import LocalStorage
+from backup.storage.s3 import MIB, S3Storage
+from backup.storage.telegram import TelegramStorage
+
+SCHEMES = {"file": "local", "s3": "s3", "telegram": "telegram"}
 
 
-def open_storage(settings: Settings) -> Storage:
-    if settings.storage_backend == "local":
+def open_storage(settings: Settings, backend: str | None = None) -> Storage:
+    backend = backend or settings.storage_backend
+    if backend == "local":
         return LocalStorage(settings.local_storage_dir)
-    raise ConfigurationError(
-        f"STORAGE_BACKEND={settings.storage_backend!r} is not supported; use 'local'"
-    )
+    if backend == "s3":
+        if not settings.s3_bucket:
+            raise ConfigurationError("STORAGE_BACKEND=s3 needs S3_BUCKET")
+        extra = {
+            "ServerSideEncryption": settings.s3_server_side_encryption,
+            "SSEKMSKeyId": settings.s3_sse_kms_key_id,
+            "StorageClass": settings.s3_storage_class,
+        }
+        return S3Storage(
+            settings.s3_bucket,
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+            prefix=settings.s3_prefix,
+            part_size=settings.s3_part_size_mib * MIB,
+            concurrency=settings.s3_concurrency,
+            extra_put_args={k: v for k, v in extra.items() if v},
+        )
+    if backend == "telegram":
+        if settings.telegram_bot_token is None or not settings.telegram_chat_id:
+            raise ConfigurationError(
+                "STORAGE_BACKEND=telegram needs TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID"
+            )
+        return TelegramStorage(
+            settings.telegram_bot_token.get_secret_value(),
+            settings.telegram_chat_id,
+            api_url=settings.telegram_api_url,
+            message_thread_id=settings.telegram_message_thread_id,
+            part_size=settings.telegram_part_bytes,
+        )
+    raise ConfigurationError(f"STORAGE_BACKEND={backend!r}: use local, s3 or telegram")
 
 
-__all__ = ["Storage", "open_storage"]
+def storage_for(location: str, settings: Settings) -> Storage:
+    """The backend that reads `location` (file://, s3://, telegram://)."""
+    backend = SCHEMES.get(urlparse(location).scheme)
+    if backend is None:
+        raise ConfigurationError(f"{location!r}: unknown scheme; expected file, s3 or telegram")
+    return open_storage(settings, backend)
+
+
+__all__ = ["Storage", "Stored", "Transfer", "open_storage", "storage_for"]

@@ -1,24 +1,61 @@
-"""The storage interface every backend (local, S3, Telegram) implements."""
+"""The storage interface every backend (local, S3, Telegram) implements.
+
+A backend stores an artifact together with its manifest and returns where they are; it can
+fetch them back by that location. Uploads are resumable: a backend reports its state through
+`Transfer.checkpoint` and receives it again in `Transfer.resume` when an attempt is retried.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-ProgressCallback = Callable[[int], None]
+from backup.manifest import Manifest
+
+
+def _ignore(_: Any) -> None:
+    return None
+
+
+@dataclass
+class Transfer:
+    """Progress and resumable state of one upload or download."""
+
+    resume: dict[str, Any] | None = None  # what a previous attempt checkpointed
+    on_progress: Callable[[int], None] = _ignore  # bytes done so far; may raise to abort
+    on_checkpoint: Callable[[dict[str, Any]], None] = _ignore  # called after each durable step
+    requests: list[str] = field(default_factory=list)  # what was sent, for tests and logs
+
+    def checkpoint(self, state: dict[str, Any]) -> None:
+        self.resume = state
+        self.on_checkpoint(state)
+
+
+@dataclass(frozen=True)
+class Stored:
+    location: str  # the URI `fetch` and restore take
+    manifest_location: str
 
 
 class Storage(Protocol):
     name: str
 
-    async def put(self, source: Path, key: str, on_progress: ProgressCallback) -> str:
-        """Store `source` under `key`, replacing what a previous attempt stored there, and return
-        the artifact's location URI. Nothing is visible under `key` until it is complete."""
+    async def store(
+        self, artifact: Path, manifest: Manifest, key: str, transfer: Transfer
+    ) -> Stored:
+        """Store the artifact under `key` (deterministic per workflow run) and its manifest
+        beside it. A retry replaces or resumes, never duplicates; nothing is visible as complete
+        before the manifest is."""
         ...
 
-    async def get(self, location: str, destination: Path) -> None:
-        """Fetch what `put` stored at `location` into `destination`."""
+    async def fetch(self, location: str, destination: Path, transfer: Transfer) -> Manifest:
+        """Write the artifact at `location` to `destination` and return its stored manifest.
+        Verification against the manifest is the caller's (backup.download)."""
         ...
 
-    async def delete(self, location: str) -> None: ...
+    async def abort_incomplete(self, key: str) -> int:
+        """Abort unfinished uploads under `key` (after failure or cancellation); returns how
+        many were aborted."""
+        ...

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from backup.errors import StorageError
 from backup.files import atomic_file
-from backup.storage.base import ProgressCallback
+from backup.manifest import Manifest, manifest_name
+from backup.storage.base import Stored, Transfer
 
 CHUNK = 4 * 1024 * 1024
 
@@ -20,37 +20,52 @@ class LocalStorage:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
 
-    def path_for(self, key: str) -> Path:
+    async def store(
+        self, artifact: Path, manifest: Manifest, key: str, transfer: Transfer
+    ) -> Stored:
+        target = self._path_for(key)
+        await asyncio.to_thread(_copy, artifact, target, transfer)
+        manifest_path = target.with_name(manifest_name(target.name))
+        manifest.write(manifest_path)
+        return Stored(target.as_uri(), manifest_path.as_uri())
+
+    async def fetch(self, location: str, destination: Path, transfer: Transfer) -> Manifest:
+        source = self._path_of(location)
+        manifest_path = source.with_name(manifest_name(source.name))
+        if not source.exists() or not manifest_path.exists():
+            raise StorageError(f"{location} or its manifest does not exist", retryable=False)
+        await asyncio.to_thread(_copy, source, destination, transfer)
+        return Manifest.read(manifest_path)
+
+    async def abort_incomplete(self, key: str) -> int:
+        target = self._path_for(key)
+        partials = list(target.parent.glob(target.name + "*.partial"))
+        for partial in partials:
+            partial.unlink(missing_ok=True)
+        return len(partials)
+
+    def _path_for(self, key: str) -> Path:
         path = (self.root / key).resolve()
         if not path.is_relative_to(self.root):
-            raise StorageError(f"storage key {key!r} escapes LOCAL_STORAGE_DIR")
+            raise StorageError(f"storage key {key!r} escapes LOCAL_STORAGE_DIR", retryable=False)
         return path
-
-    async def put(self, source: Path, key: str, on_progress: ProgressCallback) -> str:
-        target = self.path_for(key)
-        await asyncio.to_thread(_copy_atomically, source, target, on_progress)
-        return target.as_uri()
-
-    async def get(self, location: str, destination: Path) -> None:
-        await asyncio.to_thread(shutil.copyfile, self._path_of(location), destination)
-
-    async def delete(self, location: str) -> None:
-        self._path_of(location).unlink(missing_ok=True)
 
     def _path_of(self, location: str) -> Path:
         parsed = urlparse(location)
         if parsed.scheme != "file":
-            raise StorageError(f"{location!r} is not a file:// location of the local backend")
+            raise StorageError(f"{location!r} is not a file:// location", retryable=False)
         path = Path(unquote(parsed.path)).resolve()
         if not path.is_relative_to(self.root):
-            raise StorageError(f"{location!r} is outside LOCAL_STORAGE_DIR ({self.root})")
+            raise StorageError(
+                f"{location!r} is outside LOCAL_STORAGE_DIR ({self.root})", retryable=False
+            )
         return path
 
 
-def _copy_atomically(source: Path, target: Path, on_progress: ProgressCallback) -> None:
+def _copy(source: Path, target: Path, transfer: Transfer) -> None:
     with source.open("rb") as src, atomic_file(target) as dst:
         copied = 0
         while chunk := src.read(CHUNK):
             dst.write(chunk)
             copied += len(chunk)
-            on_progress(copied)
+            transfer.on_progress(copied)

@@ -1,0 +1,283 @@
+"""S3-compatible object storage (AWS S3, SeaweedFS, MinIO, ...) with aioboto3.
+
+Large artifacts go up as a multipart upload that a retried attempt resumes: the upload id is
+checkpointed and the server's own list of parts says what is done. Every part's MD5 is compared
+with the ETag the server returns, and the completed object's size, SHA-256 metadata and
+multipart ETag are checked against the local file before the manifest is written beside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import math
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import aioboto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from backup.errors import StorageError
+from backup.manifest import Manifest, manifest_name
+from backup.storage.base import Stored, Transfer
+
+MIB = 1024 * 1024
+MAX_PARTS = 10_000
+# Codes only a person can fix; everything else (5xx, throttling, timeouts) is retried.
+PERMANENT = {
+    "NoSuchBucket": "bucket {bucket!r} does not exist: create it or fix S3_BUCKET",
+    "InvalidAccessKeyId": "the S3 access key is not known to {endpoint}: fix the credentials",
+    "SignatureDoesNotMatch": "the S3 secret key is wrong for {endpoint}: fix the credentials",
+    "AccessDenied": "access to bucket {bucket!r} denied: grant s3:PutObject, s3:GetObject, "
+    "s3:ListBucketMultipartUploads and s3:AbortMultipartUpload to these credentials",
+    "InvalidBucketName": "{bucket!r} is not a valid bucket name: fix S3_BUCKET",
+}
+
+
+def part_size_for(size: int, minimum: int) -> int:
+    """At least `minimum`, and large enough that the artifact fits S3's 10,000-part limit."""
+    needed = math.ceil(size / MAX_PARTS)
+    return max(minimum, math.ceil(needed / MIB) * MIB)
+
+
+def multipart_etag(part_md5s: list[bytes]) -> str:
+    """The ETag S3 gives a multipart object: MD5 of the parts' MD5s, then the part count."""
+    return f'"{hashlib.md5(b"".join(part_md5s)).hexdigest()}-{len(part_md5s)}"'
+
+
+class S3Storage:
+    name = "s3"
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        prefix: str = "",
+        part_size: int = 16 * MIB,
+        concurrency: int = 4,
+        extra_put_args: dict[str, str] | None = None,
+    ) -> None:
+        self.bucket = bucket
+        self.endpoint_url = endpoint_url
+        self.region = region
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.part_size = part_size
+        self.concurrency = concurrency
+        # ServerSideEncryption, SSEKMSKeyId, StorageClass: passed on every object we create.
+        self.extra = extra_put_args or {}
+        # With SSE-KMS the ETag is not the MD5 of the bytes, so it can not be checked.
+        self.etag_is_md5 = self.extra.get("ServerSideEncryption") != "aws:kms"
+
+    @asynccontextmanager
+    async def _client(self) -> AsyncIterator[Any]:
+        config = Config(
+            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=10,
+            read_timeout=120,
+            # Our own SHA-256/MD5 checks cover integrity; CRC headers confuse some S3 clones.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
+        session = aioboto3.Session()
+        try:
+            async with session.client(
+                "s3", endpoint_url=self.endpoint_url, region_name=self.region, config=config
+            ) as client:
+                yield client
+        except ClientError as err:
+            raise self._error(err) from err
+        except NoCredentialsError as err:
+            raise StorageError(
+                "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or any "
+                "source of the AWS credential chain)",
+                retryable=False,
+            ) from err
+        except BotoCoreError as err:
+            raise StorageError(f"S3 at {self.endpoint_url or 'AWS'} unreachable: {err}") from err
+
+    def _error(self, err: ClientError) -> StorageError:
+        code = err.response.get("Error", {}).get("Code", "")
+        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        template = PERMANENT.get(code)
+        if template is None and status == 403:
+            template = PERMANENT["AccessDenied"]
+        endpoint = self.endpoint_url or "AWS S3"
+        if template:
+            return StorageError(
+                template.format(bucket=self.bucket, endpoint=endpoint), retryable=False
+            )
+        return StorageError(f"S3 {code or status} from {endpoint}: {err}")
+
+    def _key(self, key: str) -> str:
+        return self.prefix + key
+
+    def location(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    async def store(
+        self, artifact: Path, manifest: Manifest, key: str, transfer: Transfer
+    ) -> Stored:
+        key = self._key(key)
+        size = artifact.stat().st_size
+        part_size = part_size_for(size, self.part_size)
+        async with self._client() as s3:
+            if size <= part_size:
+                etag = await self._put_single(s3, artifact, key, manifest.sha256, transfer)
+            else:
+                etag = await self._put_multipart(
+                    s3, artifact, key, manifest.sha256, part_size, transfer
+                )
+            await self._check_stored(s3, key, size, manifest.sha256, etag)
+            manifest_key = manifest_name(key)
+            await s3.put_object(
+                Bucket=self.bucket,
+                Key=manifest_key,
+                Body=manifest.model_dump_json(indent=2).encode(),
+                ContentType="application/json",
+                **self.extra,
+            )
+            transfer.requests.append("PutObject(manifest)")
+        return Stored(self.location(key), self.location(manifest_key))
+
+    async def _put_single(
+        self, s3: Any, artifact: Path, key: str, sha256: str, transfer: Transfer
+    ) -> str:
+        body = await asyncio.to_thread(artifact.read_bytes)
+        await s3.put_object(
+            Bucket=self.bucket, Key=key, Body=body, Metadata={"sha256": sha256},
+            ContentMD5=base64.b64encode(hashlib.md5(body).digest()).decode(), **self.extra,
+        )  # fmt: skip
+        transfer.requests.append("PutObject")
+        transfer.on_progress(len(body))
+        return f'"{hashlib.md5(body).hexdigest()}"'
+
+    async def _put_multipart(
+        self, s3: Any, artifact: Path, key: str, sha256: str, part_size: int, transfer: Transfer
+    ) -> str:
+        size = artifact.stat().st_size
+        count = math.ceil(size / part_size)
+        done = await self._resumable_parts(s3, key, transfer)
+        if done is None:
+            created = await s3.create_multipart_upload(
+                Bucket=self.bucket, Key=key, Metadata={"sha256": sha256}, **self.extra
+            )
+            transfer.requests.append("CreateMultipartUpload")
+            upload_id, done = created["UploadId"], {}
+            transfer.checkpoint({"key": key, "upload_id": upload_id, "part_size": part_size})
+        else:
+            upload_id = transfer.resume["upload_id"]  # type: ignore[index]
+        md5s: dict[int, bytes] = {}
+        uploaded = sum(min(part_size, size - (n - 1) * part_size) for n in done)
+        limit = asyncio.Semaphore(self.concurrency)
+
+        async def send(number: int) -> None:
+            nonlocal uploaded
+            async with limit:
+                data = await asyncio.to_thread(_read_part, artifact, number, part_size)
+                md5 = hashlib.md5(data).digest()
+                answer = await s3.upload_part(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data,
+                    ContentMD5=base64.b64encode(md5).decode(),
+                )  # fmt: skip
+                transfer.requests.append(f"UploadPart({number})")
+                if self.etag_is_md5:
+                    _check_etag(answer["ETag"], md5, number)
+                md5s[number] = md5
+                uploaded += len(data)
+                transfer.on_progress(uploaded)
+
+        await asyncio.gather(*(send(n) for n in range(1, count + 1) if n not in done))
+        # Parts uploaded by an earlier attempt: their ETags must match our file's bytes.
+        for number, etag in done.items():
+            md5 = hashlib.md5(await asyncio.to_thread(_read_part, artifact, number, part_size))
+            if self.etag_is_md5:
+                _check_etag(etag, md5.digest(), number)
+            md5s[number] = md5.digest()
+        parts = [{"PartNumber": n, "ETag": f'"{md5s[n].hex()}"'} for n in range(1, count + 1)]
+        await s3.complete_multipart_upload(
+            Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+        )
+        transfer.requests.append("CompleteMultipartUpload")
+        return multipart_etag([md5s[n] for n in range(1, count + 1)])
+
+    async def _resumable_parts(
+        self, s3: Any, key: str, transfer: Transfer
+    ) -> dict[int, str] | None:
+        """Parts the server holds for the checkpointed upload, or None to start afresh."""
+        state = transfer.resume
+        if not state or state.get("key") != key or "upload_id" not in state:
+            return None
+        try:
+            listed = await s3.list_parts(Bucket=self.bucket, Key=key, UploadId=state["upload_id"])
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") == "NoSuchUpload":
+                return None
+            raise
+        transfer.requests.append("ListParts")
+        return {p["PartNumber"]: p["ETag"] for p in listed.get("Parts", [])}
+
+    async def _check_stored(self, s3: Any, key: str, size: int, sha256: str, etag: str) -> None:
+        head = await s3.head_object(Bucket=self.bucket, Key=key)
+        problems = []
+        if head["ContentLength"] != size:
+            problems.append(f"size {head['ContentLength']} instead of {size}")
+        if head.get("Metadata", {}).get("sha256") != sha256:
+            problems.append("sha256 metadata missing or different")
+        if self.etag_is_md5 and head.get("ETag") != etag:
+            problems.append(f"ETag {head.get('ETag')} instead of {etag}")
+        if problems:
+            raise StorageError(f"s3://{self.bucket}/{key} after upload: {', '.join(problems)}")
+
+    async def fetch(self, location: str, destination: Path, transfer: Transfer) -> Manifest:
+        bucket, key = _parse(location)
+        if bucket != self.bucket:
+            raise StorageError(f"{location} is not in bucket {self.bucket!r}", retryable=False)
+        async with self._client() as s3:
+            answer = await s3.get_object(Bucket=bucket, Key=manifest_name(key))
+            manifest = Manifest.model_validate(json.loads(await answer["Body"].read()))
+            answer = await s3.get_object(Bucket=bucket, Key=key)
+            done = 0
+            with destination.open("wb") as out:
+                async for chunk in answer["Body"].iter_chunks(4 * MIB):
+                    out.write(chunk)
+                    done += len(chunk)
+                    transfer.on_progress(done)
+        return manifest
+
+    async def abort_incomplete(self, key: str) -> int:
+        key = self._key(key)
+        aborted = 0
+        async with self._client() as s3:
+            listed = await s3.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
+            for upload in listed.get("Uploads", []):
+                await s3.abort_multipart_upload(
+                    Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                )
+                aborted += 1
+        return aborted
+
+
+def _read_part(path: Path, number: int, part_size: int) -> bytes:
+    with path.open("rb") as f:
+        return os.pread(f.fileno(), part_size, (number - 1) * part_size)
+
+
+def _check_etag(etag: str, md5: bytes, number: int) -> None:
+    if etag.strip('"') != md5.hex():
+        raise StorageError(f"part {number} arrived corrupted (ETag {etag}, expected {md5.hex()})")
+
+
+def _parse(location: str) -> tuple[str, str]:
+    parsed = urlparse(location)
+    if parsed.scheme != "s3" or not parsed.netloc or not parsed.path.strip("/"):
+        raise StorageError(f"{location!r} is not an s3://BUCKET/KEY location", retryable=False)
+    return parsed.netloc, parsed.path.lstrip("/")

@@ -1,0 +1,197 @@
+"""Telegram as storage, over the Bot API with httpx.
+
+The cloud Bot API takes 50 MB per upload but `getFile` serves only 20 MB, so a bot could not
+read back anything bigger: the artifact goes up in parts of TELEGRAM_PART_BYTES (default 19 MiB),
+then a manifest listing every part (message id, file id, size, SHA-256) goes last. The location
+names the manifest message, with its file id because a bot can not fetch a message by id.
+
+The token is part of every URL, so it is redacted from every message we raise, and httpx's own
+request log (which prints URLs) is kept below INFO.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+
+from backup.errors import IntegrityError, StorageError
+from backup.manifest import Manifest, ManifestPart, manifest_name
+from backup.storage.base import Stored, Transfer
+
+MIB = 1024 * 1024
+CLOUD_API = "https://api.telegram.org"
+MAX_RATE_LIMIT_WAITS = 8
+
+logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines carry the token
+
+
+class TelegramStorage:
+    name = "telegram"
+
+    def __init__(
+        self,
+        token: str,
+        chat_id: str,
+        *,
+        api_url: str = CLOUD_API,
+        message_thread_id: int | None = None,
+        part_size: int = 19 * MIB,
+        timeout: float = 120.0,
+    ) -> None:
+        self._token = token
+        self.chat_id = str(chat_id)
+        self.api_url = api_url.rstrip("/")
+        self.message_thread_id = message_thread_id
+        self.part_size = part_size
+        self._timeout = timeout
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._token, "<TELEGRAM_BOT_TOKEN>")
+
+    async def _call(
+        self, client: httpx.AsyncClient, method: str, transfer: Transfer, **fields: Any
+    ) -> Any:
+        """One Bot API call; waits out 429s (retry_after) and maps errors to StorageError."""
+        files = fields.pop("files", None)
+        data = {k: str(v) for k, v in fields.items() if v is not None}
+        for _ in range(MAX_RATE_LIMIT_WAITS):
+            try:
+                response = await client.post(
+                    f"{self.api_url}/bot{self._token}/{method}", data=data, files=files
+                )
+            except httpx.HTTPError as err:
+                raise StorageError(self._redact(f"Telegram {method}: {err!r}")) from None
+            transfer.requests.append(method)
+            try:
+                body = response.json()
+            except ValueError:
+                body = {"description": response.text[:200]}
+            if response.status_code == 429:
+                wait = float(body.get("parameters", {}).get("retry_after", 1))
+                await asyncio.sleep(wait)
+                continue
+            if body.get("ok"):
+                return body["result"]
+            raise self._error(method, response.status_code, str(body.get("description", "")))
+        raise StorageError(
+            f"Telegram {method}: still rate limited after {MAX_RATE_LIMIT_WAITS} waits"
+        )
+
+    def _error(self, method: str, status: int, description: str) -> StorageError:
+        what = f"Telegram {method}: {status} {self._redact(description)}"
+        if status == 401:
+            return StorageError(f"{what}: TELEGRAM_BOT_TOKEN is not valid", retryable=False)
+        if status in (400, 403) and "chat" in description.lower():
+            return StorageError(
+                f"{what}: check TELEGRAM_CHAT_ID and that the bot is a member allowed to post",
+                retryable=False,
+            )
+        if status == 413 or "too big" in description.lower():
+            return StorageError(
+                f"{what}: lower TELEGRAM_PART_BYTES (cloud Bot API: 50 MB upload, 20 MB download)",
+                retryable=False,
+            )
+        return StorageError(what, retryable=status >= 500)
+
+    async def store(
+        self, artifact: Path, manifest: Manifest, key: str, transfer: Transfer
+    ) -> Stored:
+        size = artifact.stat().st_size
+        count = max(1, math.ceil(size / self.part_size))
+        parts = self._resumable_parts(key, transfer)
+        name = Path(key).name
+        async with httpx.AsyncClient(timeout=self._timeout) as client:
+            for index in range(len(parts), count):
+                data = await asyncio.to_thread(_read_part, artifact, index, self.part_size)
+                message = await self._call(
+                    client, "sendDocument", transfer,
+                    chat_id=self.chat_id, message_thread_id=self.message_thread_id,
+                    caption=f"{name} part {index + 1}/{count}",
+                    files={"document": (f"{name}.part{index + 1:03d}", data)},
+                )  # fmt: skip
+                parts.append(
+                    ManifestPart(
+                        index=index,
+                        size_bytes=len(data),
+                        sha256=hashlib.sha256(data).hexdigest(),
+                        message_id=message["message_id"],
+                        file_id=message["document"]["file_id"],
+                    )
+                )
+                transfer.checkpoint({"key": key, "part_size": self.part_size,
+                                     "parts": [p.model_dump() for p in parts]})  # fmt: skip
+                transfer.on_progress(sum(p.size_bytes for p in parts))
+            complete = manifest.model_copy(update={"parts": parts})
+            message = await self._call(
+                client, "sendDocument", transfer,
+                chat_id=self.chat_id, message_thread_id=self.message_thread_id,
+                caption=f"export-backup manifest of {manifest.project_id}: {count} part(s), "
+                f"sha256 {manifest.sha256}",
+                files={"document": (manifest_name(name), complete.model_dump_json(indent=2))},
+            )  # fmt: skip
+        location = (
+            f"telegram://{self.chat_id}/{message['message_id']}"
+            f"?file_id={message['document']['file_id']}"
+        )
+        return Stored(location, location)
+
+    def _resumable_parts(self, key: str, transfer: Transfer) -> list[ManifestPart]:
+        state = transfer.resume
+        if not state or state.get("key") != key or state.get("part_size") != self.part_size:
+            return []
+        return [ManifestPart.model_validate(p) for p in state.get("parts", [])]
+
+    async def fetch(self, location: str, destination: Path, transfer: Transfer) -> Manifest:
+        manifest_file_id = _manifest_file_id(location)
+        async with httpx.AsyncClient(timeout=self._timeout) as client:
+            raw = await self._download(client, manifest_file_id, transfer)
+            manifest = Manifest.model_validate_json(raw)
+            if not manifest.parts:
+                raise IntegrityError(f"the manifest at {location} lists no parts")
+            done = 0
+            with destination.open("wb") as out:
+                for part in sorted(manifest.parts, key=lambda p: p.index):
+                    data = await self._download(client, part.file_id, transfer)
+                    if hashlib.sha256(data).hexdigest() != part.sha256:
+                        raise IntegrityError(f"part {part.index + 1} of {location} is corrupted")
+                    out.write(data)
+                    done += len(data)
+                    transfer.on_progress(done)
+        return manifest
+
+    async def _download(self, client: httpx.AsyncClient, file_id: str, transfer: Transfer) -> bytes:
+        info = await self._call(client, "getFile", transfer, file_id=file_id)
+        try:
+            response = await client.get(f"{self.api_url}/file/bot{self._token}/{info['file_path']}")
+            response.raise_for_status()
+        except httpx.HTTPError as err:
+            raise StorageError(self._redact(f"Telegram file download: {err!r}")) from None
+        return response.content
+
+    async def abort_incomplete(self, key: str) -> int:
+        """Nothing stays half-uploaded in Telegram: each part is a whole message. Parts of a run
+        that never completed stay in the chat (they are listed in its checkpoint)."""
+        return 0
+
+
+def _read_part(path: Path, index: int, part_size: int) -> bytes:
+    with path.open("rb") as f:
+        return os.pread(f.fileno(), part_size, index * part_size)
+
+
+def _manifest_file_id(location: str) -> str:
+    parsed = urlparse(location)
+    file_id = parse_qs(parsed.query).get("file_id", [""])[0]
+    if parsed.scheme != "telegram" or not file_id:
+        raise StorageError(
+            f"{location!r} is not a telegram://CHAT/MESSAGE?file_id=... location", retryable=False
+        )
+    return file_id
