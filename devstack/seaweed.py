@@ -13,6 +13,7 @@ import secrets
 import socket
 import string
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
@@ -60,9 +61,11 @@ def weed_binary() -> str:
 
 
 def _bindable(port: int) -> bool:
+    """Whether a server could listen on `port` now (like Go, ignoring lingering TIME_WAITs)."""
     if not 0 < port < 65536:
         return False
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((HOST, port))
         except OSError:
@@ -149,7 +152,7 @@ class SeaweedS3:
             return
         if self._requested_port is not None and port_in_use(self._requested_port):
             raise RuntimeError(f"port {self._requested_port} is already in use")
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "glog").mkdir(parents=True, exist_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + timeout
         for attempt in range(1, PORT_ATTEMPTS + 1):
@@ -175,6 +178,7 @@ class SeaweedS3:
             self._proc.kill()
             self._proc.wait()
         self._proc = None
+        self._remove_grpc_sockets()
 
     def client(self) -> Any:
         """A synchronous botocore S3 client signed with this store's key pair."""
@@ -252,7 +256,8 @@ class SeaweedS3:
     def _spawn(self) -> None:
         args = [
             weed_binary(),
-            "-logtostderr",  # glog would otherwise also write weed.* files into /tmp
+            f"-logdir={self.data_dir / 'glog'}",  # else glog writes weed.* files into /tmp
+            "-log_max_size_mb=64",
             "mini",
             f"-dir={self.data_dir}",
             f"-ip={HOST}",
@@ -277,6 +282,15 @@ class SeaweedS3:
                 cwd=self.data_dir,  # weed also reads *.toml from its working directory
                 env=env,
             )
+
+    def _remove_grpc_sockets(self) -> None:
+        """weed leaves some of its `/tmp/seaweedfs-<service>-grpc-<port>.sock` behind."""
+        grpc_ports = [port for flag, port in self.ports.items() if flag.endswith(".grpc")]
+        grpc_ports.append(self.ports["admin.port"] + GRPC_OFFSET)
+        for port in grpc_ports:
+            for path in Path(tempfile.gettempdir()).glob(f"seaweedfs-*-grpc-{port}.sock"):
+                if path.is_socket():
+                    path.unlink(missing_ok=True)
 
     def _wait_ready(self, deadline: float) -> bool:
         """Poll a signed HeadBucket: S3 answers before weed has finished creating the bucket."""

@@ -195,7 +195,14 @@ class S3Storage:
                 uploaded += len(data)
                 transfer.on_progress(uploaded)
 
-        await asyncio.gather(*(send(n) for n in range(1, count + 1) if n not in done))
+        try:
+            # A TaskGroup cancels the other parts as soon as one fails.
+            async with asyncio.TaskGroup() as group:
+                for number in range(1, count + 1):
+                    if number not in done:
+                        group.create_task(send(number))
+        except ExceptionGroup as failed:
+            raise failed.exceptions[0] from None
         # Parts uploaded by an earlier attempt: their ETags must match our file's bytes.
         for number, etag in done.items():
             md5 = hashlib.md5(await asyncio.to_thread(_read_part, artifact, number, part_size))

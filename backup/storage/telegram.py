@@ -57,7 +57,12 @@ class TelegramStorage:
         return text.replace(self._token, "<TELEGRAM_BOT_TOKEN>")
 
     async def _call(
-        self, client: httpx.AsyncClient, method: str, transfer: Transfer, **fields: Any
+        self,
+        client: httpx.AsyncClient,
+        method: str,
+        transfer: Transfer,
+        label: str = "",
+        **fields: Any,
     ) -> Any:
         """One Bot API call; waits out 429s (retry_after) and maps errors to StorageError."""
         files = fields.pop("files", None)
@@ -69,7 +74,7 @@ class TelegramStorage:
                 )
             except httpx.HTTPError as err:
                 raise StorageError(self._redact(f"Telegram {method}: {err!r}")) from None
-            transfer.requests.append(method)
+            transfer.requests.append(f"{method}({label})" if label else method)
             try:
                 body = response.json()
             except ValueError:
@@ -112,7 +117,7 @@ class TelegramStorage:
             for index in range(len(parts), count):
                 data = await asyncio.to_thread(_read_part, artifact, index, self.part_size)
                 message = await self._call(
-                    client, "sendDocument", transfer,
+                    client, "sendDocument", transfer, str(index + 1),
                     chat_id=self.chat_id, message_thread_id=self.message_thread_id,
                     caption=f"{name} part {index + 1}/{count}",
                     files={"document": (f"{name}.part{index + 1:03d}", data)},

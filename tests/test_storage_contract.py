@@ -1,0 +1,287 @@
+"""One contract, every backend: local directory, S3 (a real SeaweedFS) and Telegram (the Bot
+API stand-in that enforces the cloud's limits).
+
+Round trips of small and multi-part artifacts, verified downloads that refuse tampering,
+resumption after a crash without re-sending what is already stored, aborts of unfinished
+uploads, and clear non-retryable errors for what only a person can fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from backup.download import download
+from backup.errors import IntegrityError, StorageError
+from backup.files import sha256_of
+from backup.manifest import Manifest
+from backup.models import Compression, DumpFormat
+from backup.settings import Settings
+from backup.storage import Storage, Stored, Transfer, open_storage
+from devstack.seaweed import SeaweedS3
+from tests.telegram_api import FakeTelegramAPI
+
+KEY = "backups/acme/20261126T120000Z-abcdef12.dump.zst"
+TOKEN = "123456:test-token-secret"
+CHAT = -1001234
+MIB = 1024 * 1024
+
+
+@dataclass
+class Backend:
+    name: str
+    settings: Settings
+    part_size: int  # bytes per part (S3 multipart part, Telegram message)
+    tamper: Callable[[Stored], Awaitable[None]]
+
+    @property
+    def storage(self) -> Storage:
+        return open_storage(self.settings)
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    with SeaweedS3(tmp_path_factory.mktemp("seaweed") / "data") as server:
+        yield server
+
+
+@pytest.fixture
+def telegram() -> Iterator[FakeTelegramAPI]:
+    # A 1 MB getFile limit makes multi-part uploads cheap; the real one is 20 MB.
+    with FakeTelegramAPI(TOKEN, {CHAT}, download_limit=1_000_000) as api:
+        yield api
+
+
+def _local(tmp_path: Path) -> Backend:
+    settings = Settings(storage_backend="local", local_storage_dir=tmp_path / "store")
+
+    async def tamper(stored: Stored) -> None:
+        path = settings.local_storage_dir / KEY
+        _flip_middle_byte(path)
+
+    return Backend("local", settings, 1 * MIB, tamper)
+
+
+def _s3(seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch) -> Backend:
+    for name, value in seaweed.env().items():
+        monkeypatch.setenv(name, value)
+    settings = Settings(
+        storage_backend="s3",
+        s3_bucket=seaweed.bucket,
+        s3_endpoint_url=seaweed.endpoint_url,
+        s3_region="us-east-1",
+        s3_part_size_mib=5,
+        s3_prefix=f"contract-{os.urandom(4).hex()}",
+    )
+
+    async def tamper(stored: Stored) -> None:
+        key = stored.location.removeprefix(f"s3://{seaweed.bucket}/")
+        s3 = seaweed.client()
+        body = bytearray(s3.get_object(Bucket=seaweed.bucket, Key=key)["Body"].read())
+        body[len(body) // 2] ^= 0xFF
+        s3.put_object(Bucket=seaweed.bucket, Key=key, Body=bytes(body))
+
+    return Backend("s3", settings, 5 * MIB, tamper)
+
+
+def _telegram(api: FakeTelegramAPI) -> Backend:
+    settings = Settings(
+        storage_backend="telegram",
+        telegram_bot_token=TOKEN,  # type: ignore[arg-type]
+        telegram_chat_id=str(CHAT),
+        telegram_api_url=api.base_url,
+        telegram_part_bytes=900_000,
+    )
+
+    async def tamper(stored: Stored) -> None:
+        first_part = min(api.documents)
+        file_id = api.documents[first_part].file_id
+        original = api._files[file_id]
+        data = bytearray(original.data)
+        data[len(data) // 2] ^= 0xFF
+        api._files[file_id] = dataclasses.replace(original, data=bytes(data))
+
+    return Backend("telegram", settings, 900_000, tamper)
+
+
+@pytest.fixture(params=["local", "s3", "telegram"])
+def backend(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Backend:
+    if request.param == "local":
+        return _local(tmp_path)
+    if request.param == "s3":
+        return _s3(request.getfixturevalue("seaweed"), monkeypatch)
+    return _telegram(request.getfixturevalue("telegram"))
+
+
+@pytest.fixture(params=["s3", "telegram"])
+def resumable(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Backend:
+    """Backends that store in parts and resume from a checkpoint (a local copy just restarts)."""
+    if request.param == "s3":
+        return _s3(request.getfixturevalue("seaweed"), monkeypatch)
+    return _telegram(request.getfixturevalue("telegram"))
+
+
+def artifact(tmp_path: Path, size: int) -> tuple[Path, Manifest]:
+    path = tmp_path / "artifact.dump.zst"
+    path.write_bytes(os.urandom(size))
+    now = datetime.now(UTC)
+    manifest = Manifest(
+        project_id="acme", project_name="Acme", schema_name="acme", format=DumpFormat.CUSTOM,
+        compression=Compression.ZSTD, artifact=path.name, size_bytes=size, raw_bytes=size * 3,
+        sha256=sha256_of(path), tables=["t"], table_count=1, pg_dump_version="pg_dump 18",
+        server_version="18", started_at=now, finished_at=now, dump_seconds=0.1,
+    )  # fmt: skip
+    return path, manifest
+
+
+def _flip_middle_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("parts", [0.3, 2.5])
+async def test_round_trip_is_byte_identical(backend: Backend, tmp_path: Path, parts: float) -> None:
+    source, manifest = artifact(tmp_path, int(backend.part_size * parts))
+    stored = await backend.storage.store(source, manifest, KEY, Transfer())
+
+    fetched = tmp_path / "fetched"
+    got = await download(stored.location, fetched, backend.settings)
+
+    assert fetched.read_bytes() == source.read_bytes()
+    assert got.sha256 == manifest.sha256 and got.size_bytes == manifest.size_bytes
+
+
+async def test_storing_again_under_the_same_key_keeps_one_good_copy(
+    backend: Backend, tmp_path: Path
+) -> None:
+    source, manifest = artifact(tmp_path, int(backend.part_size * 1.5))
+    await backend.storage.store(source, manifest, KEY, Transfer())
+    stored = await backend.storage.store(source, manifest, KEY, Transfer())
+    fetched = tmp_path / "fetched"
+    await download(stored.location, fetched, backend.settings)
+    assert fetched.read_bytes() == source.read_bytes()
+
+
+async def test_a_tampered_artifact_is_refused(backend: Backend, tmp_path: Path) -> None:
+    source, manifest = artifact(tmp_path, int(backend.part_size * 1.5))
+    stored = await backend.storage.store(source, manifest, KEY, Transfer())
+    await backend.tamper(stored)
+    fetched = tmp_path / "fetched"
+    with pytest.raises(IntegrityError):
+        await download(stored.location, fetched, backend.settings)
+    assert not fetched.exists() and not list(tmp_path.glob("fetched*"))
+
+
+async def test_a_crash_between_parts_resumes_without_resending(
+    resumable: Backend, tmp_path: Path
+) -> None:
+    source, manifest = artifact(tmp_path, int(resumable.part_size * 3.5))
+    crash = Transfer(on_progress=_crash_after(resumable.part_size))
+    with pytest.raises(ConnectionAbortedError):
+        await resumable.storage.store(source, manifest, KEY, crash)
+    assert crash.resume is not None, "nothing was checkpointed before the crash"
+    retry = Transfer(resume=crash.resume)
+    stored = await resumable.storage.store(source, manifest, KEY, retry)
+
+    before, after = _parts_sent(crash), _parts_sent(retry)
+    assert before, "the crash came before any part was stored"
+    assert not before & after, f"parts sent twice: {before & after}"
+    assert len(after) < 4
+    fetched = tmp_path / "fetched"
+    await download(stored.location, fetched, resumable.settings)
+    assert fetched.read_bytes() == source.read_bytes()
+
+
+def _crash_after(limit: int) -> Callable[[int], None]:
+    def on_progress(done: int) -> None:
+        if done >= limit:
+            raise ConnectionAbortedError("worker killed")
+
+    return on_progress
+
+
+def _parts_sent(transfer: Transfer) -> set[str]:
+    """Part numbers the attempt stored: UploadPart(n) for S3, sendDocument(n) for Telegram."""
+    return {
+        r.split("(")[1] for r in transfer.requests if r.startswith(("UploadPart(", "sendDocument("))
+    }
+
+
+async def test_s3_abort_removes_unfinished_multipart_uploads(
+    seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    backend = _s3(seaweed, monkeypatch)
+    source, manifest = artifact(tmp_path, int(backend.part_size * 2.5))
+    with pytest.raises(ConnectionAbortedError):
+        await backend.storage.store(source, manifest, KEY, Transfer(on_progress=_crash_after(1)))
+    prefix = backend.settings.s3_prefix
+    s3 = seaweed.client()
+    before = s3.list_multipart_uploads(Bucket=seaweed.bucket, Prefix=prefix)
+    assert len(before.get("Uploads", [])) == 1
+    assert await backend.storage.abort_incomplete(KEY.removesuffix(".dump.zst")) == 1
+    after = s3.list_multipart_uploads(Bucket=seaweed.bucket, Prefix=prefix)
+    assert after.get("Uploads", []) == []
+
+
+async def test_s3_wrong_credentials_and_missing_bucket_are_permanent(
+    seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    backend = _s3(seaweed, monkeypatch)
+    source, manifest = artifact(tmp_path, 1000)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret")
+    with pytest.raises(StorageError) as caught:
+        await backend.storage.store(source, manifest, KEY, Transfer())
+    assert not caught.value.retryable and "credentials" in str(caught.value)
+    assert "wrong-secret" not in str(caught.value)
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweed.secret_key)
+    missing = dataclasses.replace(
+        backend, settings=backend.settings.model_copy(update={"s3_bucket": "no-such-bucket"})
+    )
+    with pytest.raises(StorageError) as caught:
+        await missing.storage.store(source, manifest, KEY, Transfer())
+    assert not caught.value.retryable and "no-such-bucket" in str(caught.value)
+
+
+async def test_telegram_honours_429_retry_after(telegram: FakeTelegramAPI, tmp_path: Path) -> None:
+    backend = _telegram(telegram)
+    source, manifest = artifact(tmp_path, 1000)
+    telegram.rate_limit_next("sendDocument", retry_after=1, times=1)
+    await backend.storage.store(source, manifest, KEY, Transfer())
+    assert min(telegram.waits_after_rate_limit("sendDocument")) >= 1.0
+    assert len(telegram.documents) == 2  # the part and the manifest, each once
+
+
+async def test_telegram_bad_token_is_permanent_and_redacted(
+    telegram: FakeTelegramAPI, tmp_path: Path
+) -> None:
+    backend = _telegram(telegram)
+    bad_token = "999999:not-the-token"
+    settings = Settings.model_validate(
+        {**backend.settings.model_dump(), "telegram_bot_token": bad_token}
+    )
+    source, manifest = artifact(tmp_path, 1000)
+    with pytest.raises(StorageError) as caught:
+        await open_storage(settings).store(source, manifest, KEY, Transfer())
+    assert not caught.value.retryable and "TELEGRAM_BOT_TOKEN" in str(caught.value)
+    assert bad_token not in str(caught.value)
+
+
+async def test_telegram_parts_respect_the_download_limit(
+    telegram: FakeTelegramAPI, tmp_path: Path
+) -> None:
+    backend = _telegram(telegram)
+    source, manifest = artifact(tmp_path, 2_500_000)
+    stored = await backend.storage.store(source, manifest, KEY, Transfer())
+    sizes = [len(d.data) for d in telegram.documents.values()]
+    assert max(sizes) <= 1_000_000 and len(sizes) == 4  # 3 parts + manifest
+    assert stored.location.startswith(f"telegram://{CHAT}/")
