@@ -22,7 +22,7 @@ setup: $(STAMP)
 
 ## make demo: start the embedded stack, back up a sample project, restore-check it, stop.
 demo: $(STAMP)
-	$(BIN)/python -m devstack demo $(if $(PROJECT),--project $(PROJECT)) $(if $(FORMAT),--format $(FORMAT))
+	$(BIN)/python -m devstack demo $(if $(PROJECT),--project $(PROJECT)) $(if $(FORMAT),--format $(FORMAT)) $(if $(STORAGE),--storage $(STORAGE))
 
 ## make dev: the embedded stack in the foreground (Web UI on :8233) until Ctrl-C.
 dev: $(STAMP)

@@ -12,6 +12,7 @@ import asyncio
 import json
 import re
 import sys
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -28,6 +29,8 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
+from backup.download import download
+from backup.errors import BackupError
 from backup.models import PROJECT_ID_PATTERN, DumpFormat, ExportRequest, ExportResult
 from backup.settings import Settings
 from workflows.client import connect, workflow_id_for
@@ -192,6 +195,20 @@ async def cmd_list(client: Client, settings: Settings, args: argparse.Namespace)
     return 0
 
 
+async def cmd_download(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        manifest = await download(args.location, args.output, settings)
+    except (BackupError, OSError) as err:
+        console.print(f"[red]download refused:[/red] {err}")
+        return 1
+    console.print(
+        f"{args.output}: {manifest.size_bytes:,} bytes, sha256 {manifest.sha256} verified; "
+        f"{manifest.format} / {manifest.compression} of schema {manifest.schema_name} "
+        f"({manifest.table_count} tables)"
+    )
+    return 0
+
+
 def _valid_project_id(value: str) -> bool:
     return re.fullmatch(PROJECT_ID_PATTERN, value) is not None
 
@@ -213,6 +230,9 @@ def parser() -> argparse.ArgumentParser:
     listing = sub.add_parser("list", help="recent backups")
     listing.add_argument("--project")
     listing.add_argument("--limit", type=int, default=20)
+    fetch = sub.add_parser("download", help="fetch a backup by location and verify its SHA-256")
+    fetch.add_argument("location", help="file://, s3:// or telegram:// location from a result")
+    fetch.add_argument("-o", "--output", type=Path, required=True)
     return p
 
 
@@ -222,6 +242,8 @@ COMMANDS = {"export": cmd_export, "status": cmd_status, "list": cmd_list}
 async def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     settings = Settings()
+    if args.command == "download":  # needs storage credentials, not Temporal
+        return await cmd_download(settings, args)
     client = await connect(settings.temporal_address, settings.temporal_namespace)
     return await COMMANDS[args.command](client, settings, args)
 

@@ -15,16 +15,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 from rich.console import Console
 
+from backup.download import download
 from backup.models import Compression, DumpFormat, ExportRequest
 from backup.pgconn import redact
 from backup.pgdump import pg_bin_dir
 from backup.restore import restore, row_counts
 from backup.settings import Settings
 from devstack.postgres import PostgresServer
+from devstack.seaweed import SeaweedS3
 from devstack.seed import seed
 from devstack.temporal import TemporalDevServer
 from starter import follow, result_table, start_export
@@ -42,10 +43,15 @@ class DevStack:
         ui_port: int | None = 8233,
         metrics_port: int = 9464,
         scale: float = 1.0,
+        storage: str = "local",
+        s3: bool = True,
     ) -> None:
         self.home = home.resolve()
         self.scale = scale
         self.metrics_port = metrics_port
+        self.storage = storage
+        # SeaweedFS runs whenever it can (Linux x86_64 wheel), so S3 is one setting away.
+        self.s3 = SeaweedS3(self.home / "s3") if s3 or storage == "s3" else None
         self.postgres = PostgresServer(self.home / "pg")
         self.temporal = TemporalDevServer(
             self.home / "temporal.db", port=temporal_port, ui_port=ui_port
@@ -64,12 +70,18 @@ class DevStack:
             "TEMPORAL_UI_URL": self.temporal.ui_url,
             "HOST_ID": "devstack",
             "SPOOL_DIR": str(self.home / "spool"),
-            "STORAGE_BACKEND": "local",
+            "STORAGE_BACKEND": self.storage,
             "LOCAL_STORAGE_DIR": str(self.home / "storage"),
             "METRICS_PORT": str(self.metrics_port),
+            **(self.s3.env() if self.s3 else {}),
         }
 
     def settings(self) -> Settings:
+        """The worker's settings, for in-process clients (AWS_* go to the environment, where
+        the AWS credential chain of boto reads them)."""
+        for name, value in self.env.items():
+            if name.startswith("AWS_"):
+                os.environ[name] = value
         return Settings(**{k.lower(): v for k, v in self.env.items()})  # type: ignore[arg-type]
 
     def start(self) -> None:
@@ -80,14 +92,19 @@ class DevStack:
             lambda: asyncio.run(seed(self.postgres.url(), scale=self.scale)),
         )
         step("Temporal dev server + Web UI", self.temporal.start)
+        if self.s3:
+            step("SeaweedFS (S3)", self.s3.start)
         env_file = self.home / "stack.env"
         env_file.write_text("".join(f"{k}={v}\n" for k, v in self.env.items()))
         env_file.chmod(0o600)  # holds the dev database password
         step("worker", self.start_worker)
+        s3 = f"{self.s3.endpoint_url}, bucket {self.s3.bucket}" if self.s3 else "off"
         print(
             f"\n  Temporal Web UI  {self.temporal.ui_url}\n"
             f"  Temporal         {self.temporal.address}\n"
             f"  PostgreSQL       {redact(self.postgres.url())}\n"
+            f"  S3 (SeaweedFS)   {s3}\n"
+            f"  storage backend  {self.storage}\n"
             f"  metrics          http://127.0.0.1:{self.metrics_port}/metrics\n"
             f"  environment      {env_file}  (set -a; . {env_file}; set +a)\n"
         )
@@ -128,6 +145,8 @@ class DevStack:
             except subprocess.TimeoutExpired:
                 self._worker.kill()
         self.temporal.stop()
+        if self.s3:
+            self.s3.stop()
         self.postgres.stop()
 
     def __enter__(self) -> DevStack:
@@ -161,7 +180,8 @@ async def demo(stack: DevStack, project: str, fmt: DumpFormat) -> int:
     scratch = "demo_restore_check"
     stack.postgres.drop_database(scratch)
     stack.postgres.create_database(scratch)
-    artifact = Path(unquote(urlparse(result.location).path))
+    artifact = stack.home / "demo-download"
+    await download(result.location, artifact, settings)  # verifies size and SHA-256
     restore(
         artifact,
         result.format,
@@ -172,6 +192,7 @@ async def demo(stack: DevStack, project: str, fmt: DumpFormat) -> int:
     source = row_counts(stack.postgres.url(), result.schema_name)
     restored = row_counts(stack.postgres.url(scratch), result.schema_name)
     stack.postgres.drop_database(scratch)
+    artifact.unlink()
     verdict = "OK" if source == restored else "MISMATCH"
     print(
         f"  restore check ({'pg_restore' if fmt is not DumpFormat.SQL else 'psql'} into a scratch "
@@ -187,9 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--project", default="acme", help="demo: project to back up")
     parser.add_argument("--format", default="custom", choices=[f.value for f in DumpFormat])
     parser.add_argument("--scale", type=float, default=1.0, help="sample data size multiplier")
+    parser.add_argument("--storage", default="local", choices=["local", "s3"])
     args = parser.parse_args(argv)
     started = time.monotonic()
-    with DevStack(args.home, scale=args.scale) as stack:
+    with DevStack(args.home, scale=args.scale, storage=args.storage) as stack:
         if args.command == "demo":
             code = asyncio.run(demo(stack, args.project, DumpFormat(args.format)))
             print(f"  demo finished in {time.monotonic() - started:.1f} s; stopping the stack")

@@ -14,6 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 from backup.settings import Settings
 from devstack.ports import free_port
 from devstack.postgres import PostgresServer
+from devstack.seaweed import SeaweedS3
 from devstack.seed import seed
 from devstack.stack import DevStack
 from devstack.temporal import venv_binary
@@ -95,3 +96,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
         scale=SEED_SCALE,
     ) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """A real S3-compatible store (SeaweedFS) with a `backups` bucket and its own credentials."""
+    with SeaweedS3(tmp_path_factory.mktemp("seaweed") / "data") as server:
+        yield server

@@ -4,6 +4,7 @@ heartbeats, cancellation, integrity checks, idempotent upload and cleanup."""
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +14,17 @@ from pydantic import SecretStr
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import ActivityEnvironment
 
+import activities.upload as upload_module
+import backup.storage.s3 as s3_module
 from activities.cleanup import CleanupActivities
 from activities.dump import DumpActivities
 from activities.notify import NotifyActivities
 from activities.projects import ProjectActivities
 from activities.upload import UploadActivities
 from activities.verify import VerifyActivities
+from backup.download import download
+from backup.files import sha256_of
+from backup.manifest import Manifest
 from backup.models import (
     BackupEvent,
     Compression,
@@ -29,6 +35,8 @@ from backup.models import (
     Project,
 )
 from backup.settings import Settings
+from backup.storage import Transfer
+from devstack.seaweed import SeaweedS3
 
 RUN_KEY = "run-0001"
 
@@ -184,3 +192,66 @@ async def test_console_notification_is_logged(
     outcomes = await ActivityEnvironment().run(NotifyActivities(settings).notify, note)
     assert [(o.channel, o.status) for o in outcomes] == [("console", "sent")]
     assert "acme FAILED at step dumping: pg_dump exited with code 1" in caplog.text
+
+
+async def test_upload_resumes_from_its_journal_after_a_crash(
+    settings: Settings, seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The worker dies during part 3: the next attempt continues the same multipart upload
+    from the journal on the spool and sends only what is missing."""
+    for name, value in seaweed.env().items():
+        monkeypatch.setenv(name, value)
+    s3_settings = settings.model_copy(
+        update={
+            "storage_backend": "s3",
+            "s3_bucket": seaweed.bucket,
+            "s3_endpoint_url": seaweed.endpoint_url,
+            "s3_part_size_mib": 5,
+            "s3_concurrency": 1,
+            "s3_prefix": f"resume-{os.urandom(4).hex()}",
+        }
+    )
+    artifact, _ = dump_with_heartbeats(settings, spec("acme"))
+    path = Path(artifact.artifact_path)
+    path.write_bytes(os.urandom(12 * 1024 * 1024))  # 3 parts of 5 MiB at most
+    manifest = Manifest.read(Path(artifact.manifest_path))
+    manifest = manifest.model_copy(
+        update={"size_bytes": path.stat().st_size, "sha256": sha256_of(path)}
+    )
+    manifest.write(Path(artifact.manifest_path))
+    artifact = artifact.model_copy(
+        update={"size_bytes": manifest.size_bytes, "sha256": manifest.sha256}
+    )
+
+    transfers: list[Transfer] = []
+
+    class RecordedTransfer(Transfer):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            transfers.append(self)
+
+    real_read = s3_module._read_part
+
+    def dies_at_part_3(path: Path, number: int, part_size: int) -> bytes:
+        if number == 3 and len(transfers) == 1:
+            raise OSError("worker killed")
+        return real_read(path, number, part_size)
+
+    monkeypatch.setattr(upload_module, "Transfer", RecordedTransfer)
+    monkeypatch.setattr(s3_module, "_read_part", dies_at_part_3)
+    upload = UploadActivities(s3_settings).upload_artifact
+    key_stem = spec("acme").key_stem
+    with pytest.raises(OSError, match="worker killed"):
+        await ActivityEnvironment().run(upload, artifact, key_stem)
+    assert (path.parent / upload_module.JOURNAL).exists()
+
+    stored = await ActivityEnvironment().run(upload, artifact, key_stem)
+
+    first, second = (set(t.requests) for t in transfers)
+    assert {"UploadPart(1)", "UploadPart(2)"} <= first
+    assert "ListParts" in second and "CreateMultipartUpload" not in second
+    assert {r for r in second if r.startswith("UploadPart")} == {"UploadPart(3)"}
+    assert not (path.parent / upload_module.JOURNAL).exists()
+    fetched = tmp_path / "fetched"
+    await download(stored.location, fetched, s3_settings)
+    assert fetched.read_bytes() == path.read_bytes()

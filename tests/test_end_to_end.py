@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -18,7 +19,10 @@ import httpx
 import pytest
 from temporalio.client import Client, WorkflowFailureError
 
+from backup.download import download
 from backup.models import DumpFormat, ExportRequest, ExportResult
+from backup.pgdump import pg_bin_dir
+from backup.restore import restore, row_counts
 from devstack.stack import ROOT, DevStack, demo
 from devstack.temporal import temporal_cli
 from starter import start_export
@@ -33,6 +37,14 @@ CONTRACT_KEYS = {
 @pytest.fixture
 async def client(stack: DevStack) -> Client:
     return await connect(stack.temporal.address, "default")
+
+
+@pytest.fixture
+def scratch_db_on_stack(stack: DevStack) -> Iterator[str]:
+    name = f"scratch_{uuid.uuid4().hex[:8]}"
+    stack.postgres.create_database(name)
+    yield stack.postgres.url(name)
+    stack.postgres.drop_database(name)
 
 
 def cli(stack: DevStack, *args: str) -> subprocess.CompletedProcess[str]:
@@ -158,3 +170,32 @@ async def test_metrics_endpoint_exposes_sdk_and_backup_metrics(
     assert "export_backup_bytes_dumped" in body
     assert "export_backup_step_seconds" in body and 'step="dump"' in body
     assert "temporal_activity_execution_latency" in body
+
+
+async def test_backup_to_s3_restores_from_its_location(
+    stack: DevStack, client: Client, tmp_path: Path, scratch_db_on_stack: str
+) -> None:
+    overrides = {
+        "TEMPORAL_TASK_QUEUE": "s3-backups",
+        "HOST_ID": "s3-host",
+        "STORAGE_BACKEND": "s3",
+        "SPOOL_DIR": str(tmp_path / "spool"),
+        "METRICS_PORT": "0",
+    }
+    worker = stack.spawn_worker(tmp_path / "worker.log", overrides)
+    try:
+        settings = stack.settings().model_copy(update={"temporal_task_queue": "s3-backups"})
+        handle = await start_export(client, settings, ExportRequest(project_id="umbrella"))
+        result = await handle.result()
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+    assert result.location.startswith(f"s3://{stack.s3.bucket}/backups/umbrella/")  # type: ignore[union-attr]
+
+    fetched = tmp_path / "fetched.dump.zst"
+    manifest = await download(result.location, fetched, settings)
+    assert manifest.sha256 == result.sha256
+    restore(fetched, result.format, result.compression, scratch_db_on_stack, pg_bin_dir())
+    assert row_counts(scratch_db_on_stack, "umbrella") == row_counts(
+        stack.postgres.url(), "umbrella"
+    )

@@ -45,12 +45,6 @@ class Backend:
         return open_storage(self.settings)
 
 
-@pytest.fixture(scope="session")
-def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
-    with SeaweedS3(tmp_path_factory.mktemp("seaweed") / "data") as server:
-        yield server
-
-
 @pytest.fixture
 def telegram() -> Iterator[FakeTelegramAPI]:
     # A 1 MB getFile limit makes multi-part uploads cheap; the real one is 20 MB.
