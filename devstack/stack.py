@@ -25,6 +25,7 @@ from backup.pgdump import pg_bin_dir
 from backup.restore import restore, row_counts
 from backup.settings import Settings
 from devstack.postgres import PostgresServer
+from devstack.process import stop_process
 from devstack.seaweed import SeaweedS3
 from devstack.seed import seed
 from devstack.temporal import TemporalDevServer
@@ -138,12 +139,8 @@ class DevStack:
         raise RuntimeError(f"the worker did not start; its log ends with:\n{output[-3000:]}")
 
     def stop(self) -> None:
-        if self._worker is not None and self._worker.poll() is None:
-            self._worker.send_signal(signal.SIGTERM)
-            try:
-                self._worker.wait(timeout=90)
-            except subprocess.TimeoutExpired:
-                self._worker.kill()
+        if self._worker is not None:
+            stop_process(self._worker, timeout=90)  # SIGTERM: the worker shuts down gracefully
         self.temporal.stop()
         if self.s3:
             self.s3.stop()

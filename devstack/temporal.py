@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from devstack.ports import free_port, port_in_use, wait_for_port
+from devstack.process import Service, stop_process
 from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
 
 
@@ -27,7 +28,7 @@ def temporal_cli() -> str:
     return found
 
 
-class TemporalDevServer:
+class TemporalDevServer(Service):
     """`temporal server start-dev` with a persistent SQLite file and our search attributes."""
 
     def __init__(
@@ -80,17 +81,5 @@ class TemporalDevServer:
     def stop(self) -> None:
         if self._proc is None:
             return
-        self._proc.terminate()
-        try:
-            self._proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
+        stop_process(self._proc)
         self._proc = None
-
-    def __enter__(self) -> TemporalDevServer:
-        self.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()

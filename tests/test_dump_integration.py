@@ -64,7 +64,7 @@ def test_every_format_restores_the_same_tables_and_rows(
     if compression is not Compression.NONE:
         assert outcome.manifest.size_bytes < outcome.manifest.raw_bytes
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [outcome.artifact_path.name, "b.manifest.json"]
+        [outcome.artifact_path.name, outcome.artifact_path.name + ".manifest.json"]
     )
 
 
