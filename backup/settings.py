@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     s3_prefix: str = ""
     s3_part_size_mib: int = Field(default=16, ge=5, le=5 * 1024)
     s3_concurrency: int = Field(default=4, ge=1, le=32)
+    s3_checksums: bool = True  # S3 additional checksums (SHA-256); off for stores without them
     s3_server_side_encryption: str | None = None  # AES256 | aws:kms
     s3_sse_kms_key_id: str | None = None
     s3_storage_class: str | None = None  # e.g. STANDARD_IA, GLACIER_IR

@@ -24,6 +24,7 @@ from backup.manifest import Manifest
 from backup.models import Compression, DumpFormat
 from backup.settings import Settings
 from backup.storage import Storage, Stored, Transfer, open_storage
+from backup.storage.s3 import S3Storage, _b64
 from devstack.seaweed import SeaweedS3
 from tests.telegram_api import FakeTelegramAPI
 
@@ -279,3 +280,16 @@ async def test_telegram_parts_respect_the_download_limit(
     sizes = [len(d.data) for d in telegram.documents.values()]
     assert max(sizes) <= 1_000_000 and len(sizes) == 4  # 3 parts + manifest
     assert stored.location.startswith(f"telegram://{CHAT}/")
+
+
+async def test_s3_refuses_a_part_whose_checksum_does_not_match(
+    seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The SHA-256 additional checksum travels with every part and the store verifies it."""
+    backend = _s3(seaweed, monkeypatch)
+    source, manifest = artifact(tmp_path, int(backend.part_size * 1.5))
+    monkeypatch.setattr(
+        S3Storage, "_part_checksum", lambda self, data: {"ChecksumSHA256": _b64(b"\0" * 32)}
+    )
+    with pytest.raises(StorageError, match=r"BadDigest|[Cc]hecksum"):
+        await backend.storage.store(source, manifest, KEY, Transfer())

@@ -34,6 +34,7 @@ def open_storage(settings: Settings, backend: str | None = None) -> Storage:
             prefix=settings.s3_prefix,
             part_size=settings.s3_part_size_mib * MIB,
             concurrency=settings.s3_concurrency,
+            checksums=settings.s3_checksums,
             extra_put_args={k: v for k, v in extra.items() if v},
         )
     if backend == "telegram":

@@ -64,6 +64,7 @@ class S3Storage:
         prefix: str = "",
         part_size: int = 16 * MIB,
         concurrency: int = 4,
+        checksums: bool = True,
         extra_put_args: dict[str, str] | None = None,
     ) -> None:
         self.bucket = bucket
@@ -72,6 +73,8 @@ class S3Storage:
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.part_size = part_size
         self.concurrency = concurrency
+        # S3 additional checksums (SHA-256), verified by the store; off for stores without them.
+        self.checksums = checksums
         # ServerSideEncryption, SSEKMSKeyId, StorageClass: passed on every object we create.
         self.extra = extra_put_args or {}
         # With SSE-KMS the ETag is not the MD5 of the bytes, so it can not be checked.
@@ -152,9 +155,10 @@ class S3Storage:
         self, s3: Any, artifact: Path, key: str, sha256: str, transfer: Transfer
     ) -> str:
         body = await asyncio.to_thread(artifact.read_bytes)
+        checksum = {"ChecksumSHA256": _b64(bytes.fromhex(sha256))} if self.checksums else {}
         await s3.put_object(
             Bucket=self.bucket, Key=key, Body=body, Metadata={"sha256": sha256},
-            ContentMD5=base64.b64encode(hashlib.md5(body).digest()).decode(), **self.extra,
+            ContentMD5=_b64(hashlib.md5(body).digest()), **checksum, **self.extra,
         )  # fmt: skip
         transfer.requests.append("PutObject")
         transfer.on_progress(len(body))
@@ -167,8 +171,9 @@ class S3Storage:
         count = math.ceil(size / part_size)
         done = await self._resumable_parts(s3, key, transfer)
         if done is None:
+            algorithm = {"ChecksumAlgorithm": "SHA256"} if self.checksums else {}
             created = await s3.create_multipart_upload(
-                Bucket=self.bucket, Key=key, Metadata={"sha256": sha256}, **self.extra
+                Bucket=self.bucket, Key=key, Metadata={"sha256": sha256}, **algorithm, **self.extra
             )
             transfer.requests.append("CreateMultipartUpload")
             upload_id, done = created["UploadId"], {}
@@ -176,6 +181,7 @@ class S3Storage:
         else:
             upload_id = transfer.resume["upload_id"]  # type: ignore[index]
         md5s: dict[int, bytes] = {}
+        completed: dict[int, dict[str, Any]] = {}  # what CompleteMultipartUpload lists per part
         uploaded = sum(min(part_size, size - (n - 1) * part_size) for n in done)
         limit = asyncio.Semaphore(self.concurrency)
 
@@ -184,14 +190,16 @@ class S3Storage:
             async with limit:
                 data = await asyncio.to_thread(_read_part, artifact, number, part_size)
                 md5 = hashlib.md5(data).digest()
+                checksum = self._part_checksum(data)
                 answer = await s3.upload_part(
                     Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data,
-                    ContentMD5=base64.b64encode(md5).decode(),
+                    ContentMD5=_b64(md5), **checksum,
                 )  # fmt: skip
                 transfer.requests.append(f"UploadPart({number})")
                 if self.etag_is_md5:
                     _check_etag(answer["ETag"], md5, number)
                 md5s[number] = md5
+                completed[number] = {"PartNumber": number, "ETag": answer["ETag"], **checksum}
                 uploaded += len(data)
                 transfer.on_progress(uploaded)
 
@@ -205,16 +213,21 @@ class S3Storage:
             raise failed.exceptions[0] from None
         # Parts uploaded by an earlier attempt: their ETags must match our file's bytes.
         for number, etag in done.items():
-            md5 = hashlib.md5(await asyncio.to_thread(_read_part, artifact, number, part_size))
+            data = await asyncio.to_thread(_read_part, artifact, number, part_size)
+            md5s[number] = hashlib.md5(data).digest()
             if self.etag_is_md5:
-                _check_etag(etag, md5.digest(), number)
-            md5s[number] = md5.digest()
-        parts = [{"PartNumber": n, "ETag": f'"{md5s[n].hex()}"'} for n in range(1, count + 1)]
+                _check_etag(etag, md5s[number], number)
+            completed[number] = {"PartNumber": number, "ETag": etag, **self._part_checksum(data)}
+        parts = [completed[n] for n in range(1, count + 1)]
         await s3.complete_multipart_upload(
             Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
         )
         transfer.requests.append("CompleteMultipartUpload")
         return multipart_etag([md5s[n] for n in range(1, count + 1)])
+
+    def _part_checksum(self, data: bytes) -> dict[str, str]:
+        """S3 additional checksum of a part: the store verifies it on arrival."""
+        return {"ChecksumSHA256": _b64(hashlib.sha256(data).digest())} if self.checksums else {}
 
     async def _resumable_parts(
         self, s3: Any, key: str, transfer: Transfer
@@ -271,6 +284,10 @@ class S3Storage:
                 )
                 aborted += 1
         return aborted
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
 
 
 def _read_part(path: Path, number: int, part_size: int) -> bytes:
