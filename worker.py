@@ -47,6 +47,7 @@ def check_configuration(settings: Settings) -> None:
 
 def build_workers(client: Client, settings: Settings, executor: ThreadPoolExecutor) -> list[Worker]:
     grace = timedelta(seconds=settings.shutdown_grace_seconds)
+    notify = NotifyActivities(settings)
     shared = Worker(
         client,
         task_queue=settings.temporal_task_queue,
@@ -54,7 +55,9 @@ def build_workers(client: Client, settings: Settings, executor: ThreadPoolExecut
         activities=[
             ProjectActivities(settings).validate_project,
             HostActivities(settings).claim_host,
-            NotifyActivities(settings).notify,
+            notify.notification_channels,
+            notify.deliver_notification,
+            notify.notify,
         ],
         graceful_shutdown_timeout=grace,
     )

@@ -6,9 +6,15 @@ from __future__ import annotations
 
 
 class BackupError(Exception):
-    """Base class. `retryable` tells the activity layer how to map it."""
+    """Base class. `retryable` tells the activity layer how to map it: each class has a
+    default, and a raise site may override it for what only a person can fix."""
 
     retryable = False
+
+    def __init__(self, message: str, *, retryable: bool | None = None) -> None:
+        super().__init__(message)
+        if retryable is not None:
+            self.retryable = retryable
 
 
 class InvalidRequest(BackupError):
@@ -47,9 +53,12 @@ class StorageError(BackupError):
 
     retryable = True
 
-    def __init__(self, message: str, *, retryable: bool = True) -> None:
-        super().__init__(message)
-        self.retryable = retryable
+
+class NotificationFailed(BackupError):
+    """A channel could not deliver: transient by default (server down, 5xx), permanent for
+    what only a person can fix (rejected login, 4xx)."""
+
+    retryable = True
 
 
 class ConfigurationError(BackupError):

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 # Letters, digits, `_`, `-` and `.` (not first): safe in storage keys, file names and workflow ids.
 PROJECT_ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 ProjectId = Annotated[str, StringConstraints(pattern=PROJECT_ID_PATTERN)]
+
+
+ChannelName = Literal["console", "email", "webhook", "telegram"]
 
 
 class DumpFormat(StrEnum):
@@ -40,6 +43,8 @@ class ExportRequest(BaseModel):
     # Only consulted when compress is true; zstd is fast and as small as pg_dump -Fc's gzip.
     compression: Compression = Compression.ZSTD
     notify_email: EmailStr | None = None
+    # Only these of the deployment's channels (NOTIFY_CHANNELS); None = all of them.
+    notify_channels: list[ChannelName] | None = None
     # Idempotency: the same request_id maps to the same workflow id (see starter.workflow_id_for).
     request_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] | None = None
 
@@ -115,6 +120,8 @@ class Notification(BaseModel):
     workflow_id: str
     run_id: str
     notify_email: str | None = None
+    notify_channels: list[ChannelName] | None = None
+    occurred_at: datetime | None = None  # fixed by the workflow: identical on every retry
     location: str | None = None
     size_bytes: int | None = None
     sha256: str | None = None

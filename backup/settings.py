@@ -70,8 +70,28 @@ class Settings(BaseSettings):
     # Cloud getFile serves 20 MB: parts must stay below that; a self-hosted server allows 2000 MB.
     telegram_part_bytes: int = Field(default=19 * 1024 * 1024, ge=1024, le=2000 * 1000 * 1000)
 
-    # Comma-separated notification channels.
+    # Comma-separated notification channels: console, email, webhook, telegram.
     notify_channels: str = "console"
+
+    # Email over SMTP (aiosmtplib). STARTTLS upgrades a plain connection; SMTP_TLS is implicit TLS.
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "export-backup@localhost"
+    smtp_starttls: bool = True
+    smtp_tls: bool = False
+    smtp_timeout_seconds: float = 30.0
+    # Recipient when a request names none.
+    notify_email_default: str | None = None
+
+    # Webhooks: JSON POSTed to WEBHOOK_URL, signed with HMAC-SHA256 over "timestamp.body".
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_timeout_seconds: float = 15.0
+
+    # Telegram messages reuse TELEGRAM_BOT_TOKEN; the chat defaults to TELEGRAM_CHAT_ID.
+    telegram_notify_chat_id: str | None = None
 
     # Prometheus endpoint (SDK runtime metrics and backup metrics); 0 disables it.
     metrics_port: int = Field(default=9464, ge=0, le=65535)

@@ -28,6 +28,8 @@ from backup.models import (
 from workflows.export_backup import ExportBackupWorkflow
 
 HOST_A = "host-a"
+# The stand-in plan sends every notification to these two channels, concurrently.
+DELIVERIES = {"deliver_notification:console", "deliver_notification:webhook"}
 
 
 @dataclass
@@ -99,8 +101,24 @@ class StandIns:
         self.notifications.append(notification)
         return [NotificationOutcome(channel="console", status="sent")]
 
+    @activity.defn(name="notification_channels")
+    async def notification_channels(self, notification: Notification) -> list[str]:
+        self._enter("notification_channels")
+        return ["console", "webhook"]
+
+    @activity.defn(name="deliver_notification")
+    async def deliver_notification(self, channel: str, notification: Notification) -> None:
+        self._enter(f"deliver_notification:{channel}")
+        self.notifications.append(notification)
+
     def shared(self) -> list[Callable[..., Any]]:
-        return [self.validate_project, self.claim_host, self.notify]
+        return [
+            self.validate_project,
+            self.claim_host,
+            self.notify,
+            self.notification_channels,
+            self.deliver_notification,
+        ]
 
     def pinned(self) -> list[Callable[..., Any]]:
         return [self.dump_schema, self.verify_artifact, self.upload_artifact, self.cleanup_spool]

@@ -191,7 +191,7 @@ async def test_console_notification_is_logged(
     )  # fmt: skip
     outcomes = await ActivityEnvironment().run(NotifyActivities(settings).notify, note)
     assert [(o.channel, o.status) for o in outcomes] == [("console", "sent")]
-    assert "acme FAILED at step dumping: pg_dump exited with code 1" in caplog.text
+    assert "Backup of acme FAILED during dumping: pg_dump exited with code 1" in caplog.text
 
 
 async def test_upload_resumes_from_its_journal_after_a_crash(

@@ -15,7 +15,7 @@ from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 
 from backup.models import BackupEvent, Step
-from tests.standins import fail_with, harness, run_with_workers, running
+from tests.standins import DELIVERIES, fail_with, harness, run_with_workers, running
 
 
 async def test_happy_path_runs_every_step_in_order(
@@ -24,21 +24,25 @@ async def test_happy_path_runs_every_step_in_order(
     h = harness(time_skipping_env, task_queue)
     result = await run_with_workers(h, h.fakes.host_queues, {"project_id": "acme"})
 
-    assert h.fakes.calls == [
+    assert h.fakes.calls[:-2] == [
         "validate_project",
         "claim_host",
         "dump_schema",
         "verify_artifact",
         "upload_artifact",
         f"cleanup_spool@{h.fakes.host_queues[0]}",
-        "notify",
+        "notification_channels",
     ]
+    assert set(h.fakes.calls[-2:]) == DELIVERIES
     assert result.project_id == "acme"
     assert result.location.startswith("file:///backups/backups/acme/")
     assert (result.size_bytes, result.raw_bytes, result.table_count) == (100, 400, 3)
     assert result.format == "custom" and result.compression == "zstd"
     assert result.finished_at >= result.started_at
-    assert [n.status for n in result.notifications] == ["sent"]
+    assert {(n.channel, n.status) for n in result.notifications} == {
+        ("console", "sent"),
+        ("webhook", "sent"),
+    }
     assert h.fakes.notifications[0].event is BackupEvent.SUCCEEDED
 
 
@@ -88,7 +92,8 @@ async def test_missing_project_is_not_retried_and_notifies_failure(
     cause = caught.value.cause
     assert isinstance(cause, ApplicationError) and cause.type == "BackupFailed"
     assert "validating" in cause.message and "ProjectNotFound on purpose" in cause.message
-    assert h.fakes.calls == ["validate_project", "notify"]
+    assert h.fakes.calls[:2] == ["validate_project", "notification_channels"]
+    assert set(h.fakes.calls[2:]) == DELIVERIES
     failed = h.fakes.notifications[0]
     assert failed.event is BackupEvent.FAILED and failed.failed_step is Step.VALIDATING
 
@@ -125,7 +130,10 @@ async def test_step_failure_cleans_up_then_notifies(
     assert isinstance(caught.value.cause, ApplicationError)
     assert caught.value.cause.details[0]["error_type"] == error_type
     assert h.fakes.calls.count(step) == 1, "a non-retryable error must not be retried"
-    assert h.fakes.calls[-2:] == [f"cleanup_spool@{h.fakes.host_queues[0]}", "notify"]
+    assert h.fakes.calls[-4:-2] == [
+        f"cleanup_spool@{h.fakes.host_queues[0]}",
+        "notification_channels",
+    ]
     assert h.fakes.notifications[0].failed_step is failed_step
 
 
@@ -144,11 +152,16 @@ async def test_failed_notification_never_fails_a_good_backup(
     time_skipping_env: WorkflowEnvironment, task_queue: str
 ) -> None:
     h = harness(time_skipping_env, task_queue)
-    h.fakes.failures["notify"] = fail_with("SMTPDown", non_retryable=False)
+    h.fakes.failures["deliver_notification:webhook"] = fail_with(
+        "NotificationFailed", non_retryable=False
+    )
     result = await run_with_workers(h, h.fakes.host_queues, {"project_id": "acme"})
     assert result.location
-    assert result.notifications[0].status == "failed"
-    assert h.fakes.calls.count("notify") == 3
+    outcomes = {n.channel: n for n in result.notifications}
+    assert outcomes["console"].status == "sent"
+    assert outcomes["webhook"].status == "failed"
+    assert "NotificationFailed on purpose" in (outcomes["webhook"].error or "")
+    assert h.fakes.calls.count("deliver_notification:webhook") == 6  # the delivery budget
 
 
 async def test_cancellation_during_dump_cleans_up(
@@ -163,7 +176,10 @@ async def test_cancellation_during_dump_cleans_up(
         with pytest.raises(WorkflowFailureError) as caught:
             await handle.result()
     assert isinstance(caught.value.cause, CancelledError)
-    assert h.fakes.calls[-2:] == [f"cleanup_spool@{h.fakes.host_queues[0]}", "notify"]
+    assert h.fakes.calls[-4:-2] == [
+        f"cleanup_spool@{h.fakes.host_queues[0]}",
+        "notification_channels",
+    ]
     assert h.fakes.notifications[0].error == "cancelled"
 
 

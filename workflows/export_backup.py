@@ -49,6 +49,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.search_attributes import BACKUP_STEP, PROJECT_ID
 
 
+# workflow.patched marker: notifications went from one activity to one activity per channel.
+PER_CHANNEL_NOTIFY = "per-channel-notify"
+
+
 def parse_request(raw: Any) -> ExportRequest:
     """Validate the JSON input here, not in the data converter: a converter error would fail
     the workflow task in a loop, while this fails the workflow at once, naming the field."""
@@ -243,9 +247,37 @@ class ExportBackupWorkflow:
             workflow_id=info.workflow_id,
             run_id=info.run_id,
             notify_email=req.notify_email,
+            notify_channels=req.notify_channels,
+            occurred_at=workflow.now(),
             format=req.format,
             **outcome,
         )
+        if not workflow.patched(PER_CHANNEL_NOTIFY):
+            return await self._notify_all_at_once(notification)
+        channels = await self._activity(
+            NotifyActivities.notification_channels,
+            policies.PLAN_NOTIFY,
+            f"Choose channels for {notification.event}",
+            notification,
+        )
+        return list(await asyncio.gather(*(self._deliver(c, notification) for c in channels)))
+
+    async def _deliver(self, channel: str, notification: Notification) -> NotificationOutcome:
+        try:
+            await self._activity(
+                NotifyActivities.deliver_notification,
+                policies.DELIVER,
+                f"Notify via {channel}: {notification.event}",
+                channel,
+                notification,
+            )
+        except ActivityError as err:
+            # Never let a notification decide the outcome of a backup: record it.
+            return NotificationOutcome(channel=channel, status="failed", error=_root_message(err))
+        return NotificationOutcome(channel=channel, status="sent")
+
+    async def _notify_all_at_once(self, notification: Notification) -> list[NotificationOutcome]:
+        """Runs started before per-channel delivery replay through this path."""
         try:
             return await self._activity(
                 NotifyActivities.notify,
@@ -254,7 +286,6 @@ class ExportBackupWorkflow:
                 notification,
             )
         except ActivityError as err:
-            # Never let a notification decide the outcome of a backup.
             return [NotificationOutcome(channel="*", status="failed", error=_root_message(err))]
 
     def _enter(self, step: Step, details: str | None = None) -> None:

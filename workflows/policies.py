@@ -16,6 +16,7 @@ PERMANENT = [
     "BackupTooLarge",
     "ConfigurationError",
     "ArtifactCorrupted",
+    "IntegrityError",
 ]
 
 
@@ -58,4 +59,7 @@ UPLOAD = Policy(timedelta(hours=6), _retry(5, 120, 10), timedelta(minutes=1), HO
 # Best effort: a spool left behind is swept when the worker starts.
 CLEANUP = Policy(timedelta(minutes=5), _retry(2, 30, 5), None, HOST_START_TIMEOUT)
 # Bounded: a notification must never hold a finished backup hostage.
-NOTIFY = Policy(timedelta(minutes=2), _retry(5, 60, 3))
+NOTIFY = Policy(timedelta(minutes=2), _retry(5, 60, 3))  # runs before per-channel delivery
+PLAN_NOTIFY = Policy(timedelta(seconds=30), _retry(1, 10, 5))
+# One channel: about five minutes of trying (SMTP or a receiver restarting), then recorded.
+DELIVER = Policy(timedelta(seconds=60), _retry(5, 60, 6))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from backup.models import Notification
-from backup.notify.base import summary_line
+from backup.notify.render import short_text
 
 logger = logging.getLogger("export_backup.notify")
 
@@ -13,5 +13,5 @@ logger = logging.getLogger("export_backup.notify")
 class ConsoleChannel:
     name = "console"
 
-    async def send(self, notification: Notification) -> None:
-        logger.info(summary_line(notification))
+    async def send(self, notification: Notification, link: str | None = None) -> None:
+        logger.info(short_text(notification, link).replace("\n", " "))

@@ -1,0 +1,66 @@
+"""Email over SMTP (aiosmtplib): a multipart text + HTML message."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+from email.utils import make_msgid
+
+import aiosmtplib
+
+from backup.errors import ConfigurationError, NotificationFailed
+from backup.models import Notification
+from backup.notify.render import html_body, subject, text_body
+
+
+class EmailChannel:
+    name = "email"
+
+    def __init__(
+        self, *, host: str, port: int, sender: str, username: str | None = None,
+        password: str | None = None, starttls: bool = True, tls: bool = False,
+        timeout: float = 30.0, default_recipient: str | None = None,
+    ) -> None:  # fmt: skip
+        self.host, self.port, self.sender = host, port, sender
+        self._username, self._password = username, password
+        self.starttls, self.tls, self.timeout = starttls, tls, timeout
+        self.default_recipient = default_recipient
+
+    def recipient(self, n: Notification) -> str | None:
+        return n.notify_email or self.default_recipient
+
+    def message(self, n: Notification, link: str | None) -> EmailMessage:
+        to = self.recipient(n)
+        if to is None:
+            raise ConfigurationError("no recipient: pass notify_email or set NOTIFY_EMAIL_DEFAULT")
+        msg = EmailMessage()
+        msg["Subject"] = subject(n)
+        msg["From"] = self.sender
+        msg["To"] = to
+        msg["Message-ID"] = make_msgid(domain="export-backup")
+        # Lets mail clients thread the messages of one backup; retries carry the same value.
+        msg["X-Export-Backup-Id"] = f"{n.run_id}:{n.event}"
+        msg.set_content(text_body(n, link))
+        msg.add_alternative(html_body(n, link), subtype="html")
+        return msg
+
+    async def send(self, notification: Notification, link: str | None = None) -> None:
+        message = self.message(notification, link)
+        try:
+            await aiosmtplib.send(
+                message, hostname=self.host, port=self.port, username=self._username,
+                password=self._password, start_tls=self.starttls and not self.tls,
+                use_tls=self.tls, timeout=self.timeout,
+            )  # fmt: skip
+        except aiosmtplib.SMTPAuthenticationError as err:
+            raise NotificationFailed(
+                f"SMTP server {self.host} refused the login of {self._username!r}: fix "
+                f"SMTP_USERNAME / SMTP_PASSWORD ({err.code})",
+                retryable=False,
+            ) from None
+        except aiosmtplib.SMTPRecipientsRefused as err:
+            raise NotificationFailed(
+                f"SMTP server {self.host} refused recipient {message['To']}: {err}",
+                retryable=False,
+            ) from None
+        except (aiosmtplib.SMTPException, OSError) as err:
+            raise NotificationFailed(f"SMTP {self.host}:{self.port}: {err}") from None
