@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
+from email.message import EmailMessage
 from pathlib import Path
 
 from rich.console import Console
@@ -26,6 +29,7 @@ from backup.restore import restore, row_counts
 from backup.settings import Settings
 from devstack.postgres import PostgresServer
 from devstack.process import stop_process
+from devstack.receivers import WebhookReceiver, smtp_server, webhook_receiver
 from devstack.seaweed import SeaweedS3
 from devstack.seed import seed
 from devstack.temporal import TemporalDevServer
@@ -59,6 +63,12 @@ class DevStack:
         )
         self.worker_log = self.home / "worker.log"
         self._worker: subprocess.Popen[bytes] | None = None
+        # Notification receivers: a real SMTP server and a webhook endpoint that checks signatures.
+        self.webhook_secret = secrets.token_hex(16)
+        self._receivers = contextlib.ExitStack()
+        self.smtp_port = 0
+        self.mailbox: list[EmailMessage] = []
+        self.webhooks: WebhookReceiver | None = None
 
     @property
     def env(self) -> dict[str, str]:
@@ -75,6 +85,14 @@ class DevStack:
             "LOCAL_STORAGE_DIR": str(self.home / "storage"),
             "METRICS_PORT": str(self.metrics_port),
             **(self.s3.env() if self.s3 else {}),
+            "NOTIFY_CHANNELS": "console,email,webhook",
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": str(self.smtp_port),
+            "SMTP_STARTTLS": "false",
+            "SMTP_FROM": "export-backup@devstack.local",
+            "NOTIFY_EMAIL_DEFAULT": "owner@devstack.local",
+            "WEBHOOK_URL": self.webhooks.url if self.webhooks else "",
+            "WEBHOOK_SECRET": self.webhook_secret,
         }
 
     def settings(self) -> Settings:
@@ -95,6 +113,7 @@ class DevStack:
         step("Temporal dev server + Web UI", self.temporal.start)
         if self.s3:
             step("SeaweedFS (S3)", self.s3.start)
+        step("SMTP server and webhook receiver", self.start_receivers)
         env_file = self.home / "stack.env"
         env_file.write_text("".join(f"{k}={v}\n" for k, v in self.env.items()))
         env_file.chmod(0o600)  # holds the dev database password
@@ -107,7 +126,18 @@ class DevStack:
             f"  S3 (SeaweedFS)   {s3}\n"
             f"  storage backend  {self.storage}\n"
             f"  metrics          http://127.0.0.1:{self.metrics_port}/metrics\n"
+            f"  notifications    email to SMTP 127.0.0.1:{self.smtp_port} (saved in "
+            f"{self.home / 'mail'}), webhooks to {self.webhooks.url if self.webhooks else '-'} "
+            f"(logged in {self.home / 'webhooks.jsonl'})\n"
             f"  environment      {env_file}  (set -a; . {env_file}; set +a)\n"
+        )
+
+    def start_receivers(self) -> None:
+        self.smtp_port, self.mailbox = self._receivers.enter_context(
+            smtp_server(self.home / "mail")
+        )
+        self.webhooks = self._receivers.enter_context(
+            webhook_receiver(secret=self.webhook_secret, log_file=self.home / "webhooks.jsonl")
         )
 
     def start_worker(self) -> None:
@@ -141,6 +171,7 @@ class DevStack:
     def stop(self) -> None:
         if self._worker is not None:
             stop_process(self._worker, timeout=90)  # SIGTERM: the worker shuts down gracefully
+        self._receivers.close()
         self.temporal.stop()
         if self.s3:
             self.s3.stop()
@@ -195,6 +226,12 @@ async def demo(stack: DevStack, project: str, fmt: DumpFormat) -> int:
         f"  restore check ({'pg_restore' if fmt is not DumpFormat.SQL else 'psql'} into a scratch "
         f"database): {len(restored)} tables, {sum(restored.values()):,} rows — {verdict}"
     )
+    await asyncio.sleep(0.5)  # deliveries run in parallel with the result's return
+    for message in stack.mailbox:
+        print(f"  email to {message['To']}: {message['Subject']!r}")
+    for delivery in stack.webhooks.deliveries if stack.webhooks else []:
+        event = delivery.headers.get("X-Export-Backup-Event")
+        print(f"  webhook {event}: signature {'verified' if delivery.verified else 'INVALID'}")
     return 0 if verdict == "OK" else 1
 
 

@@ -4,6 +4,7 @@ process, started from the three clients users have (Python, the `temporal` CLI, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -199,3 +200,37 @@ async def test_backup_to_s3_restores_from_its_location(
     assert row_counts(scratch_db_on_stack, "umbrella") == row_counts(
         stack.postgres.url(), "umbrella"
     )
+
+
+@pytest.mark.parametrize(("project", "event"), [("acme", "succeeded"), ("initech", "failed")])
+async def test_the_user_gets_an_email_and_a_signed_webhook(
+    stack: DevStack, client: Client, project: str, event: str
+) -> None:
+    request = ExportRequest(project_id=project, notify_email="dev@tenant.example")
+    handle = await start_export(client, stack.settings(), request)
+    with contextlib.suppress(WorkflowFailureError):
+        await handle.result()
+
+    mails = [m for m in stack.mailbox if handle.id in m.get_body(("plain",)).get_content()]  # type: ignore[union-attr]
+    assert len(mails) == 1, "exactly one email per backup"
+    assert mails[0]["To"] == "dev@tenant.example"
+    assert (
+        f"Backup of {project} {'succeeded' if event == 'succeeded' else 'FAILED'}"
+        in mails[0]["Subject"]
+    )
+
+    assert stack.webhooks is not None
+    hooks = [
+        d for d in stack.webhooks.deliveries if json.loads(d.body)["workflow"]["id"] == handle.id
+    ]
+    assert len(hooks) == 1 and hooks[0].verified
+    payload = json.loads(hooks[0].body)
+    assert payload["event"] == f"backup.{event}"
+    if event == "failed":
+        assert (
+            payload["failure"]["step"] == "validating"
+            and "SUSPENDED" in payload["failure"]["error"]
+        )
+    else:
+        assert payload["backup"]["sha256"] and payload["backup"]["location"]
+    assert stack.webhook_secret not in stack.worker_log.read_text(errors="replace")

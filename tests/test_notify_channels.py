@@ -20,7 +20,7 @@ from backup.models import BackupEvent, DumpFormat, Notification, Step
 from backup.notify import open_channel
 from backup.settings import Settings
 from devstack.ports import free_port
-from tests.receivers import smtp_server, webhook_receiver
+from devstack.receivers import smtp_server, webhook_receiver
 from tests.telegram_api import FakeTelegramAPI
 
 LINK = "http://ui.example/namespaces/default/workflows/w/r/history"
