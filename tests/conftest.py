@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -56,9 +58,18 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+def server_dir() -> Iterator[Path]:
+    """Where servers keep their data. Not under pytest's tmp root: PostgreSQL runs as another
+    system user when tests run as root, and every new pytest session resets that root to 0700."""
+    path = Path(tempfile.mkdtemp(prefix="export-backup-servers-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres(server_dir: Path) -> Iterator[PostgresServer]:
     """A real PostgreSQL 18 with a password, seeded with the sample tenants (small scale)."""
-    server = PostgresServer(tmp_path_factory.mktemp("pg") / "data")
+    server = PostgresServer(server_dir / "pg" / "data")
     server.start()
     asyncio.run(seed(server.url(), scale=SEED_SCALE))
     yield server
@@ -86,10 +97,10 @@ def settings(postgres: PostgresServer, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+def stack(server_dir: Path) -> Iterator[DevStack]:
     """The embedded dev stack with a worker process, on free ports."""
     with DevStack(
-        tmp_path_factory.mktemp("stack"),
+        server_dir / "stack",
         temporal_port=None,
         ui_port=None,
         metrics_port=free_port(),

@@ -20,8 +20,8 @@ SCALE = 0.05
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    with PostgresServer(tmp_path_factory.mktemp("pg") / "data") as pg:
+def server(server_dir: Path) -> Iterator[PostgresServer]:
+    with PostgresServer(server_dir / "devstack-pg" / "data") as pg:
         yield pg
 
 
@@ -151,7 +151,8 @@ async def test_seed_is_idempotent_and_deterministic(server: PostgresServer) -> N
         }
 
 
-def test_stop_restart_with_awkward_password(tmp_path: Path) -> None:
+def test_stop_restart_with_awkward_password(server_dir: Path) -> None:
+    tmp_path = server_dir / "awkward"
     pg = PostgresServer(tmp_path / "data", password="p@ss:w/rd %?#&")
     pg.start()
     with psycopg.connect(pg.url(), autocommit=True) as conn:
