@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 NODE_STAMP := clients/typescript/node_modules/.installed
 
-.PHONY: setup demo dev test lint clean
+.PHONY: setup demo dev test lint clean age-cli
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,12 @@ $(NODE_STAMP): clients/typescript/package-lock.json
 
 setup: $(STAMP)
 
+# The encryption tests decrypt with the real `age` CLI (Debian's package `age`).
+age-cli:
+	@command -v age >/dev/null 2>&1 || { echo "installing the age CLI (Debian package age)"; \
+	  { apt-get update -qq && apt-get install -y -qq age; } >/dev/null 2>&1 || \
+	  { echo "could not install age: get it from your package manager (age-encryption.org)"; exit 1; }; }
+
 ## make demo: start the embedded stack, back up a sample project, restore-check it, stop.
 demo: $(STAMP)
 	$(BIN)/python -m devstack demo $(if $(PROJECT),--project $(PROJECT)) $(if $(FORMAT),--format $(FORMAT)) $(if $(STORAGE),--storage $(STORAGE))
@@ -29,7 +35,7 @@ dev: $(STAMP)
 	$(BIN)/python -m devstack up
 
 ## make test: every test, against real PostgreSQL, Temporal and the worker.
-test: $(STAMP) $(NODE_STAMP)
+test: $(STAMP) $(NODE_STAMP) age-cli
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

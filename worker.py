@@ -25,6 +25,7 @@ from activities.notify import NotifyActivities
 from activities.projects import ProjectActivities
 from activities.upload import UploadActivities
 from activities.verify import VerifyActivities
+from backup.encryption import parse_recipients
 from backup.errors import ConfigurationError
 from backup.notify import open_channels
 from backup.pgdump import pg_bin_dir
@@ -42,6 +43,9 @@ def check_configuration(settings: Settings) -> None:
     open_storage(settings)
     open_channels(settings)
     pg_bin_dir(settings.pg_bin_dir)
+    for keys in [settings.recipients_for(""), *settings.encryption_project_recipients.values()]:
+        if keys:
+            parse_recipients(keys)  # fail closed at start on a bad age key
     settings.spool_dir.mkdir(parents=True, exist_ok=True)
 
 

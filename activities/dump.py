@@ -43,6 +43,7 @@ class DumpActivities:
                     jobs=s.dump_jobs,
                 ),
                 on_progress=heartbeat,
+                recipients=s.recipients_for(spec.project.project_id),
             )
         m = outcome.manifest
         count_bytes("export_backup_bytes_dumped", m.raw_bytes)

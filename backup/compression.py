@@ -56,7 +56,7 @@ class Compressor:
 
     def __init__(
         self,
-        target: CappedHashingWriter,
+        target: Sink,
         compression: Compression,
         *,
         zstd_level: int,
@@ -71,11 +71,8 @@ class Compressor:
             self._stream = cctx.stream_writer(target, closefd=False)  # type: ignore[arg-type]
         elif compression is Compression.GZIP:
             # mtime=0 keeps the output a function of the input alone.
-            self._stream = gzip.GzipFile(
-                fileobj=target,
-                mode="wb",
-                compresslevel=gzip_level,
-                mtime=0,  # type: ignore[arg-type]
+            self._stream = gzip.GzipFile(  # type: ignore[call-overload]
+                fileobj=target, mode="wb", compresslevel=gzip_level, mtime=0
             )
         else:
             self._stream = None

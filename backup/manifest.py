@@ -33,7 +33,9 @@ class Manifest(BaseModel):
     artifact: str  # file name of the artifact, relative to the manifest
     size_bytes: int  # stored (compressed) size
     raw_bytes: int  # size of pg_dump's output before compression
-    sha256: str  # of the stored artifact
+    sha256: str  # of the stored artifact (after encryption, when encrypted)
+    encryption: str | None = None  # "age-x25519" when encrypted
+    recipients: list[str] = []  # age public keys it was encrypted to
     tables: list[str]
     table_count: int
     pg_dump_version: str
@@ -43,9 +45,13 @@ class Manifest(BaseModel):
     dump_seconds: float
     parts: list[ManifestPart] | None = None  # set by backends that store the artifact in parts
 
+    def to_bytes(self) -> bytes:
+        """The stored form: what a signature covers, byte for byte."""
+        return self.model_dump_json(indent=2).encode()
+
     def write(self, path: Path) -> None:
         with atomic_file(path) as file:
-            file.write(self.model_dump_json(indent=2).encode())
+            file.write(self.to_bytes())
 
     @classmethod
     def read(cls, path: Path) -> Manifest:

@@ -22,6 +22,8 @@ import psycopg
 
 from backup.catalog import schema_tables, server_version
 from backup.compression import SUFFIX, CappedHashingWriter, Compressor
+from backup.encryption import SUFFIX as AGE_SUFFIX
+from backup.encryption import AgeEncryptor, parse_recipients
 from backup.errors import DumpFailed, SchemaNotFound
 from backup.files import atomic_file
 from backup.manifest import Manifest, manifest_name
@@ -57,8 +59,10 @@ class DumpOutcome:
     manifest: Manifest
 
 
-def artifact_name(base_name: str, fmt: DumpFormat, compression: Compression) -> str:
-    return base_name + EXTENSION[fmt] + SUFFIX[compression]
+def artifact_name(
+    base_name: str, fmt: DumpFormat, compression: Compression, *, encrypted: bool = False
+) -> str:
+    return base_name + EXTENSION[fmt] + SUFFIX[compression] + (AGE_SUFFIX if encrypted else "")
 
 
 def dump_schema(
@@ -71,7 +75,11 @@ def dump_schema(
     base_name: str,
     options: PipelineOptions,
     on_progress: ProgressCallback = lambda _: None,
+    recipients: list[str] | None = None,
 ) -> DumpOutcome:
+    """Dump one schema into `out_dir`; with age `recipients` (public keys) the artifact is
+    encrypted in the same pass, and a bad key stops everything before pg_dump starts."""
+    age_recipients = parse_recipients(recipients) if recipients else None
     started_at = datetime.now(UTC)
     clock = time.monotonic()
     schema = project.schema_name
@@ -87,20 +95,29 @@ def dump_schema(
         tables = schema_tables(conn, schema)
         server = server_version(conn)
 
-    artifact = out_dir / artifact_name(base_name, fmt, compression)
+    artifact = out_dir / artifact_name(base_name, fmt, compression, encrypted=bool(recipients))
     with client_connection(database_url) as client, atomic_file(artifact) as file:
         sink = CappedHashingWriter(file, options.max_bytes)
-        with Compressor(
-            sink,
-            compression,
-            zstd_level=options.zstd_level,
-            zstd_threads=options.zstd_threads,
-            gzip_level=options.gzip_level,
-        ) as compressor:
-            if fmt is DumpFormat.DIRECTORY:
-                _dump_directory(client, schema, options, out_dir, compressor, on_progress)
-            else:
-                _dump_stream(client, schema, fmt, options, compressor, on_progress)
+        # dump → compress → encrypt → hash and count → file
+        encryptor = AgeEncryptor(sink, age_recipients) if age_recipients else None
+        try:
+            with Compressor(
+                encryptor or sink,
+                compression,
+                zstd_level=options.zstd_level,
+                zstd_threads=options.zstd_threads,
+                gzip_level=options.gzip_level,
+            ) as compressor:
+                if fmt is DumpFormat.DIRECTORY:
+                    _dump_directory(client, schema, options, out_dir, compressor, on_progress)
+                else:
+                    _dump_stream(client, schema, fmt, options, compressor, on_progress)
+        except BaseException:
+            if encryptor:
+                encryptor.abort()
+            raise
+        if encryptor:
+            encryptor.close()
 
     manifest = Manifest(
         project_id=project.project_id,
@@ -112,6 +129,8 @@ def dump_schema(
         size_bytes=sink.bytes_written,
         raw_bytes=compressor.raw_bytes,
         sha256=sink.sha256,
+        encryption="age-x25519" if recipients else None,
+        recipients=list(recipients or []),
         tables=tables,
         table_count=len(tables),
         pg_dump_version=pg_dump_version(options.bin_dir),

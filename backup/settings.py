@@ -36,6 +36,16 @@ class Settings(BaseSettings):
     # Spool entries older than this are swept at worker start (their workflow is long gone).
     spool_max_age_hours: float = 48.0
 
+    # Encryption at rest: age X25519 public keys (age1...), comma-separated; per project in
+    # ENCRYPTION_PROJECT_RECIPIENTS as JSON {"project_id": ["age1...", ...]}. Empty = off.
+    encryption_recipients: str = ""
+    encryption_project_recipients: dict[str, list[str]] = Field(default_factory=dict)
+
+    # Signed manifests: workers sign with the Ed25519 private key; download and restore verify
+    # with the public key (derived from the private one when only that is configured).
+    manifest_signing_key_file: Path | None = None
+    manifest_verify_key_file: Path | None = None
+
     backup_max_bytes: int = Field(default=10 * GIB, gt=0)
     zstd_level: int = Field(default=3, ge=1, le=22)
     # 0 = one compression thread per core.
@@ -104,6 +114,12 @@ class Settings(BaseSettings):
     @property
     def host_task_queue(self) -> str:
         return host_task_queue(self.temporal_task_queue, self.host_id)
+
+    def recipients_for(self, project_id: str) -> list[str]:
+        """The project's own recipients when configured, else the deployment's."""
+        if project_id in self.encryption_project_recipients:
+            return self.encryption_project_recipients[project_id]
+        return [key.strip() for key in self.encryption_recipients.split(",") if key.strip()]
 
     @cached_property
     def notify_channel_names(self) -> list[str]:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import subprocess
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 
@@ -23,6 +25,7 @@ from backup.files import sha256_of
 from backup.manifest import Manifest
 from backup.models import Compression, DumpFormat
 from backup.settings import Settings
+from backup.signing import generate_keypair
 from backup.storage import Storage, Stored, Transfer, open_storage
 from backup.storage.s3 import S3Storage, _b64
 from devstack.seaweed import SeaweedS3
@@ -40,6 +43,7 @@ class Backend:
     settings: Settings
     part_size: int  # bytes per part (S3 multipart part, Telegram message)
     tamper: Callable[[Stored], Awaitable[None]]
+    tamper_manifest: Callable[[Stored], Awaitable[None]]
 
     @property
     def storage(self) -> Storage:
@@ -60,7 +64,11 @@ def _local(tmp_path: Path) -> Backend:
         path = settings.local_storage_dir / KEY
         _flip_middle_byte(path)
 
-    return Backend("local", settings, 1 * MIB, tamper)
+    async def tamper_manifest(stored: Stored) -> None:
+        path = settings.local_storage_dir / (KEY + ".manifest.json")
+        path.write_bytes(_edited(path.read_bytes()))
+
+    return Backend("local", settings, 1 * MIB, tamper, tamper_manifest)
 
 
 def _s3(seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch) -> Backend:
@@ -82,7 +90,13 @@ def _s3(seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch) -> Backend:
         body[len(body) // 2] ^= 0xFF
         s3.put_object(Bucket=seaweed.bucket, Key=key, Body=bytes(body))
 
-    return Backend("s3", settings, 5 * MIB, tamper)
+    async def tamper_manifest(stored: Stored) -> None:
+        key = stored.manifest_location.removeprefix(f"s3://{seaweed.bucket}/")
+        s3 = seaweed.client()
+        body = s3.get_object(Bucket=seaweed.bucket, Key=key)["Body"].read()
+        s3.put_object(Bucket=seaweed.bucket, Key=key, Body=_edited(body))
+
+    return Backend("s3", settings, 5 * MIB, tamper, tamper_manifest)
 
 
 def _telegram(api: FakeTelegramAPI) -> Backend:
@@ -102,7 +116,12 @@ def _telegram(api: FakeTelegramAPI) -> Backend:
         data[len(data) // 2] ^= 0xFF
         api._files[file_id] = dataclasses.replace(original, data=bytes(data))
 
-    return Backend("telegram", settings, 900_000, tamper)
+    async def tamper_manifest(stored: Stored) -> None:
+        file_id = parse_qs(urlparse(stored.location).query)["file_id"][0]
+        original = api._files[file_id]
+        api._files[file_id] = dataclasses.replace(original, data=_edited(original.data))
+
+    return Backend("telegram", settings, 900_000, tamper, tamper_manifest)
 
 
 @pytest.fixture(params=["local", "s3", "telegram"])
@@ -135,6 +154,25 @@ def artifact(tmp_path: Path, size: int) -> tuple[Path, Manifest]:
         server_version="18", started_at=now, finished_at=now, dump_seconds=0.1,
     )  # fmt: skip
     return path, manifest
+
+
+def _edited(manifest: bytes) -> bytes:
+    """A plausible forgery: the same manifest claiming another schema."""
+    return manifest.replace(b'"schema_name": "acme"', b'"schema_name": "evil"')
+
+
+def signed(backend: Backend, key_file: Path) -> Backend:
+    settings = backend.settings.model_copy(update={"manifest_signing_key_file": key_file})
+    return dataclasses.replace(backend, settings=settings)
+
+
+@pytest.fixture(scope="module")
+def signing_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    private, public = generate_keypair()
+    folder = tmp_path_factory.mktemp("signing")
+    (folder / "signing.pem").write_bytes(private)
+    (folder / "signing.pub.pem").write_bytes(public)
+    return folder / "signing.pem", folder / "signing.pub.pem"
 
 
 def _flip_middle_byte(path: Path) -> None:
@@ -293,3 +331,47 @@ async def test_s3_refuses_a_part_whose_checksum_does_not_match(
     )
     with pytest.raises(StorageError, match=r"BadDigest|[Cc]hecksum"):
         await backend.storage.store(source, manifest, KEY, Transfer())
+
+
+async def test_signed_manifest_verifies_and_a_forged_one_is_refused(
+    backend: Backend, tmp_path: Path, signing_key: tuple[Path, Path]
+) -> None:
+    backend = signed(backend, signing_key[0])
+    source, manifest = artifact(tmp_path, int(backend.part_size * 1.5))
+    stored = await backend.storage.store(source, manifest, KEY, Transfer())
+    readers = backend.settings.model_copy(
+        update={"manifest_signing_key_file": None, "manifest_verify_key_file": signing_key[1]}
+    )
+    await download(stored.location, tmp_path / "fetched", readers)  # verifies
+
+    await backend.tamper_manifest(stored)
+    with pytest.raises(IntegrityError, match="signature"):
+        await download(stored.location, tmp_path / "forged", readers)
+    assert not (tmp_path / "forged").exists()
+
+
+async def test_an_unsigned_manifest_is_refused_when_a_key_is_expected(
+    backend: Backend, tmp_path: Path, signing_key: tuple[Path, Path]
+) -> None:
+    source, manifest = artifact(tmp_path, 1000)
+    stored = await backend.storage.store(source, manifest, KEY, Transfer())  # not signed
+    readers = backend.settings.model_copy(update={"manifest_verify_key_file": signing_key[1]})
+    with pytest.raises(IntegrityError, match="not signed"):
+        await download(stored.location, tmp_path / "fetched", readers)
+
+
+async def test_openssl_verifies_a_manifest_signature(
+    tmp_path: Path, signing_key: tuple[Path, Path]
+) -> None:
+    """The README recipe: standard tools, nothing of this project."""
+    backend = signed(_local(tmp_path), signing_key[0])
+    source, manifest = artifact(tmp_path, 1000)
+    await backend.storage.store(source, manifest, KEY, Transfer())
+    manifest_path = backend.settings.local_storage_dir / (KEY + ".manifest.json")
+    verify = [
+        "openssl", "pkeyutl", "-verify", "-pubin", "-inkey", str(signing_key[1]), "-rawin",
+        "-in", str(manifest_path), "-sigfile", f"{manifest_path}.sig",
+    ]  # fmt: skip
+    assert subprocess.run(verify, capture_output=True, text=True).returncode == 0
+    manifest_path.write_bytes(_edited(manifest_path.read_bytes()))
+    assert subprocess.run(verify, capture_output=True, text=True).returncode != 0

@@ -7,7 +7,8 @@ from urllib.parse import urlparse
 
 from backup.errors import ConfigurationError
 from backup.settings import Settings
-from backup.storage.base import Storage, Stored, Transfer
+from backup.signing import ManifestSigner
+from backup.storage.base import Fetched, Signer, Storage, Stored, Transfer
 from backup.storage.local import LocalStorage
 from backup.storage.s3 import MIB, S3Storage
 from backup.storage.telegram import TelegramStorage
@@ -15,10 +16,17 @@ from backup.storage.telegram import TelegramStorage
 SCHEMES = {"file": "local", "s3": "s3", "telegram": "telegram"}
 
 
+def signer(settings: Settings) -> Signer | None:
+    if settings.manifest_signing_key_file is None:
+        return None
+    return ManifestSigner(settings.manifest_signing_key_file).sign
+
+
 def open_storage(settings: Settings, backend: str | None = None) -> Storage:
     backend = backend or settings.storage_backend
+    sign = signer(settings)
     if backend == "local":
-        return LocalStorage(settings.local_storage_dir)
+        return LocalStorage(settings.local_storage_dir, sign)
     if backend == "s3":
         if not settings.s3_bucket:
             raise ConfigurationError("STORAGE_BACKEND=s3 needs S3_BUCKET")
@@ -36,6 +44,7 @@ def open_storage(settings: Settings, backend: str | None = None) -> Storage:
             concurrency=settings.s3_concurrency,
             checksums=settings.s3_checksums,
             extra_put_args={k: v for k, v in extra.items() if v},
+            sign=sign,
         )
     if backend == "telegram":
         if settings.telegram_bot_token is None or not settings.telegram_chat_id:
@@ -48,6 +57,7 @@ def open_storage(settings: Settings, backend: str | None = None) -> Storage:
             api_url=settings.telegram_api_url,
             message_thread_id=settings.telegram_message_thread_id,
             part_size=settings.telegram_part_bytes,
+            sign=sign,
         )
     raise ConfigurationError(f"STORAGE_BACKEND={backend!r}: use local, s3 or telegram")
 
@@ -60,4 +70,4 @@ def storage_for(location: str, settings: Settings) -> Storage:
     return open_storage(settings, backend)
 
 
-__all__ = ["Storage", "Stored", "Transfer", "open_storage", "storage_for"]
+__all__ = ["Fetched", "Storage", "Stored", "Transfer", "open_storage", "storage_for"]

@@ -33,6 +33,18 @@ class Transfer:
         self.on_checkpoint(state)
 
 
+Signer = Callable[[bytes], bytes]
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A stored manifest as it was stored (the bytes a signature covers) and its signature."""
+
+    manifest: Manifest
+    raw: bytes
+    signature: bytes | None
+
+
 @dataclass(frozen=True)
 class Stored:
     location: str  # the URI `fetch` and restore take
@@ -50,9 +62,9 @@ class Storage(Protocol):
         before the manifest is."""
         ...
 
-    async def fetch(self, location: str, destination: Path, transfer: Transfer) -> Manifest:
+    async def fetch(self, location: str, destination: Path, transfer: Transfer) -> Fetched:
         """Write the artifact at `location` to `destination` and return its stored manifest.
-        Verification against the manifest is the caller's (backup.download)."""
+        Verification of signature and checksums is the caller's (backup.download)."""
         ...
 
     async def abort_incomplete(self, key: str) -> int:

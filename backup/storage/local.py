@@ -9,7 +9,8 @@ from urllib.parse import unquote, urlparse
 from backup.errors import StorageError
 from backup.files import atomic_file
 from backup.manifest import Manifest, manifest_name
-from backup.storage.base import Stored, Transfer
+from backup.signing import SIGNATURE_SUFFIX
+from backup.storage.base import Fetched, Signer, Stored, Transfer
 
 CHUNK = 4 * 1024 * 1024
 
@@ -17,8 +18,9 @@ CHUNK = 4 * 1024 * 1024
 class LocalStorage:
     name = "local"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, sign: Signer | None = None) -> None:
         self.root = root.resolve()
+        self._sign = sign
 
     async def store(
         self, artifact: Path, manifest: Manifest, key: str, transfer: Transfer
@@ -26,16 +28,22 @@ class LocalStorage:
         target = self._path_for(key)
         await asyncio.to_thread(_copy, artifact, target, transfer)
         manifest_path = target.with_name(manifest_name(target.name))
-        manifest.write(manifest_path)
+        raw = manifest.to_bytes()
+        if self._sign:  # the signature lands first: a manifest is never unsigned when seen
+            _write(manifest_path.with_name(manifest_path.name + SIGNATURE_SUFFIX), self._sign(raw))
+        _write(manifest_path, raw)
         return Stored(target.as_uri(), manifest_path.as_uri())
 
-    async def fetch(self, location: str, destination: Path, transfer: Transfer) -> Manifest:
+    async def fetch(self, location: str, destination: Path, transfer: Transfer) -> Fetched:
         source = self._path_of(location)
         manifest_path = source.with_name(manifest_name(source.name))
         if not source.exists() or not manifest_path.exists():
             raise StorageError(f"{location} or its manifest does not exist", retryable=False)
         await asyncio.to_thread(_copy, source, destination, transfer)
-        return Manifest.read(manifest_path)
+        raw = manifest_path.read_bytes()
+        signature_path = manifest_path.with_name(manifest_path.name + SIGNATURE_SUFFIX)
+        signature = signature_path.read_bytes() if signature_path.exists() else None
+        return Fetched(Manifest.model_validate_json(raw), raw, signature)
 
     async def abort_incomplete(self, key: str) -> int:
         target = self._path_for(key)
@@ -60,6 +68,11 @@ class LocalStorage:
                 f"{location!r} is outside LOCAL_STORAGE_DIR ({self.root})", retryable=False
             )
         return path
+
+
+def _write(path: Path, data: bytes) -> None:
+    with atomic_file(path) as f:
+        f.write(data)
 
 
 def _copy(source: Path, target: Path, transfer: Transfer) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import json
 import math
 import os
 from collections.abc import AsyncIterator
@@ -26,7 +25,8 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from backup.errors import StorageError
 from backup.manifest import Manifest, manifest_name
-from backup.storage.base import Stored, Transfer
+from backup.signing import SIGNATURE_SUFFIX
+from backup.storage.base import Fetched, Signer, Stored, Transfer
 
 MIB = 1024 * 1024
 MAX_PARTS = 10_000
@@ -66,6 +66,7 @@ class S3Storage:
         concurrency: int = 4,
         checksums: bool = True,
         extra_put_args: dict[str, str] | None = None,
+        sign: Signer | None = None,
     ) -> None:
         self.bucket = bucket
         self.endpoint_url = endpoint_url
@@ -75,6 +76,7 @@ class S3Storage:
         self.concurrency = concurrency
         # S3 additional checksums (SHA-256), verified by the store; off for stores without them.
         self.checksums = checksums
+        self._sign = sign
         # ServerSideEncryption, SSEKMSKeyId, StorageClass: passed on every object we create.
         self.extra = extra_put_args or {}
         # With SSE-KMS the ETag is not the MD5 of the bytes, so it can not be checked.
@@ -141,10 +143,16 @@ class S3Storage:
                 )
             await self._check_stored(s3, key, size, manifest.sha256, etag)
             manifest_key = manifest_name(key)
+            raw = manifest.to_bytes()
+            if self._sign:  # the signature lands first: a manifest is never unsigned when seen
+                await s3.put_object(
+                    Bucket=self.bucket, Key=manifest_key + SIGNATURE_SUFFIX, Body=self._sign(raw),
+                    **self.extra,
+                )  # fmt: skip
             await s3.put_object(
                 Bucket=self.bucket,
                 Key=manifest_key,
-                Body=manifest.model_dump_json(indent=2).encode(),
+                Body=raw,
                 ContentType="application/json",
                 **self.extra,
             )
@@ -257,13 +265,14 @@ class S3Storage:
         if problems:
             raise StorageError(f"s3://{self.bucket}/{key} after upload: {', '.join(problems)}")
 
-    async def fetch(self, location: str, destination: Path, transfer: Transfer) -> Manifest:
+    async def fetch(self, location: str, destination: Path, transfer: Transfer) -> Fetched:
         bucket, key = _parse(location)
         if bucket != self.bucket:
             raise StorageError(f"{location} is not in bucket {self.bucket!r}", retryable=False)
         async with self._client() as s3:
             answer = await s3.get_object(Bucket=bucket, Key=manifest_name(key))
-            manifest = Manifest.model_validate(json.loads(await answer["Body"].read()))
+            raw = await answer["Body"].read()
+            signature = await self._optional(s3, manifest_name(key) + SIGNATURE_SUFFIX)
             answer = await s3.get_object(Bucket=bucket, Key=key)
             done = 0
             with destination.open("wb") as out:
@@ -271,7 +280,16 @@ class S3Storage:
                     out.write(chunk)
                     done += len(chunk)
                     transfer.on_progress(done)
-        return manifest
+        return Fetched(Manifest.model_validate_json(raw), raw, signature)
+
+    async def _optional(self, s3: Any, key: str) -> bytes | None:
+        try:
+            answer = await s3.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+        return bytes(await answer["Body"].read())
 
     async def abort_incomplete(self, key: str) -> int:
         key = self._key(key)

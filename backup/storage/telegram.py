@@ -24,7 +24,8 @@ import httpx
 
 from backup.errors import IntegrityError, StorageError
 from backup.manifest import Manifest, ManifestPart, manifest_name
-from backup.storage.base import Stored, Transfer
+from backup.signing import SIGNATURE_SUFFIX
+from backup.storage.base import Fetched, Signer, Stored, Transfer
 
 MIB = 1024 * 1024
 CLOUD_API = "https://api.telegram.org"
@@ -45,6 +46,7 @@ class TelegramStorage:
         message_thread_id: int | None = None,
         part_size: int = 19 * MIB,
         timeout: float = 120.0,
+        sign: Signer | None = None,
     ) -> None:
         self._token = token
         self.chat_id = str(chat_id)
@@ -52,6 +54,7 @@ class TelegramStorage:
         self.message_thread_id = message_thread_id
         self.part_size = part_size
         self._timeout = timeout
+        self._sign = sign
 
     def _redact(self, text: str) -> str:
         return text.replace(self._token, "<TELEGRAM_BOT_TOKEN>")
@@ -135,16 +138,26 @@ class TelegramStorage:
                                      "parts": [p.model_dump() for p in parts]})  # fmt: skip
                 transfer.on_progress(sum(p.size_bytes for p in parts))
             complete = manifest.model_copy(update={"parts": parts})
+            raw = complete.to_bytes()
+            signature_id = ""
+            if self._sign:  # a bot can not fetch a message by id: the location carries file ids
+                signed = await self._call(
+                    client, "sendDocument", transfer,
+                    chat_id=self.chat_id, message_thread_id=self.message_thread_id,
+                    caption=f"signature of the manifest of {name}",
+                    files={"document": (manifest_name(name) + SIGNATURE_SUFFIX, self._sign(raw))},
+                )  # fmt: skip
+                signature_id = f"&sig_file_id={signed['document']['file_id']}"
             message = await self._call(
                 client, "sendDocument", transfer,
                 chat_id=self.chat_id, message_thread_id=self.message_thread_id,
                 caption=f"export-backup manifest of {manifest.project_id}: {count} part(s), "
                 f"sha256 {manifest.sha256}",
-                files={"document": (manifest_name(name), complete.model_dump_json(indent=2))},
+                files={"document": (manifest_name(name), raw)},
             )  # fmt: skip
         location = (
             f"telegram://{self.chat_id}/{message['message_id']}"
-            f"?file_id={message['document']['file_id']}"
+            f"?file_id={message['document']['file_id']}{signature_id}"
         )
         return Stored(location, location)
 
@@ -154,10 +167,13 @@ class TelegramStorage:
             return []
         return [ManifestPart.model_validate(p) for p in state.get("parts", [])]
 
-    async def fetch(self, location: str, destination: Path, transfer: Transfer) -> Manifest:
-        manifest_file_id = _manifest_file_id(location)
+    async def fetch(self, location: str, destination: Path, transfer: Transfer) -> Fetched:
+        manifest_file_id, signature_file_id = _file_ids(location)
         async with httpx.AsyncClient(timeout=self._timeout) as client:
             raw = await self._download(client, manifest_file_id, transfer)
+            signature = None
+            if signature_file_id:
+                signature = await self._download(client, signature_file_id, transfer)
             manifest = Manifest.model_validate_json(raw)
             if not manifest.parts:
                 raise IntegrityError(f"the manifest at {location} lists no parts")
@@ -170,7 +186,7 @@ class TelegramStorage:
                     out.write(data)
                     done += len(data)
                     transfer.on_progress(done)
-        return manifest
+        return Fetched(manifest, raw, signature)
 
     async def _download(self, client: httpx.AsyncClient, file_id: str, transfer: Transfer) -> bytes:
         info = await self._call(client, "getFile", transfer, file_id=file_id)
@@ -192,11 +208,13 @@ def _read_part(path: Path, index: int, part_size: int) -> bytes:
         return os.pread(f.fileno(), part_size, index * part_size)
 
 
-def _manifest_file_id(location: str) -> str:
+def _file_ids(location: str) -> tuple[str, str | None]:
+    """The manifest's file id and, when signed, its signature's."""
     parsed = urlparse(location)
-    file_id = parse_qs(parsed.query).get("file_id", [""])[0]
+    query = parse_qs(parsed.query)
+    file_id = query.get("file_id", [""])[0]
     if parsed.scheme != "telegram" or not file_id:
         raise StorageError(
             f"{location!r} is not a telegram://CHAT/MESSAGE?file_id=... location", retryable=False
         )
-    return file_id
+    return file_id, query.get("sig_file_id", [None])[0]

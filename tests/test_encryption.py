@@ -1,0 +1,136 @@
+"""Encryption at rest: the dump is encrypted in the stream to age X25519 recipients, decrypts with
+the standard `age` tool, restores, never holds plaintext, and fails closed."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import psycopg
+import pyrage
+import pytest
+
+from backup.encryption import EncryptionFailed, decrypt_file
+from backup.errors import BackupTooLarge, ConfigurationError
+from backup.models import Compression, DumpFormat, Project
+from backup.pgdump import pg_bin_dir
+from backup.pipeline import PipelineOptions, dump_schema
+from backup.restore import restore, row_counts
+from devstack.postgres import PostgresServer
+
+MARKER = "PLAINTEXT-MARKER-7f3a"
+
+
+@pytest.fixture(scope="module")
+def secretive(postgres: PostgresServer) -> str:
+    """A tenant with a recognisable row, to prove the stored bytes never contain it."""
+    with psycopg.connect(postgres.url(), autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS secretive CASCADE")
+        conn.execute("CREATE SCHEMA secretive")
+        conn.execute("CREATE TABLE secretive.notes (id int primary key, body text)")
+        conn.execute(
+            "INSERT INTO secretive.notes SELECT g, %s || g FROM generate_series(1, 2000) g",
+            (MARKER,),
+        )
+    return "secretive"
+
+
+@pytest.fixture(scope="module")
+def identity(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """An age identity made by the real `age-keygen`, and its public key."""
+    keygen = shutil.which("age-keygen")
+    assert keygen, "the age CLI is required (make test installs Debian's `age`)"
+    path = tmp_path_factory.mktemp("keys") / "age.key"
+    subprocess.run([keygen, "-o", str(path)], check=True, capture_output=True)
+    public = subprocess.run([keygen, "-y", str(path)], check=True, capture_output=True, text=True)
+    return path, public.stdout.strip()
+
+
+def encrypted_dump(url: str, schema: str, out: Path, recipients: list[str], **kw: object):  # type: ignore[no-untyped-def]
+    return dump_schema(
+        database_url=url, project=Project(project_id=schema, name=schema, schema_name=schema),
+        fmt=kw.pop("fmt", DumpFormat.CUSTOM), compression=kw.pop("compression", Compression.ZSTD),  # type: ignore[arg-type]
+        out_dir=out, base_name="b",
+        options=PipelineOptions(bin_dir=pg_bin_dir(), max_bytes=kw.pop("max_bytes", 10**10)),  # type: ignore[arg-type]
+        recipients=recipients,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("fmt", "compression"),
+    [(DumpFormat.CUSTOM, Compression.ZSTD), (DumpFormat.SQL, Compression.NONE)],
+)
+def test_encrypted_backup_decrypts_with_the_age_cli_and_restores(
+    postgres: PostgresServer, scratch_db: str, tmp_path: Path, secretive: str,
+    identity: tuple[Path, str], fmt: DumpFormat, compression: Compression,
+) -> None:  # fmt: skip
+    key_file, public = identity
+    outcome = encrypted_dump(
+        postgres.url(), secretive, tmp_path, [public], fmt=fmt, compression=compression
+    )
+
+    stored = outcome.artifact_path.read_bytes()
+    assert outcome.artifact_path.name.endswith(".age")
+    assert stored.startswith(b"age-encryption.org/v1")
+    assert MARKER.encode() not in stored
+    assert outcome.manifest.encryption == "age-x25519" and outcome.manifest.recipients == [public]
+
+    plain = tmp_path / "decrypted"
+    age = shutil.which("age")
+    assert age
+    subprocess.run(
+        [age, "-d", "-i", str(key_file), "-o", str(plain), str(outcome.artifact_path)], check=True
+    )
+    restore(plain, fmt, compression, scratch_db, pg_bin_dir())
+    assert (
+        row_counts(scratch_db, secretive)
+        == row_counts(postgres.url(), secretive)
+        == {"notes": 2000}
+    )
+
+
+def test_decrypt_file_matches_the_age_cli(
+    postgres: PostgresServer, tmp_path: Path, secretive: str, identity: tuple[Path, str]
+) -> None:
+    key_file, public = identity
+    outcome = encrypted_dump(postgres.url(), secretive, tmp_path, [public])
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    decrypt_file(outcome.artifact_path, ours, key_file)
+    subprocess.run(
+        ["age", "-d", "-i", str(key_file), "-o", str(theirs), str(outcome.artifact_path)],
+        check=True,
+    )
+    assert ours.read_bytes() == theirs.read_bytes()
+    assert ours.read_bytes()[:4] == b"\x28\xb5\x2f\xfd"  # a zstd frame: the compressed dump
+
+
+def test_a_bad_recipient_fails_closed_before_dumping(
+    postgres: PostgresServer, tmp_path: Path, secretive: str
+) -> None:
+    with pytest.raises(ConfigurationError, match="age1"):
+        encrypted_dump(postgres.url(), secretive, tmp_path, ["age1notakey"])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_encryption_failure_stores_nothing(
+    postgres: PostgresServer, tmp_path: Path, secretive: str, identity: tuple[Path, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    def broken(reader: object, writer: object, recipients: object) -> None:
+        reader.read(1024)  # type: ignore[attr-defined]
+        raise pyrage.EncryptError("simulated failure")
+
+    monkeypatch.setattr(pyrage, "encrypt_io", broken)
+    with pytest.raises(EncryptionFailed, match="nothing was stored"):
+        encrypted_dump(postgres.url(), secretive, tmp_path, [identity[1]])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_size_cap_holds_for_encrypted_dumps(
+    postgres: PostgresServer, tmp_path: Path, identity: tuple[Path, str]
+) -> None:
+    with pytest.raises(BackupTooLarge):
+        encrypted_dump(postgres.url(), "umbrella", tmp_path, [identity[1]],
+                       compression=Compression.NONE, max_bytes=256 * 1024)  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
