@@ -30,9 +30,11 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from backup.download import download
+from backup.encryption import decrypt_file
 from backup.errors import BackupError
 from backup.models import PROJECT_ID_PATTERN, DumpFormat, ExportRequest, ExportResult
 from backup.settings import Settings
+from backup.signing import generate_keypair
 from workflows.client import connect, workflow_id_for
 from workflows.export_backup import ExportBackupWorkflow
 from workflows.search_attributes import BACKUP_STEP, PROJECT_ID
@@ -198,6 +200,11 @@ async def cmd_list(client: Client, settings: Settings, args: argparse.Namespace)
 async def cmd_download(settings: Settings, args: argparse.Namespace) -> int:
     try:
         manifest = await download(args.location, args.output, settings)
+        if args.identity and manifest.encryption:
+            encrypted = args.output.with_name(args.output.name + ".age")
+            args.output.replace(encrypted)
+            decrypt_file(encrypted, args.output, args.identity)
+            encrypted.unlink()
     except (BackupError, OSError) as err:
         console.print(f"[red]download refused:[/red] {err}")
         return 1
@@ -205,6 +212,39 @@ async def cmd_download(settings: Settings, args: argparse.Namespace) -> int:
         f"{args.output}: {manifest.size_bytes:,} bytes, sha256 {manifest.sha256} verified; "
         f"{manifest.format} / {manifest.compression} of schema {manifest.schema_name} "
         f"({manifest.table_count} tables)"
+    )
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    """Keys for a new deployment: an age identity (the recipient goes to the workers, the
+    identity stays with whoever restores) and an Ed25519 manifest signing key pair."""
+    import pyrage
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    identity = pyrage.x25519.Identity.generate()
+    recipient = str(identity.to_public())
+    private, public = generate_keypair()
+    files = {
+        "age-identity.txt": (f"# public key: {recipient}\n{identity}\n".encode(), 0o600),
+        "age-recipient.txt": (f"{recipient}\n".encode(), 0o644),
+        "signing.pem": (private, 0o600),
+        "signing.pub.pem": (public, 0o644),
+    }
+    for name, (data, mode) in files.items():
+        path = out / name
+        if path.exists():
+            console.print(f"[red]{path} exists; refusing to overwrite a key[/red]")
+            return 1
+        path.touch(mode=mode)
+        path.write_bytes(data)
+    print(
+        f"workers:  ENCRYPTION_RECIPIENTS={recipient}\n"
+        f"          MANIFEST_SIGNING_KEY_FILE={out / 'signing.pem'}\n"
+        f"restore:  MANIFEST_VERIFY_KEY_FILE={out / 'signing.pub.pem'}\n"
+        f"          starter.py download LOCATION -o FILE --identity {out / 'age-identity.txt'}\n"
+        f"Keep age-identity.txt off the workers: it reads every backup encrypted to {recipient}."
     )
     return 0
 
@@ -233,6 +273,9 @@ def parser() -> argparse.ArgumentParser:
     fetch = sub.add_parser("download", help="fetch a backup by location and verify its SHA-256")
     fetch.add_argument("location", help="file://, s3:// or telegram:// location from a result")
     fetch.add_argument("-o", "--output", type=Path, required=True)
+    fetch.add_argument("--identity", type=Path, help="age identity file: decrypt after verifying")
+    keys = sub.add_parser("keys", help="generate encryption and signing keys for a deployment")
+    keys.add_argument("--out", type=Path, required=True, help="directory for the key files")
     return p
 
 
@@ -244,6 +287,8 @@ async def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     if args.command == "download":  # needs storage credentials, not Temporal
         return await cmd_download(settings, args)
+    if args.command == "keys":
+        return cmd_keys(args)
     client = await connect(settings.temporal_address, settings.temporal_namespace)
     return await COMMANDS[args.command](client, settings, args)
 

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -234,3 +235,47 @@ async def test_the_user_gets_an_email_and_a_signed_webhook(
     else:
         assert payload["backup"]["sha256"] and payload["backup"]["location"]
     assert stack.webhook_secret not in stack.worker_log.read_text(errors="replace")
+
+
+async def test_encrypted_signed_backup_round_trip(
+    stack: DevStack, client: Client, tmp_path: Path, scratch_db_on_stack: str
+) -> None:
+    """Workers hold only the age recipient and the signing key; the restoring side holds the
+    identity and the public key, and gets the exact schema back."""
+    keys = tmp_path / "keys"
+    starter_cli = [sys.executable, str(ROOT / "starter.py")]
+    subprocess.run([*starter_cli, "keys", "--out", str(keys)], check=True, capture_output=True)
+    recipient = (keys / "age-recipient.txt").read_text().strip()
+    overrides = {
+        "TEMPORAL_TASK_QUEUE": "encrypted", "HOST_ID": "encrypted-host", "METRICS_PORT": "0",
+        "SPOOL_DIR": str(tmp_path / "spool"), "ENCRYPTION_RECIPIENTS": recipient,
+        "MANIFEST_SIGNING_KEY_FILE": str(keys / "signing.pem"),
+    }  # fmt: skip
+    worker = stack.spawn_worker(tmp_path / "worker.log", overrides)
+    try:
+        settings = stack.settings().model_copy(update={"temporal_task_queue": "encrypted"})
+        handle = await start_export(client, settings, ExportRequest(project_id="acme"))
+        result = await handle.result()
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+    assert result.location.endswith(".dump.zst.age")
+    assert artifact_of(result.model_dump()).read_bytes().startswith(b"age-encryption.org/v1")
+
+    fetched = tmp_path / "acme.dump.zst"
+    env = {**os.environ, **stack.env, "MANIFEST_VERIFY_KEY_FILE": str(keys / "signing.pub.pem")}
+    download_cmd = [*starter_cli, "download", result.location, "-o", str(fetched),
+                    "--identity", str(keys / "age-identity.txt")]  # fmt: skip
+    done = subprocess.run(download_cmd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    restore(fetched, result.format, result.compression, scratch_db_on_stack, pg_bin_dir())
+    assert row_counts(scratch_db_on_stack, "acme") == row_counts(stack.postgres.url(), "acme")
+
+
+def test_a_worker_with_a_bad_age_recipient_refuses_to_start(
+    stack: DevStack, tmp_path: Path
+) -> None:
+    overrides = {"TEMPORAL_TASK_QUEUE": "bad-key", "HOST_ID": "bad-key", "METRICS_PORT": "0",
+                 "ENCRYPTION_RECIPIENTS": "age1thisisnotakey"}  # fmt: skip
+    with pytest.raises(RuntimeError, match="age recipient"):
+        stack.spawn_worker(tmp_path / "worker.log", overrides, timeout=30)
