@@ -35,7 +35,7 @@ from backup.errors import BackupError
 from backup.models import PROJECT_ID_PATTERN, DumpFormat, ExportRequest, ExportResult
 from backup.settings import Settings
 from backup.signing import generate_keypair
-from workflows.client import connect, workflow_id_for
+from workflows.client import connect_with, workflow_id_for
 from workflows.export_backup import ExportBackupWorkflow
 from workflows.search_attributes import BACKUP_STEP, PROJECT_ID
 
@@ -289,7 +289,7 @@ async def main(argv: list[str] | None = None) -> int:
         return await cmd_download(settings, args)
     if args.command == "keys":
         return cmd_keys(args)
-    client = await connect(settings.temporal_address, settings.temporal_namespace)
+    client = await connect_with(settings)
     return await COMMANDS[args.command](client, settings, args)
 
 

@@ -32,7 +32,7 @@ from backup.pgdump import pg_bin_dir
 from backup.settings import Settings
 from backup.spool import sweep_stale
 from backup.storage import open_storage
-from workflows.client import connect, ensure_search_attributes
+from workflows.client import connect_with, ensure_search_attributes
 from workflows.export_backup import ExportBackupWorkflow
 
 logger = logging.getLogger("export_backup.worker")
@@ -93,9 +93,7 @@ async def run(settings: Settings) -> None:
     swept = sweep_stale(settings.spool_dir, settings.spool_max_age_hours)
     if swept:
         logger.info("removed %d stale spool directories", len(swept))
-    client = await connect(
-        settings.temporal_address, settings.temporal_namespace, metrics_runtime(settings)
-    )
+    client = await connect_with(settings, metrics_runtime(settings))
     added = await ensure_search_attributes(client)
     if added:
         logger.info("registered search attributes %s", ", ".join(added))

@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     manifest_signing_key_file: Path | None = None
     manifest_verify_key_file: Path | None = None
 
+    # Encrypted workflow payloads (off when empty): base64 of 32 random bytes, the same on every
+    # worker, starter and codec server of the namespace (README "Encrypted workflow payloads").
+    payload_encryption_key: SecretStr | None = None
+    payload_encryption_key_id: str = "default"
+
     backup_max_bytes: int = Field(default=10 * GIB, gt=0)
     zstd_level: int = Field(default=3, ge=1, le=22)
     # 0 = one compression thread per core.

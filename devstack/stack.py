@@ -34,7 +34,7 @@ from devstack.seaweed import SeaweedS3
 from devstack.seed import seed
 from devstack.temporal import TemporalDevServer, venv_binary
 from starter import follow, result_table, start_export
-from workflows.client import connect
+from workflows.client import connect_with
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -202,7 +202,7 @@ def step(title: str, action: object) -> None:
 async def demo(stack: DevStack, project: str, fmt: DumpFormat) -> int:
     """Back up one sample project through the real worker, then prove the artifact restores."""
     settings = stack.settings()
-    client = await connect(settings.temporal_address, settings.temporal_namespace)
+    client = await connect_with(settings)
     handle = await start_export(client, settings, ExportRequest(project_id=project, format=fmt))
     print(f"  backing up project {project!r}: workflow {handle.id}")
     result = await follow(handle)

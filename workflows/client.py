@@ -11,18 +11,32 @@ from temporalio.api.operatorservice.v1 import (
 )
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.runtime import Runtime
 
+from backup.settings import Settings
+from workflows.codec import data_converter
 from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
 
 
-async def connect(address: str, namespace: str, runtime: Runtime | None = None) -> Client:
+async def connect(
+    address: str,
+    namespace: str,
+    runtime: Runtime | None = None,
+    converter: DataConverter = pydantic_data_converter,
+) -> Client:
     return await Client.connect(
-        address,
-        namespace=namespace,
-        data_converter=pydantic_data_converter,
-        runtime=runtime,
+        address, namespace=namespace, data_converter=converter, runtime=runtime
     )
+
+
+async def connect_with(settings: Settings, runtime: Runtime | None = None) -> Client:
+    """A client as the settings describe it, payload encryption included."""
+    key = settings.payload_encryption_key
+    converter = data_converter(
+        key.get_secret_value() if key else None, settings.payload_encryption_key_id
+    )
+    return await connect(settings.temporal_address, settings.temporal_namespace, runtime, converter)
 
 
 async def ensure_search_attributes(client: Client) -> list[str]:
