@@ -31,10 +31,10 @@ from temporalio.service import RPCError
 
 from backup.download import download
 from backup.encryption import decrypt_file
-from backup.errors import BackupError
+from backup.errors import BackupError, ConfigurationError
+from backup.keys import generate_keys
 from backup.models import PROJECT_ID_PATTERN, DumpFormat, ExportRequest, ExportResult
 from backup.settings import Settings
-from backup.signing import generate_keypair
 from workflows.client import connect_with, workflow_id_for
 from workflows.export_backup import ExportBackupWorkflow
 from workflows.search_attributes import BACKUP_STEP, PROJECT_ID
@@ -217,34 +217,19 @@ async def cmd_download(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    """Keys for a new deployment: an age identity (the recipient goes to the workers, the
-    identity stays with whoever restores) and an Ed25519 manifest signing key pair."""
-    import pyrage
-
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    identity = pyrage.x25519.Identity.generate()
-    recipient = str(identity.to_public())
-    private, public = generate_keypair()
-    files = {
-        "age-identity.txt": (f"# public key: {recipient}\n{identity}\n".encode(), 0o600),
-        "age-recipient.txt": (f"{recipient}\n".encode(), 0o644),
-        "signing.pem": (private, 0o600),
-        "signing.pub.pem": (public, 0o644),
-    }
-    for name, (data, mode) in files.items():
-        path = out / name
-        if path.exists():
-            console.print(f"[red]{path} exists; refusing to overwrite a key[/red]")
-            return 1
-        path.touch(mode=mode)
-        path.write_bytes(data)
+    """Keys for a new deployment (see backup.keys)."""
+    try:
+        keys = generate_keys(args.out)
+    except ConfigurationError as err:
+        console.print(f"[red]{err}[/red]")
+        return 1
     print(
-        f"workers:  ENCRYPTION_RECIPIENTS={recipient}\n"
-        f"          MANIFEST_SIGNING_KEY_FILE={out / 'signing.pem'}\n"
-        f"restore:  MANIFEST_VERIFY_KEY_FILE={out / 'signing.pub.pem'}\n"
-        f"          starter.py download LOCATION -o FILE --identity {out / 'age-identity.txt'}\n"
-        f"Keep age-identity.txt off the workers: it reads every backup encrypted to {recipient}."
+        f"workers:  ENCRYPTION_RECIPIENTS={keys.recipient}\n"
+        f"          MANIFEST_SIGNING_KEY_FILE={keys.signing_key_file}\n"
+        f"restore:  MANIFEST_VERIFY_KEY_FILE={keys.verify_key_file}\n"
+        f"          starter.py download LOCATION -o FILE --identity {keys.identity_file}\n"
+        f"Keep {keys.identity_file.name} off the workers: it reads every backup encrypted to "
+        f"{keys.recipient}."
     )
     return 0
 

@@ -22,7 +22,9 @@ from pathlib import Path
 from rich.console import Console
 
 from backup.download import download
-from backup.models import Compression, DumpFormat, ExportRequest
+from backup.encryption import decrypt_file
+from backup.keys import DeploymentKeys, generate_keys
+from backup.models import Compression, DumpFormat, ExportRequest, ExportResult
 from backup.pgconn import redact
 from backup.pgdump import pg_bin_dir
 from backup.restore import restore, row_counts
@@ -65,6 +67,8 @@ class DevStack:
             self.home / "temporal.db", port=temporal_port, ui_port=ui_port
         )
         self.worker_log = self.home / "worker.log"
+        # Encryption at rest and signed manifests are on, with keys generated on first start.
+        self.keys = DeploymentKeys(self.home / "keys")
         self._worker: subprocess.Popen[bytes] | None = None
         # Notification receivers: a real SMTP server and a webhook endpoint that checks signatures.
         self.webhook_secret = secrets.token_hex(16)
@@ -96,6 +100,9 @@ class DevStack:
             "NOTIFY_EMAIL_DEFAULT": "owner@devstack.local",
             "WEBHOOK_URL": self.webhooks.url if self.webhooks else "",
             "WEBHOOK_SECRET": self.webhook_secret,
+            "ENCRYPTION_RECIPIENTS": self.keys.recipient if self.keys.exist() else "",
+            "MANIFEST_SIGNING_KEY_FILE": str(self.keys.signing_key_file),
+            "MANIFEST_VERIFY_KEY_FILE": str(self.keys.verify_key_file),
         }
 
     def settings(self) -> Settings:
@@ -108,6 +115,8 @@ class DevStack:
 
     def start(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
+        if not self.keys.exist():
+            generate_keys(self.keys.folder)
         step("PostgreSQL 18", self.postgres.start)
         step(
             f"seed sample tenants (scale {self.scale:g})",
@@ -134,6 +143,31 @@ class DevStack:
             f"(logged in {self.home / 'webhooks.jsonl'})\n"
             f"  environment      {env_file}  (set -a; . {env_file}; set +a)\n"
         )
+
+    async def restore_check(self, result: ExportResult) -> tuple[dict[str, int], dict[str, int]]:
+        """Fetch a backup by its location as a restore would (signature, checksum, decryption),
+        restore it into a scratch database and count rows there and in the source."""
+        scratch = f"restore_check_{result.run_id[:8]}"
+        self.postgres.drop_database(scratch)
+        self.postgres.create_database(scratch)
+        artifact = self.home / f"download-{result.run_id}"
+        plain = artifact.with_name(artifact.name + ".plain")
+        try:
+            manifest = await download(result.location, artifact, self.settings())
+            if manifest.encryption:
+                decrypt_file(artifact, plain, self.keys.identity_file)
+            restore(
+                plain if manifest.encryption else artifact, result.format,
+                Compression(result.compression), self.postgres.url(scratch), pg_bin_dir(),
+            )  # fmt: skip
+            return (
+                row_counts(self.postgres.url(), result.schema_name),
+                row_counts(self.postgres.url(scratch), result.schema_name),
+            )
+        finally:
+            artifact.unlink(missing_ok=True)
+            plain.unlink(missing_ok=True)
+            self.postgres.drop_database(scratch)
 
     def start_receivers(self) -> None:
         self.smtp_port, self.mailbox = self._receivers.enter_context(
@@ -208,26 +242,12 @@ async def demo(stack: DevStack, project: str, fmt: DumpFormat) -> int:
     result = await follow(handle)
     Console().print(result_table(result, settings.temporal_ui_url, client.namespace))
 
-    scratch = "demo_restore_check"
-    stack.postgres.drop_database(scratch)
-    stack.postgres.create_database(scratch)
-    artifact = stack.home / "demo-download"
-    await download(result.location, artifact, settings)  # verifies size and SHA-256
-    restore(
-        artifact,
-        result.format,
-        Compression(result.compression),
-        stack.postgres.url(scratch),
-        pg_bin_dir(),
-    )
-    source = row_counts(stack.postgres.url(), result.schema_name)
-    restored = row_counts(stack.postgres.url(scratch), result.schema_name)
-    stack.postgres.drop_database(scratch)
-    artifact.unlink()
+    source, restored = await stack.restore_check(result)
     verdict = "OK" if source == restored else "MISMATCH"
     print(
-        f"  restore check ({'pg_restore' if fmt is not DumpFormat.SQL else 'psql'} into a scratch "
-        f"database): {len(restored)} tables, {sum(restored.values()):,} rows — {verdict}"
+        f"  restore check (download, verify signature and SHA-256, decrypt, "
+        f"{'pg_restore' if fmt is not DumpFormat.SQL else 'psql'} into a scratch database): "
+        f"{len(restored)} tables, {sum(restored.values()):,} rows — {verdict}"
     )
     await asyncio.sleep(0.5)  # deliveries run in parallel with the result's return
     for message in stack.mailbox:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
+import pyrage
 import pytest
 
 from backup.download import download
@@ -146,14 +147,18 @@ def resumable(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
 def artifact(tmp_path: Path, size: int) -> tuple[Path, Manifest]:
     path = tmp_path / "artifact.dump.zst"
     path.write_bytes(os.urandom(size))
+    return path, manifest_for(path)
+
+
+def manifest_for(path: Path) -> Manifest:
     now = datetime.now(UTC)
-    manifest = Manifest(
+    size = path.stat().st_size
+    return Manifest(
         project_id="acme", project_name="Acme", schema_name="acme", format=DumpFormat.CUSTOM,
         compression=Compression.ZSTD, artifact=path.name, size_bytes=size, raw_bytes=size * 3,
         sha256=sha256_of(path), tables=["t"], table_count=1, pg_dump_version="pg_dump 18",
         server_version="18", started_at=now, finished_at=now, dump_seconds=0.1,
     )  # fmt: skip
-    return path, manifest
 
 
 def _edited(manifest: bytes) -> bytes:
@@ -375,3 +380,22 @@ async def test_openssl_verifies_a_manifest_signature(
     assert subprocess.run(verify, capture_output=True, text=True).returncode == 0
     manifest_path.write_bytes(_edited(manifest_path.read_bytes()))
     assert subprocess.run(verify, capture_output=True, text=True).returncode != 0
+
+
+async def test_an_encrypted_artifact_is_stored_without_its_plaintext(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """What the bucket or the chat holds is the age ciphertext, byte for byte."""
+    identity = pyrage.x25519.Identity.generate()
+    marker = b"PLAINTEXT-MARKER-ROW-42;"
+    plaintext = marker * (backend.part_size // len(marker) * 2)
+    source = tmp_path / "artifact.dump.zst.age"
+    source.write_bytes(pyrage.encrypt(plaintext, [identity.to_public()]))
+    manifest = manifest_for(source).model_copy(update={"encryption": "age-x25519"})
+    stored = await backend.storage.store(source, manifest, KEY, Transfer())
+
+    fetched = tmp_path / "fetched"
+    await download(stored.location, fetched, backend.settings)
+    raw = fetched.read_bytes()
+    assert marker not in raw and raw.startswith(b"age-encryption.org/v1")
+    assert pyrage.decrypt(raw, [identity]) == plaintext
