@@ -21,7 +21,7 @@ COPY backup/ backup/
 COPY activities/ activities/
 COPY workflows/ workflows/
 COPY devstack/ devstack/
-COPY worker.py starter.py ./
+COPY worker.py starter.py codec_server.py ./
 # README.md is the package's long description (pyproject `readme`).
 COPY README.md ./
 RUN pip install --no-cache-dir --no-deps .
