@@ -40,6 +40,22 @@ async def client(stack: DevStack) -> Client:
     return await connect(stack.temporal.address, "default")
 
 
+async def backup_on_own_worker(
+    stack: DevStack, client: Client, tmp_path: Path, queue: str, project: str, **env: str
+) -> ExportResult:
+    """One backup through a worker of its own (its queue, host and settings), then stop it."""
+    overrides = {"TEMPORAL_TASK_QUEUE": queue, "HOST_ID": f"{queue}-host", "METRICS_PORT": "0",
+                 "SPOOL_DIR": str(tmp_path / "spool"), **env}  # fmt: skip
+    worker = stack.spawn_worker(tmp_path / "worker.log", overrides)
+    try:
+        settings = stack.settings().model_copy(update={"temporal_task_queue": queue})
+        handle = await start_export(client, settings, ExportRequest(project_id=project))
+        return await handle.result()
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+
+
 @pytest.fixture
 def scratch_db_on_stack(stack: DevStack) -> Iterator[str]:
     name = f"scratch_{uuid.uuid4().hex[:8]}"
@@ -176,21 +192,9 @@ async def test_metrics_endpoint_exposes_sdk_and_backup_metrics(
 async def test_backup_to_s3_restores_from_its_location(
     stack: DevStack, client: Client, tmp_path: Path
 ) -> None:
-    overrides = {
-        "TEMPORAL_TASK_QUEUE": "s3-backups",
-        "HOST_ID": "s3-host",
-        "STORAGE_BACKEND": "s3",
-        "SPOOL_DIR": str(tmp_path / "spool"),
-        "METRICS_PORT": "0",
-    }
-    worker = stack.spawn_worker(tmp_path / "worker.log", overrides)
-    try:
-        settings = stack.settings().model_copy(update={"temporal_task_queue": "s3-backups"})
-        handle = await start_export(client, settings, ExportRequest(project_id="umbrella"))
-        result = await handle.result()
-    finally:
-        worker.terminate()
-        worker.wait(timeout=60)
+    result = await backup_on_own_worker(
+        stack, client, tmp_path, "s3-backups", "umbrella", STORAGE_BACKEND="s3"
+    )
     assert result.location.startswith(f"s3://{stack.s3.bucket}/backups/umbrella/")  # type: ignore[union-attr]
 
     source, restored = await stack.restore_check(result)  # signature, checksum, decryption
@@ -240,19 +244,10 @@ async def test_encrypted_signed_backup_round_trip(
     starter_cli = [sys.executable, str(ROOT / "starter.py")]
     subprocess.run([*starter_cli, "keys", "--out", str(keys)], check=True, capture_output=True)
     recipient = (keys / "age-recipient.txt").read_text().strip()
-    overrides = {
-        "TEMPORAL_TASK_QUEUE": "encrypted", "HOST_ID": "encrypted-host", "METRICS_PORT": "0",
-        "SPOOL_DIR": str(tmp_path / "spool"), "ENCRYPTION_RECIPIENTS": recipient,
-        "MANIFEST_SIGNING_KEY_FILE": str(keys / "signing.pem"),
-    }  # fmt: skip
-    worker = stack.spawn_worker(tmp_path / "worker.log", overrides)
-    try:
-        settings = stack.settings().model_copy(update={"temporal_task_queue": "encrypted"})
-        handle = await start_export(client, settings, ExportRequest(project_id="acme"))
-        result = await handle.result()
-    finally:
-        worker.terminate()
-        worker.wait(timeout=60)
+    result = await backup_on_own_worker(
+        stack, client, tmp_path, "encrypted", "acme", ENCRYPTION_RECIPIENTS=recipient,
+        MANIFEST_SIGNING_KEY_FILE=str(keys / "signing.pem"),
+    )  # fmt: skip
     assert result.location.endswith(".dump.zst.age")
     assert artifact_of(result.model_dump()).read_bytes().startswith(b"age-encryption.org/v1")
 
