@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import psycopg
+from psycopg import sql
 
 TABLES_SQL = """
 SELECT c.relname
@@ -16,6 +17,18 @@ ORDER BY c.relname
 def schema_tables(conn: psycopg.Connection, schema: str) -> list[str]:
     """Ordinary and partitioned tables of the schema: what a restore recreates as TABLEs."""
     return [row[0] for row in conn.execute(TABLES_SQL, (schema,)).fetchall()]
+
+
+def exact_row_counts(conn: psycopg.Connection, schema: str, tables: list[str]) -> dict[str, int]:
+    """Rows of each table itself (ONLY: a partitioned parent's rows live in its partitions)."""
+    counts = {}
+    for table in tables:
+        query = sql.SQL("SELECT count(*) FROM ONLY {}.{}").format(
+            sql.Identifier(schema), sql.Identifier(table)
+        )
+        row = conn.execute(query).fetchone()
+        counts[table] = int(row[0]) if row else 0
+    return counts
 
 
 def server_version(conn: psycopg.Connection) -> str:

@@ -38,6 +38,8 @@ class Manifest(BaseModel):
     recipients: list[str] = []  # age public keys it was encrypted to
     tables: list[str]
     table_count: int
+    # Exact rows per table, counted in the snapshot the dump was taken in.
+    row_counts: dict[str, int] = {}
     pg_dump_version: str
     server_version: str
     started_at: datetime

@@ -64,6 +64,7 @@ def pg_dump_args(
     fmt: DumpFormat,
     output_dir: Path | None = None,
     jobs: int = 1,
+    snapshot: str | None = None,
 ) -> list[str]:
     """pg_dump argv. Output goes to stdout except for the directory format (output_dir)."""
     args = [
@@ -79,6 +80,9 @@ def pg_dump_args(
     if fmt in (DumpFormat.CUSTOM, DumpFormat.DIRECTORY):
         # We compress downstream with threaded zstd; pg_dump's own gzip is the bottleneck.
         args.append("--compress=0")
+    if snapshot:
+        # The exported snapshot of our own transaction: the dump sees exactly what we count.
+        args.append(f"--snapshot={snapshot}")
     if fmt is DumpFormat.DIRECTORY:
         assert output_dir is not None
         args += [f"--file={output_dir}", f"--jobs={jobs}"]

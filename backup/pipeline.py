@@ -14,13 +14,14 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 
-from backup.catalog import schema_tables, server_version
+from backup.catalog import exact_row_counts, schema_tables, server_version
 from backup.compression import SUFFIX, CappedHashingWriter, Compressor
 from backup.encryption import SUFFIX as AGE_SUFFIX
 from backup.encryption import AgeEncryptor, parse_recipients
@@ -83,41 +84,27 @@ def dump_schema(
     started_at = datetime.now(UTC)
     clock = time.monotonic()
     schema = project.schema_name
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        found = conn.execute(
-            "SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s", (schema,)
-        ).fetchone()
-        if found is None:
+    artifact = out_dir / artifact_name(base_name, fmt, compression, encrypted=bool(recipients))
+    # One repeatable-read transaction exports its snapshot to pg_dump and counts the rows in it,
+    # so the manifest's row counts are exactly what the dump holds, whatever is written meanwhile.
+    with psycopg.connect(database_url) as conn:
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        snapshot = str(_scalar(conn, "SELECT pg_catalog.pg_export_snapshot()"))
+        exists = "SELECT count(*) FROM pg_catalog.pg_namespace WHERE nspname = %s"
+        if not _scalar(conn, exists, (schema,)):
             raise SchemaNotFound(
                 f"schema {schema!r} of project {project.project_id!r} does not exist in the "
                 "database; fix control_plane.projects.schema_name or create the schema"
             )
         tables = schema_tables(conn, schema)
         server = server_version(conn)
-
-    artifact = out_dir / artifact_name(base_name, fmt, compression, encrypted=bool(recipients))
-    with client_connection(database_url) as client, atomic_file(artifact) as file:
-        sink = CappedHashingWriter(file, options.max_bytes)
-        # dump → compress → encrypt → hash and count → file
-        encryptor = AgeEncryptor(sink, age_recipients) if age_recipients else None
-        try:
-            with Compressor(
-                encryptor or sink,
-                compression,
-                zstd_level=options.zstd_level,
-                zstd_threads=options.zstd_threads,
-                gzip_level=options.gzip_level,
-            ) as compressor:
-                if fmt is DumpFormat.DIRECTORY:
-                    _dump_directory(client, schema, options, out_dir, compressor, on_progress)
-                else:
-                    _dump_stream(client, schema, fmt, options, compressor, on_progress)
-        except BaseException:
-            if encryptor:
-                encryptor.abort()
-            raise
-        if encryptor:
-            encryptor.close()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="row-count") as counter:
+            counting = counter.submit(exact_row_counts, conn, schema, tables)
+            sink, compressor = _run_dump(
+                database_url, schema, fmt, compression, options, out_dir, artifact,
+                on_progress, age_recipients, snapshot,
+            )  # fmt: skip
+            row_counts = counting.result()
 
     manifest = Manifest(
         project_id=project.project_id,
@@ -133,6 +120,7 @@ def dump_schema(
         recipients=list(recipients or []),
         tables=tables,
         table_count=len(tables),
+        row_counts=row_counts,
         pg_dump_version=pg_dump_version(options.bin_dir),
         server_version=server,
         started_at=started_at,
@@ -142,6 +130,53 @@ def dump_schema(
     manifest_path = out_dir / manifest_name(artifact.name)
     manifest.write(manifest_path)
     return DumpOutcome(artifact, manifest_path, manifest)
+
+
+def _run_dump(
+    database_url: str,
+    schema: str,
+    fmt: DumpFormat,
+    compression: Compression,
+    options: PipelineOptions,
+    out_dir: Path,
+    artifact: Path,
+    on_progress: ProgressCallback,
+    age_recipients: list[object] | None,
+    snapshot: str,
+) -> tuple[CappedHashingWriter, Compressor]:
+    """pg_dump → compress → encrypt → hash and count → artifact, written atomically."""
+    with client_connection(database_url) as client, atomic_file(artifact) as file:
+        sink = CappedHashingWriter(file, options.max_bytes)
+        # dump → compress → encrypt → hash and count → file
+        encryptor = AgeEncryptor(sink, age_recipients) if age_recipients else None
+        try:
+            with Compressor(
+                encryptor or sink,
+                compression,
+                zstd_level=options.zstd_level,
+                zstd_threads=options.zstd_threads,
+                gzip_level=options.gzip_level,
+            ) as compressor:
+                if fmt is DumpFormat.DIRECTORY:
+                    _dump_directory(
+                        client, schema, options, out_dir, compressor, on_progress, snapshot
+                    )
+                else:
+                    _dump_stream(client, schema, fmt, options, compressor, on_progress, snapshot)
+        except BaseException:
+            if encryptor:
+                encryptor.abort()
+            raise
+        if encryptor:
+            encryptor.close()
+
+    return sink, compressor
+
+
+def _scalar(conn: psycopg.Connection, query: str, params: tuple[object, ...] = ()) -> object:
+    row = conn.execute(query, params).fetchone()  # type: ignore[arg-type]
+    assert row is not None
+    return row[0]
 
 
 def _start(
@@ -180,8 +215,11 @@ def _dump_stream(
     options: PipelineOptions,
     compressor: Compressor,
     on_progress: ProgressCallback,
+    snapshot: str | None = None,
 ) -> None:
-    args = pg_dump_args(options.bin_dir, conninfo=client.conninfo, schema=schema, fmt=fmt)
+    args = pg_dump_args(
+        options.bin_dir, conninfo=client.conninfo, schema=schema, fmt=fmt, snapshot=snapshot
+    )
     proc = _start(client, args, subprocess.PIPE)
     assert proc.stdout is not None
     try:
@@ -200,6 +238,7 @@ def _dump_directory(
     out_dir: Path,
     compressor: Compressor,
     on_progress: ProgressCallback,
+    snapshot: str | None = None,
 ) -> None:
     """Parallel dump (-Fd -j) to a scratch directory, then streamed into the artifact as tar."""
     dump_dir = out_dir / "directory.partial"
@@ -211,6 +250,7 @@ def _dump_directory(
         fmt=DumpFormat.DIRECTORY,
         output_dir=dump_dir,
         jobs=options.jobs,
+        snapshot=snapshot,
     )
     proc = _start(client, args, None)
     try:

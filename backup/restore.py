@@ -16,9 +16,8 @@ from pathlib import Path
 
 import psycopg
 import zstandard
-from psycopg import sql
 
-from backup.catalog import schema_tables
+from backup.catalog import exact_row_counts, schema_tables
 from backup.errors import BackupError
 from backup.models import Compression, DumpFormat
 from backup.pgconn import client_connection
@@ -69,13 +68,6 @@ def restore(
 
 
 def row_counts(database_url: str, schema: str) -> dict[str, int]:
-    """Exact row count of every table of the schema."""
+    """Exact row count of every table of the schema, as the manifest records them."""
     with psycopg.connect(database_url) as conn:
-        counts = {}
-        for table in schema_tables(conn, schema):
-            query = sql.SQL("SELECT count(*) FROM {}.{}").format(
-                sql.Identifier(schema), sql.Identifier(table)
-            )
-            row = conn.execute(query).fetchone()
-            counts[table] = int(row[0]) if row else 0
-        return counts
+        return exact_row_counts(conn, schema, schema_tables(conn, schema))
