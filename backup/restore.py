@@ -1,8 +1,5 @@
-"""Restore an artifact into a database: decompress, then pg_restore (or psql for SQL).
-
-The seed of RestoreBackupWorkflow; today the demo and the tests use it to prove that every
-artifact restores and holds exactly its tenant's tables and rows.
-"""
+"""Restore an artifact: decompress, then pg_restore (or psql for SQL), either as it is into a
+database (`restore`) or under a new schema name beside the original (`restore_as`)."""
 
 from __future__ import annotations
 
@@ -12,15 +9,20 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import uuid
 from pathlib import Path
 
 import psycopg
 import zstandard
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from backup.catalog import exact_row_counts, schema_tables
 from backup.errors import BackupError
+from backup.manifest import Manifest
 from backup.models import Compression, DumpFormat
 from backup.pgconn import client_connection
+from backup.pgdump import exact_schema_pattern
 
 
 class RestoreFailed(BackupError):
@@ -39,9 +41,15 @@ def decompress(artifact: Path, compression: Compression, destination: Path) -> N
 
 
 def restore(
-    artifact: Path, fmt: DumpFormat, compression: Compression, database_url: str, bin_dir: Path
+    artifact: Path,
+    fmt: DumpFormat,
+    compression: Compression,
+    database_url: str,
+    bin_dir: Path,
+    jobs: int = 1,
 ) -> None:
-    """Restore into the database at `database_url` (the schema keeps its name)."""
+    """Restore into the database at `database_url` (the schema keeps its name); custom and
+    directory formats restore with `jobs` parallel workers."""
     with tempfile.TemporaryDirectory(prefix="restore-") as scratch:
         plain = Path(scratch) / "artifact"
         decompress(artifact, compression, plain)
@@ -56,6 +64,8 @@ def restore(
             else:
                 args = [str(bin_dir / "pg_restore"), "--no-owner", "--no-acl", "--exit-on-error",
                         f"--dbname={client.conninfo}", str(plain)]  # fmt: skip
+                if jobs > 1 and fmt in (DumpFormat.CUSTOM, DumpFormat.DIRECTORY):
+                    args.insert(1, f"--jobs={jobs}")
             done = subprocess.run(
                 args,
                 capture_output=True,
@@ -71,3 +81,75 @@ def row_counts(database_url: str, schema: str) -> dict[str, int]:
     """Exact row count of every table of the schema, as the manifest records them."""
     with psycopg.connect(database_url) as conn:
         return exact_row_counts(conn, schema, schema_tables(conn, schema))
+
+
+class SchemaExists(BackupError):
+    pass
+
+
+def with_database(database_url: str, database: str) -> str:
+    """The same server and credentials, another database."""
+    return make_conninfo(database_url, dbname=database)
+
+
+def restore_as(
+    artifact: Path, manifest: Manifest, target_url: str, new_schema: str, bin_dir: Path,
+    jobs: int = 2,
+) -> dict[str, int]:  # fmt: skip
+    """Restore the backup as `new_schema` in the target database, touching nothing else.
+
+    pg_restore can only recreate a schema under its own name, so the backup is restored into a
+    scratch database, renamed there, and copied into the target in one transaction: the target
+    either has the whole new schema or nothing. Needs CREATEDB for the scratch database."""
+    with psycopg.connect(target_url, autocommit=True) as conn:
+        exists = "SELECT count(*) FROM pg_catalog.pg_namespace WHERE nspname = %s"
+        row = conn.execute(exists, (new_schema,)).fetchone()
+        if row and row[0]:
+            raise SchemaExists(
+                f"schema {new_schema!r} already exists in the target database: choose another "
+                "name, or drop it first"
+            )
+        scratch = f"export_backup_restore_{uuid.uuid4().hex[:12]}"
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch)))
+    scratch_url = with_database(target_url, scratch)
+    try:
+        restore(artifact, manifest.format, manifest.compression, scratch_url, bin_dir, jobs)
+        with psycopg.connect(scratch_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
+                    sql.Identifier(manifest.schema_name), sql.Identifier(new_schema)
+                )
+            )
+        _copy_schema(scratch_url, target_url, new_schema, bin_dir)
+    finally:
+        with psycopg.connect(target_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(scratch))
+            )
+    return row_counts(target_url, new_schema)
+
+
+def _copy_schema(source_url: str, target_url: str, schema: str, bin_dir: Path) -> None:
+    """pg_dump | pg_restore --single-transaction: all of the schema lands, or none of it."""
+    with client_connection(source_url) as source, client_connection(target_url) as target:
+        dump = subprocess.Popen(
+            [str(bin_dir / "pg_dump"), "--format=custom", "--compress=0", "--no-owner",
+             "--no-acl", f"--schema={exact_schema_pattern(schema)}", "--strict-names",
+             f"--dbname={source.conninfo}"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env={**os.environ, **source.env}, pass_fds=source.pass_fds,
+        )  # fmt: skip
+        load = subprocess.run(
+            [str(bin_dir / "pg_restore"), "--single-transaction", "--no-owner", "--no-acl",
+             "--exit-on-error", f"--dbname={target.conninfo}"],
+            stdin=dump.stdout, capture_output=True, text=True,
+            env={**os.environ, **target.env}, pass_fds=target.pass_fds,
+        )  # fmt: skip
+        assert dump.stdout is not None and dump.stderr is not None
+        dump.stdout.close()
+        dump_error = dump.stderr.read().decode(errors="replace")
+        if dump.wait() != 0 or load.returncode != 0:
+            raise RestoreFailed(
+                f"copying schema {schema!r} into the target failed: "
+                f"{(dump_error + load.stderr).strip()[-2000:]}"
+            )

@@ -15,7 +15,7 @@ from backup.errors import BackupTooLarge, SchemaNotFound
 from backup.models import Compression, DumpFormat, Project
 from backup.pgdump import pg_bin_dir
 from backup.pipeline import PipelineOptions, dump_schema
-from backup.restore import restore, row_counts
+from backup.restore import SchemaExists, restore, restore_as, row_counts
 from devstack.postgres import PostgresServer
 
 
@@ -222,3 +222,28 @@ def test_row_counts_are_those_of_the_dump_under_concurrent_writes(
     assert written[0] > 0, "the writer never ran: the test proves nothing"
     assert row_counts(scratch_db, "busy") == outcome.manifest.row_counts
     assert outcome.manifest.row_counts["events"] < row_counts(postgres.url(), "busy")["events"]
+
+
+@pytest.mark.parametrize("fmt", list(DumpFormat))
+def test_restore_as_a_new_schema_beside_the_original(
+    postgres: PostgresServer, tmp_path: Path, fmt: DumpFormat
+) -> None:
+    outcome = dump(postgres.url(), "acme", tmp_path, fmt)
+    before = row_counts(postgres.url(), "acme")
+    copy = f"acme_copy_{fmt.value}"
+    with psycopg.connect(postgres.url(), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(copy)))
+
+    restored = restore_as(
+        outcome.artifact_path, outcome.manifest, postgres.url(), copy, pg_bin_dir()
+    )
+
+    assert restored == outcome.manifest.row_counts == before
+    assert row_counts(postgres.url(), "acme") == before  # the original is untouched
+    with pytest.raises(SchemaExists, match=copy):
+        restore_as(outcome.artifact_path, outcome.manifest, postgres.url(), copy, pg_bin_dir())
+    with psycopg.connect(postgres.url()) as conn:
+        leftovers = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'export_backup_restore_%'"
+        ).fetchall()
+    assert leftovers == []
