@@ -12,6 +12,7 @@ import asyncio
 import json
 import re
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +34,17 @@ from backup.download import download
 from backup.encryption import decrypt_file
 from backup.errors import BackupError, ConfigurationError
 from backup.keys import generate_keys
-from backup.models import PROJECT_ID_PATTERN, DumpFormat, ExportRequest, ExportResult
+from backup.models import (
+    PROJECT_ID_PATTERN,
+    DumpFormat,
+    ExportRequest,
+    ExportResult,
+    RestoreRequest,
+)
 from backup.settings import Settings
 from workflows.client import connect_with, workflow_id_for
 from workflows.export_backup import ExportBackupWorkflow
+from workflows.restore_backup import RestoreBackupWorkflow
 from workflows.search_attributes import BACKUP_STEP, PROJECT_ID
 
 console = Console(stderr=True)
@@ -145,7 +153,7 @@ async def cmd_export(client: Client, settings: Settings, args: argparse.Namespac
     try:
         result = await follow(handle)
     except WorkflowFailureError as err:
-        console.print(f"[red]backup failed:[/red] {err.cause}")
+        console.print(f"[red]backup failed:[/red] {root_cause(err)}")
         return 1
     print_result(result, settings, args.json)
     return 0
@@ -216,6 +224,38 @@ async def cmd_download(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_restore(client: Client, settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        request = RestoreRequest(
+            location=args.location, into_schema=args.into, database=args.database
+        )
+    except ValidationError as err:
+        console.print(f"[red]invalid request:[/red] {err}")
+        return 2
+    handle = await client.start_workflow(
+        RestoreBackupWorkflow.run,
+        request.model_dump(mode="json", exclude_none=True),
+        id=f"restore-backup-{args.into}-{uuid.uuid4().hex[:8]}",
+        task_queue=settings.temporal_task_queue,
+        static_summary=f"Restore {args.location} as schema {args.into}",
+    )
+    console.print(f"started {handle.id}")
+    try:
+        result = await handle.result()
+    except WorkflowFailureError as err:
+        console.print(f"[red]restore failed:[/red] {root_cause(err)}")
+        return 1
+    print(result.model_dump_json(indent=2))
+    return 0 if result.verified else 1
+
+
+def root_cause(err: BaseException) -> str:
+    """The innermost message: 'Activity task failed' says nothing to a person."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    return str(err)
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     """Keys for a new deployment (see backup.keys)."""
     try:
@@ -259,12 +299,18 @@ def parser() -> argparse.ArgumentParser:
     fetch.add_argument("location", help="file://, s3:// or telegram:// location from a result")
     fetch.add_argument("-o", "--output", type=Path, required=True)
     fetch.add_argument("--identity", type=Path, help="age identity file: decrypt after verifying")
+    back = sub.add_parser(
+        "restore", help="restore a backup under a new schema, beside the original"
+    )
+    back.add_argument("location", help="location from an export result")
+    back.add_argument("--into", required=True, help="the new schema name")
+    back.add_argument("--database", help="another database on the same server")
     keys = sub.add_parser("keys", help="generate encryption and signing keys for a deployment")
     keys.add_argument("--out", type=Path, required=True, help="directory for the key files")
     return p
 
 
-COMMANDS = {"export": cmd_export, "status": cmd_status, "list": cmd_list}
+COMMANDS = {"export": cmd_export, "status": cmd_status, "list": cmd_list, "restore": cmd_restore}
 
 
 async def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,7 @@ from activities.dump import DumpActivities
 from activities.hosts import HostActivities
 from activities.notify import NotifyActivities
 from activities.projects import ProjectActivities
+from activities.restore import RestoreActivities
 from activities.upload import UploadActivities
 from activities.verify import VerifyActivities
 from backup.encryption import parse_recipients
@@ -34,6 +35,7 @@ from backup.spool import sweep_stale
 from backup.storage import open_storage
 from workflows.client import connect_with, ensure_search_attributes
 from workflows.export_backup import ExportBackupWorkflow
+from workflows.restore_backup import RestoreBackupWorkflow
 
 logger = logging.getLogger("export_backup.worker")
 
@@ -55,13 +57,14 @@ def build_workers(client: Client, settings: Settings, executor: ThreadPoolExecut
     shared = Worker(
         client,
         task_queue=settings.temporal_task_queue,
-        workflows=[ExportBackupWorkflow],
+        workflows=[ExportBackupWorkflow, RestoreBackupWorkflow],
         activities=[
             ProjectActivities(settings).validate_project,
             HostActivities(settings).claim_host,
             notify.notification_channels,
             notify.deliver_notification,
             notify.notify,
+            RestoreActivities(settings).restore_backup,
         ],
         graceful_shutdown_timeout=grace,
     )

@@ -53,6 +53,30 @@ class ExportRequest(BaseModel):
         return self.compression if self.compress else Compression.NONE
 
 
+class RestoreRequest(BaseModel):
+    """Input of RestoreBackupWorkflow: restore a backup beside the original, never over it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    location: Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+    # The new schema; PostgreSQL names are at most 63 bytes.
+    into_schema: Annotated[str, StringConstraints(min_length=1, max_length=63)]
+    # Another database on the same server; None = the platform database.
+    database: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,63}$")] | None = None
+
+
+class RestoreResult(BaseModel):
+    location: str
+    schema_name: str
+    database: str | None
+    table_count: int
+    row_counts: dict[str, int]
+    # Restored row counts equal the manifest's (counted in the dump's own snapshot).
+    verified: bool
+    started_at: datetime
+    finished_at: datetime
+
+
 class Project(BaseModel):
     """A validated, active project and the schema that holds its data."""
 

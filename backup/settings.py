@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     # Signed manifests: workers sign with the Ed25519 private key; download and restore verify
     # with the public key (derived from the private one when only that is configured).
     manifest_signing_key_file: Path | None = None
+    # Only where backups are restored: the age identity that decrypts them.
+    encryption_identity_file: Path | None = None
     manifest_verify_key_file: Path | None = None
 
     # Encrypted workflow payloads (off when empty): base64 of 32 random bytes, the same on every

@@ -103,6 +103,8 @@ class DevStack:
             "ENCRYPTION_RECIPIENTS": self.keys.recipient if self.keys.exist() else "",
             "MANIFEST_SIGNING_KEY_FILE": str(self.keys.signing_key_file),
             "MANIFEST_VERIFY_KEY_FILE": str(self.keys.verify_key_file),
+            # Dev only: in production, only restoring workers hold the identity.
+            "ENCRYPTION_IDENTITY_FILE": str(self.keys.identity_file),
         }
 
     def settings(self) -> Settings:

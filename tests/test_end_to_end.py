@@ -268,3 +268,37 @@ def test_a_worker_with_a_bad_age_recipient_refuses_to_start(
                  "ENCRYPTION_RECIPIENTS": "age1thisisnotakey"}  # fmt: skip
     with pytest.raises(RuntimeError, match="age recipient"):
         stack.spawn_worker(tmp_path / "worker.log", overrides, timeout=30)
+
+
+async def test_restore_backup_workflow_puts_the_data_back_beside_the_original(
+    stack: DevStack, client: Client
+) -> None:
+    """One command from "my data is gone" to restored tables (and refusals that protect)."""
+    backup = await (
+        await start_export(client, stack.settings(), ExportRequest(project_id="acme"))
+    ).result()
+    starter_cli = [sys.executable, str(ROOT / "starter.py"), "restore", backup.location]
+    schema = f"acme_restored_{uuid.uuid4().hex[:6]}"
+    env = {**os.environ, **stack.env}
+
+    done = subprocess.run(
+        [*starter_cli, "--into", schema], env=env, capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["verified"] and result["row_counts"] == row_counts(stack.postgres.url(), "acme")
+    assert row_counts(stack.postgres.url(), schema) == result["row_counts"]
+
+    again = subprocess.run(
+        [*starter_cli, "--into", schema], env=env, capture_output=True, text=True, timeout=180
+    )
+    assert again.returncode == 1 and "already exists" in again.stderr
+
+    wf_id = f"restore-cli-{uuid.uuid4().hex[:8]}"
+    bad = json.dumps({"location": backup.location + "-missing", "into_schema": "x_" + schema})
+    started = cli(stack, "workflow", "start", "--type", "RestoreBackupWorkflow",
+                  "--task-queue", "export-backup", "--workflow-id", wf_id,
+                  "--input", bad)  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    failed = cli(stack, "workflow", "result", "--workflow-id", wf_id)
+    assert failed.returncode != 0 and "does not exist" in failed.stdout + failed.stderr
