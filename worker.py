@@ -45,7 +45,7 @@ def check_configuration(settings: Settings) -> None:
     open_storage(settings)
     open_channels(settings)
     pg_bin_dir(settings.pg_bin_dir)
-    for keys in [settings.recipients_for(""), *settings.encryption_project_recipients.values()]:
+    for keys in [settings.deployment_recipients, *settings.encryption_project_recipients.values()]:
         if keys:
             parse_recipients(keys)  # fail closed at start on a bad age key
     settings.spool_dir.mkdir(parents=True, exist_ok=True)

@@ -122,11 +122,13 @@ class Settings(BaseSettings):
     def host_task_queue(self) -> str:
         return host_task_queue(self.temporal_task_queue, self.host_id)
 
+    @property
+    def deployment_recipients(self) -> list[str]:
+        return [key.strip() for key in self.encryption_recipients.split(",") if key.strip()]
+
     def recipients_for(self, project_id: str) -> list[str]:
         """The project's own recipients when configured, else the deployment's."""
-        if project_id in self.encryption_project_recipients:
-            return self.encryption_project_recipients[project_id]
-        return [key.strip() for key in self.encryption_recipients.split(",") if key.strip()]
+        return self.encryption_project_recipients.get(project_id, self.deployment_recipients)
 
     @cached_property
     def notify_channel_names(self) -> list[str]:

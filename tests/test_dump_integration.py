@@ -12,35 +12,11 @@ import pytest
 from psycopg import sql
 
 from backup.errors import BackupTooLarge, SchemaNotFound
-from backup.models import Compression, DumpFormat, Project
+from backup.models import Compression, DumpFormat
 from backup.pgdump import pg_bin_dir
-from backup.pipeline import PipelineOptions, dump_schema
 from backup.restore import SchemaExists, restore, restore_as, row_counts
 from devstack.postgres import PostgresServer
-
-
-def options(max_bytes: int = 10**10) -> PipelineOptions:
-    return PipelineOptions(bin_dir=pg_bin_dir(), max_bytes=max_bytes)
-
-
-def dump(
-    url: str,
-    schema: str,
-    out: Path,
-    fmt: DumpFormat = DumpFormat.CUSTOM,
-    compression: Compression = Compression.ZSTD,
-    **kw: object,
-):  # type: ignore[no-untyped-def]
-    project = Project(project_id="p", name="P", schema_name=schema)
-    return dump_schema(
-        database_url=url,
-        project=project,
-        fmt=fmt,
-        compression=compression,
-        out_dir=out,
-        base_name="b",
-        options=options(**kw),
-    )  # type: ignore[arg-type]
+from tests.dumps import dump
 
 
 @pytest.mark.parametrize("fmt", list(DumpFormat))

@@ -13,11 +13,11 @@ import pytest
 
 from backup.encryption import EncryptionFailed, decrypt_file
 from backup.errors import BackupTooLarge, ConfigurationError
-from backup.models import Compression, DumpFormat, Project
+from backup.models import Compression, DumpFormat
 from backup.pgdump import pg_bin_dir
-from backup.pipeline import PipelineOptions, dump_schema
 from backup.restore import restore, row_counts
 from devstack.postgres import PostgresServer
+from tests.dumps import dump
 
 MARKER = "PLAINTEXT-MARKER-7f3a"
 
@@ -47,16 +47,6 @@ def identity(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     return path, public.stdout.strip()
 
 
-def encrypted_dump(url: str, schema: str, out: Path, recipients: list[str], **kw: object):  # type: ignore[no-untyped-def]
-    return dump_schema(
-        database_url=url, project=Project(project_id=schema, name=schema, schema_name=schema),
-        fmt=kw.pop("fmt", DumpFormat.CUSTOM), compression=kw.pop("compression", Compression.ZSTD),  # type: ignore[arg-type]
-        out_dir=out, base_name="b",
-        options=PipelineOptions(bin_dir=pg_bin_dir(), max_bytes=kw.pop("max_bytes", 10**10)),  # type: ignore[arg-type]
-        recipients=recipients,
-    )  # fmt: skip
-
-
 @pytest.mark.parametrize(
     ("fmt", "compression"),
     [(DumpFormat.CUSTOM, Compression.ZSTD), (DumpFormat.SQL, Compression.NONE)],
@@ -66,9 +56,7 @@ def test_encrypted_backup_decrypts_with_the_age_cli_and_restores(
     identity: tuple[Path, str], fmt: DumpFormat, compression: Compression,
 ) -> None:  # fmt: skip
     key_file, public = identity
-    outcome = encrypted_dump(
-        postgres.url(), secretive, tmp_path, [public], fmt=fmt, compression=compression
-    )
+    outcome = dump(postgres.url(), secretive, tmp_path, fmt, compression, recipients=[public])
 
     stored = outcome.artifact_path.read_bytes()
     assert outcome.artifact_path.name.endswith(".age")
@@ -94,7 +82,7 @@ def test_decrypt_file_matches_the_age_cli(
     postgres: PostgresServer, tmp_path: Path, secretive: str, identity: tuple[Path, str]
 ) -> None:
     key_file, public = identity
-    outcome = encrypted_dump(postgres.url(), secretive, tmp_path, [public])
+    outcome = dump(postgres.url(), secretive, tmp_path, recipients=[public])
     ours, theirs = tmp_path / "ours", tmp_path / "theirs"
     decrypt_file(outcome.artifact_path, ours, key_file)
     subprocess.run(
@@ -109,7 +97,7 @@ def test_a_bad_recipient_fails_closed_before_dumping(
     postgres: PostgresServer, tmp_path: Path, secretive: str
 ) -> None:
     with pytest.raises(ConfigurationError, match="age1"):
-        encrypted_dump(postgres.url(), secretive, tmp_path, ["age1notakey"])
+        dump(postgres.url(), secretive, tmp_path, recipients=["age1notakey"])
     assert list(tmp_path.iterdir()) == []
 
 
@@ -123,7 +111,7 @@ def test_an_encryption_failure_stores_nothing(
 
     monkeypatch.setattr(pyrage, "encrypt_io", broken)
     with pytest.raises(EncryptionFailed, match="nothing was stored"):
-        encrypted_dump(postgres.url(), secretive, tmp_path, [identity[1]])
+        dump(postgres.url(), secretive, tmp_path, recipients=[identity[1]])
     assert list(tmp_path.iterdir()) == []
 
 
@@ -131,6 +119,6 @@ def test_the_size_cap_holds_for_encrypted_dumps(
     postgres: PostgresServer, tmp_path: Path, identity: tuple[Path, str]
 ) -> None:
     with pytest.raises(BackupTooLarge):
-        encrypted_dump(postgres.url(), "umbrella", tmp_path, [identity[1]],
-                       compression=Compression.NONE, max_bytes=256 * 1024)  # fmt: skip
+        dump(postgres.url(), "umbrella", tmp_path, compression=Compression.NONE,
+             max_bytes=256 * 1024, recipients=[identity[1]])  # fmt: skip
     assert list(tmp_path.iterdir()) == []

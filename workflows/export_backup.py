@@ -22,8 +22,6 @@ from temporalio.exceptions import (
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import ValidationError
-
     from activities.cleanup import CleanupActivities
     from activities.dump import DumpActivities
     from activities.hosts import HostActivities
@@ -45,28 +43,13 @@ with workflow.unsafe.imports_passed_through():
         StoredArtifact,
     )
     from workflows import policies
+    from workflows.inputs import parse_input
     from workflows.policies import Policy
     from workflows.search_attributes import BACKUP_STEP, PROJECT_ID
 
 
 # workflow.patched marker: notifications went from one activity to one activity per channel.
 PER_CHANNEL_NOTIFY = "per-channel-notify"
-
-
-def parse_request(raw: Any) -> ExportRequest:
-    """Validate the JSON input here, not in the data converter: a converter error would fail
-    the workflow task in a loop, while this fails the workflow at once, naming the field."""
-    try:
-        return ExportRequest.model_validate(raw if raw is not None else {})
-    except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in err.errors()
-        )
-        raise ApplicationError(
-            f"invalid ExportBackupWorkflow input: {problems}",
-            type="InvalidRequest",
-            non_retryable=True,
-        ) from None
 
 
 @workflow.defn(name="ExportBackupWorkflow")
@@ -83,7 +66,7 @@ class ExportBackupWorkflow:
     async def run(self, request: Any = None) -> ExportResult:
         """`request` is one JSON object (ExportRequest); typed Any so bad input gets a clear
         error instead of a stuck workflow task."""
-        req = parse_request(request)
+        req = parse_input(ExportRequest, request, "ExportBackupWorkflow")
         info = workflow.info()
         started_at = workflow.now()
         self._progress = Progress(project_id=req.project_id, step=Step.VALIDATING)

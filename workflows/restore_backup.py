@@ -7,13 +7,11 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import ValidationError
-
     from activities.restore import RestoreActivities
     from backup.models import RestoreRequest, RestoreResult, Step
+    from workflows.inputs import parse_input
     from workflows.policies import PERMANENT
     from workflows.search_attributes import BACKUP_STEP
 
@@ -30,17 +28,7 @@ class RestoreBackupWorkflow:
     @workflow.run
     async def run(self, request: Any = None) -> RestoreResult:
         """`request`: {"location": ..., "into_schema": ..., "database": optional}."""
-        try:
-            req = RestoreRequest.model_validate(request if request is not None else {})
-        except ValidationError as err:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in err.errors()
-            )
-            raise ApplicationError(
-                f"invalid RestoreBackupWorkflow input: {problems}",
-                type="InvalidRequest",
-                non_retryable=True,
-            ) from None
+        req = parse_input(RestoreRequest, request, "RestoreBackupWorkflow")
         workflow.upsert_search_attributes([BACKUP_STEP.value_set("restoring")])
         workflow.set_current_details(f"Restoring {req.location} as schema {req.into_schema}")
         result = await workflow.execute_activity_method(

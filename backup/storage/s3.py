@@ -163,14 +163,15 @@ class S3Storage:
         self, s3: Any, artifact: Path, key: str, sha256: str, transfer: Transfer
     ) -> str:
         body = await asyncio.to_thread(artifact.read_bytes)
+        md5 = hashlib.md5(body).digest()
         checksum = {"ChecksumSHA256": _b64(bytes.fromhex(sha256))} if self.checksums else {}
         await s3.put_object(
             Bucket=self.bucket, Key=key, Body=body, Metadata={"sha256": sha256},
-            ContentMD5=_b64(hashlib.md5(body).digest()), **checksum, **self.extra,
+            ContentMD5=_b64(md5), **checksum, **self.extra,
         )  # fmt: skip
         transfer.requests.append("PutObject")
         transfer.on_progress(len(body))
-        return f'"{hashlib.md5(body).hexdigest()}"'
+        return f'"{md5.hex()}"'
 
     async def _put_multipart(
         self, s3: Any, artifact: Path, key: str, sha256: str, part_size: int, transfer: Transfer

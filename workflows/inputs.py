@@ -1,0 +1,24 @@
+"""Workflow inputs are validated inside the workflow, not by the data converter: a converter
+error would fail the workflow task in a loop, while this fails the workflow at once, naming the
+field, with a non-retryable InvalidRequest."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from temporalio.exceptions import ApplicationError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_input(model: type[M], raw: Any, workflow_name: str) -> M:
+    try:
+        return model.model_validate(raw if raw is not None else {})
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in err.errors()
+        )
+        raise ApplicationError(
+            f"invalid {workflow_name} input: {problems}", type="InvalidRequest", non_retryable=True
+        ) from None
