@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -118,7 +119,8 @@ async def run(settings: Settings) -> None:
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait([stopped, *runs], return_when=asyncio.FIRST_COMPLETED)
         logger.info("shutting down; running activities get %ss", settings.shutdown_grace_seconds)
-        await asyncio.gather(*(w.shutdown() for w in workers if w.is_running))
+        # shutdown() is safe before run() has started, so a signal during start-up is not lost.
+        await asyncio.gather(*(w.shutdown() for w in workers))
         results = await asyncio.gather(*runs, return_exceptions=True)
         stopped.cancel()
         # A worker that died on its own (not by signal) makes the process fail.
@@ -135,6 +137,12 @@ def main() -> None:
         asyncio.run(run(Settings()))
     except ConfigurationError as err:
         sys.exit(f"export-backup worker: configuration error: {err}")
+    # The SDK's Rust threads may still call into Python while the interpreter finalizes, which
+    # aborts the process (SIGABRT) or hangs it. Every worker has shut down: skip finalization.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -72,8 +72,10 @@ def test_sigterm_stops_the_worker_cleanly(
     worker = stack.spawn_worker(log, worker_overrides)
     workers.append(worker)
     worker.send_signal(signal.SIGTERM)
-    assert worker.wait(timeout=30) == 0
-    assert "shutting down" in log.read_text()
+    code = worker.wait(timeout=30)
+    output = log.read_text()
+    assert code == 0, f"the worker exited with {code}; its log ends with:\n{output[-3000:]}"
+    assert "shutting down" in output
 
 
 def wait_for_pg_dump(worker_pid: int, timeout: float = 60) -> None:
