@@ -1,5 +1,5 @@
-"""Remove the run's spool directory on the host that holds it, and abort any upload the run
-left unfinished in storage."""
+"""Remove the run's spool directory on the host that holds it, drop a test-restore database it
+left, and abort any upload the run left unfinished in storage."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import asyncio
 from temporalio import activity
 
 from activities.support import step_errors
+from backup.restore import drop_database
 from backup.settings import Settings
-from backup.spool import remove_run
+from backup.spool import remove_run, scratch_database_of
 from backup.storage import open_storage
 
 
@@ -27,4 +28,9 @@ class CleanupActivities:
                     activity.logger.info(
                         "aborted %d unfinished uploads under %s", aborted, key_stem
                     )
+            scratch = scratch_database_of(self._settings.spool_dir, run_key)
+            if scratch:  # a test restore that did not finish
+                await asyncio.to_thread(
+                    drop_database, self._settings.database_url.get_secret_value(), scratch
+                )
             return await asyncio.to_thread(remove_run, self._settings.spool_dir, run_key)

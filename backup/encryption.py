@@ -139,3 +139,16 @@ def decrypt_file(source: Path, destination: Path, identity_file: Path) -> None:
             raise ConfigurationError(
                 f"cannot decrypt {source.name} with {identity_file}: {err}"
             ) from None
+
+
+def readable_artifact(artifact: Path, encryption: str | None, identity_file: Path | None) -> Path:
+    """The artifact itself, or its decryption beside it (`<name>.plain`) when it is encrypted."""
+    if not encryption:
+        return artifact
+    if identity_file is None:
+        raise ConfigurationError(
+            "the backup is encrypted: set ENCRYPTION_IDENTITY_FILE on the worker that restores it"
+        )
+    plain = artifact.with_name(artifact.name + ".plain")
+    decrypt_file(artifact, plain, identity_file)
+    return plain

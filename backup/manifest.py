@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from backup.files import atomic_file
-from backup.models import Compression, DumpFormat
+from backup.models import Compression, DumpFormat, RestoreCheck
 
 MANIFEST_VERSION = 1
 
@@ -46,6 +46,7 @@ class Manifest(BaseModel):
     finished_at: datetime
     dump_seconds: float
     parts: list[ManifestPart] | None = None  # set by backends that store the artifact in parts
+    verification: RestoreCheck | None = None  # set by a test restore (verify_restore)
 
     def to_bytes(self) -> bytes:
         """The stored form: what a signature covers, byte for byte."""

@@ -9,7 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
 
 # Letters, digits, `_`, `-` and `.` (not first): safe in storage keys, file names and workflow ids.
 PROJECT_ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
@@ -47,6 +47,9 @@ class ExportRequest(BaseModel):
     notify_channels: list[ChannelName] | None = None
     # Idempotency: the same request_id maps to the same workflow id (see starter.workflow_id_for).
     request_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] | None = None
+    # Restore the artifact into a scratch database and compare tables and row counts with the
+    # manifest before uploading; a mismatch fails the backup.
+    verify_restore: bool = False
 
     @property
     def effective_compression(self) -> Compression:
@@ -54,15 +57,37 @@ class ExportRequest(BaseModel):
 
 
 class RestoreRequest(BaseModel):
-    """Input of RestoreBackupWorkflow: restore a backup beside the original, never over it."""
+    """Input of RestoreBackupWorkflow: restore a backup beside the original (`into_schema`), or
+    replace the project's schema (`replace` + `confirm_replace`, after a safety backup)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     location: Annotated[str, StringConstraints(min_length=1, max_length=2048)]
     # The new schema; PostgreSQL names are at most 63 bytes.
-    into_schema: Annotated[str, StringConstraints(min_length=1, max_length=63)]
+    into_schema: Annotated[str, StringConstraints(min_length=1, max_length=63)] | None = None
     # Another database on the same server; None = the platform database.
     database: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,63}$")] | None = None
+    replace: bool = False
+    confirm_replace: bool = False
+
+    @model_validator(mode="after")
+    def _one_target(self) -> RestoreRequest:
+        if self.replace and (self.into_schema or self.database):
+            raise ValueError(
+                "replace puts the backup in place of the project's own schema: it takes neither"
+                " into_schema nor database"
+            )
+        if self.replace and not self.confirm_replace:
+            raise ValueError(
+                "replace swaps the project's live schema for the backup (after a safety backup);"
+                " set confirm_replace to true to go on"
+            )
+        if not self.replace and not self.into_schema:
+            raise ValueError(
+                "into_schema is required: the new schema to restore into (or replace with"
+                " confirm_replace to overwrite the project's schema)"
+            )
+        return self
 
 
 class RestoreResult(BaseModel):
@@ -75,6 +100,30 @@ class RestoreResult(BaseModel):
     verified: bool
     started_at: datetime
     finished_at: datetime
+    project_id: str | None = None  # of the backup, from its verified manifest
+    source_schema: str | None = None  # the schema the backup was taken of
+    # Replace mode: where the safety backup of the replaced schema is, and the name the
+    # replaced schema was kept under in the database.
+    safety_backup_location: str | None = None
+    previous_schema: str | None = None
+
+
+class RestoreCheck(BaseModel):
+    """Verdict of a test restore: the artifact restored into a scratch database and compared,
+    table by table, with the manifest's exact row counts."""
+
+    verified: bool
+    tables_expected: int
+    tables_restored: int
+    mismatches: list[str] = Field(default_factory=list)
+    error: str | None = None  # the restore itself failed
+    seconds: float
+
+    def describe(self) -> str:
+        if self.verified:
+            return f"test restore verified {self.tables_restored} tables and their row counts"
+        problems = [self.error] if self.error else self.mismatches[:10]
+        return "test restore does not match the manifest: " + "; ".join(p for p in problems if p)
 
 
 class Project(BaseModel):
@@ -123,6 +172,7 @@ class Step(StrEnum):
     VALIDATING = "validating"
     DUMPING = "dumping"
     VERIFYING = "verifying"
+    TEST_RESTORING = "test_restoring"
     UPLOADING = "uploading"
     CLEANING_UP = "cleaning_up"
     NOTIFYING = "notifying"
@@ -194,3 +244,4 @@ class ExportResult(BaseModel):
     workflow_id: str
     run_id: str
     notifications: list[NotificationOutcome] = Field(default_factory=list)
+    verification: RestoreCheck | None = None  # set when verify_restore was asked

@@ -3,13 +3,16 @@ database (`restore`) or under a new schema name beside the original (`restore_as
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import shutil
 import subprocess
 import tarfile
 import tempfile
+import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -20,7 +23,7 @@ from psycopg.conninfo import make_conninfo
 from backup.catalog import exact_row_counts, schema_tables
 from backup.errors import BackupError
 from backup.manifest import Manifest
-from backup.models import Compression, DumpFormat
+from backup.models import Compression, DumpFormat, RestoreCheck
 from backup.pgconn import client_connection
 from backup.pgdump import exact_schema_pattern
 
@@ -92,6 +95,33 @@ def with_database(database_url: str, database: str) -> str:
     return make_conninfo(database_url, dbname=database)
 
 
+@contextlib.contextmanager
+def scratch_database(server_url: str, name: str) -> Iterator[str]:
+    """A fresh database on the same server for the duration of the block (needs CREATEDB).
+    A leftover of a crashed attempt under the same name is dropped first."""
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(drop)
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield with_database(server_url, name)
+    finally:
+        drop_database(server_url, name)
+
+
+def drop_database(server_url: str, name: str) -> None:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+def schema_exists(conn: psycopg.Connection, schema: str) -> bool:
+    query = "SELECT count(*) FROM pg_catalog.pg_namespace WHERE nspname = %s"
+    row = conn.execute(query, (schema,)).fetchone()
+    return bool(row and row[0])
+
+
 def restore_as(
     artifact: Path, manifest: Manifest, target_url: str, new_schema: str, bin_dir: Path,
     jobs: int = 2,
@@ -102,17 +132,13 @@ def restore_as(
     scratch database, renamed there, and copied into the target in one transaction: the target
     either has the whole new schema or nothing. Needs CREATEDB for the scratch database."""
     with psycopg.connect(target_url, autocommit=True) as conn:
-        exists = "SELECT count(*) FROM pg_catalog.pg_namespace WHERE nspname = %s"
-        row = conn.execute(exists, (new_schema,)).fetchone()
-        if row and row[0]:
+        if schema_exists(conn, new_schema):
             raise SchemaExists(
                 f"schema {new_schema!r} already exists in the target database: choose another "
                 "name, or drop it first"
             )
-        scratch = f"export_backup_restore_{uuid.uuid4().hex[:12]}"
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch)))
-    scratch_url = with_database(target_url, scratch)
-    try:
+    scratch = f"export_backup_restore_{uuid.uuid4().hex[:12]}"
+    with scratch_database(target_url, scratch) as scratch_url:
         restore(artifact, manifest.format, manifest.compression, scratch_url, bin_dir, jobs)
         with psycopg.connect(scratch_url, autocommit=True) as conn:
             conn.execute(
@@ -121,12 +147,75 @@ def restore_as(
                 )
             )
         _copy_schema(scratch_url, target_url, new_schema, bin_dir)
-    finally:
-        with psycopg.connect(target_url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(scratch))
-            )
     return row_counts(target_url, new_schema)
+
+
+def check_by_restore(
+    artifact: Path, manifest: Manifest, server_url: str, scratch: str, bin_dir: Path,
+    jobs: int = 2,
+) -> RestoreCheck:  # fmt: skip
+    """Restore the artifact into the scratch database `scratch` and compare its tables and exact
+    row counts with the manifest. A restore that fails is a failed verdict, not an error."""
+    started = time.monotonic()
+    with scratch_database(server_url, scratch) as scratch_url:
+        try:
+            restore(artifact, manifest.format, manifest.compression, scratch_url, bin_dir, jobs)
+            restored = row_counts(scratch_url, manifest.schema_name)
+        except (RestoreFailed, OSError, zstandard.ZstdError, tarfile.TarError) as err:
+            return RestoreCheck(
+                verified=False,
+                tables_expected=len(manifest.row_counts),
+                tables_restored=0,
+                error=f"the artifact does not restore: {err}",
+                seconds=round(time.monotonic() - started, 3),
+            )
+    mismatches = row_count_mismatches(manifest.row_counts, restored)
+    return RestoreCheck(
+        verified=not mismatches,
+        tables_expected=len(manifest.row_counts),
+        tables_restored=len(restored),
+        mismatches=mismatches,
+        seconds=round(time.monotonic() - started, 3),
+    )
+
+
+def row_count_mismatches(expected: dict[str, int], restored: dict[str, int]) -> list[str]:
+    problems = [f"{t}: missing after restore" for t in sorted(expected.keys() - restored.keys())]
+    problems += [f"{t}: not in the manifest" for t in sorted(restored.keys() - expected.keys())]
+    problems += [
+        f"{t}: {expected[t]} rows in the manifest, {restored[t]} restored"
+        for t in sorted(expected.keys() & restored.keys())
+        if expected[t] != restored[t]
+    ]
+    return problems
+
+
+def swap_schema(target_url: str, restored: str, original: str, keep_as: str) -> None:
+    """In one transaction, move the live schema aside as `keep_as` and put `restored` in its
+    place. Nothing is dropped, so objects elsewhere that depend on the old schema are untouched.
+    Idempotent: a retry after a committed swap finds nothing left to do."""
+    with psycopg.connect(target_url) as conn, conn.transaction():
+        if not schema_exists(conn, restored):
+            if schema_exists(conn, keep_as) and schema_exists(conn, original):
+                return  # an earlier attempt committed the swap
+            raise RestoreFailed(f"restored schema {restored!r} is missing; restore again")
+        if schema_exists(conn, original):
+            conn.execute(
+                sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
+                    sql.Identifier(original), sql.Identifier(keep_as)
+                )
+            )
+        conn.execute(
+            sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
+                sql.Identifier(restored), sql.Identifier(original)
+            )
+        )
+
+
+def drop_schema(target_url: str, schema: str) -> None:
+    """Remove a schema this tool created (a restore that was not swapped in)."""
+    with psycopg.connect(target_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
 def _copy_schema(source_url: str, target_url: str, schema: str, bin_dir: Path) -> None:

@@ -37,3 +37,19 @@ def sweep_stale(spool_root: Path, max_age_hours: float) -> list[str]:
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry.name)
     return removed
+
+
+SCRATCH_MARKER = "scratch-database"
+
+
+def scratch_database_name(run_path: Path, run_key: str) -> str:
+    """The test-restore database of a run, noted in its spool so cleanup can drop it after a
+    crash. Deterministic, so a retried attempt replaces its predecessor's."""
+    name = "export_backup_verify_" + run_key.replace("-", "")[:32]
+    (run_path / SCRATCH_MARKER).write_text(name)
+    return name
+
+
+def scratch_database_of(spool_root: Path, run_key: str) -> str | None:
+    marker = spool_root / run_key / SCRATCH_MARKER
+    return marker.read_text().strip() if marker.exists() else None

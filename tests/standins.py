@@ -23,6 +23,7 @@ from backup.models import (
     Notification,
     NotificationOutcome,
     Project,
+    RestoreCheck,
     StoredArtifact,
 )
 from workflows.export_backup import ExportBackupWorkflow
@@ -42,6 +43,11 @@ class StandIns:
     failures: dict[str, Callable[[int], None]] = field(default_factory=dict)
     dump_started: asyncio.Event = field(default_factory=asyncio.Event)
     block_dump: bool = False
+    restore_check: RestoreCheck = field(
+        default_factory=lambda: RestoreCheck(
+            verified=True, tables_expected=3, tables_restored=3, seconds=0.1
+        )
+    )
 
     def _enter(self, name: str) -> None:
         self.calls.append(name)
@@ -80,6 +86,11 @@ class StandIns:
     @activity.defn(name="verify_artifact")
     async def verify_artifact(self, artifact: DumpedArtifact) -> None:
         self._enter("verify_artifact")
+
+    @activity.defn(name="verify_restore")
+    async def verify_restore(self, artifact: DumpedArtifact, run_key: str) -> RestoreCheck:
+        self._enter("verify_restore")
+        return self.restore_check
 
     @activity.defn(name="upload_artifact")
     async def upload_artifact(self, artifact: DumpedArtifact, key_stem: str) -> StoredArtifact:
@@ -121,7 +132,13 @@ class StandIns:
         ]
 
     def pinned(self) -> list[Callable[..., Any]]:
-        return [self.dump_schema, self.verify_artifact, self.upload_artifact, self.cleanup_spool]
+        return [
+            self.dump_schema,
+            self.verify_artifact,
+            self.verify_restore,
+            self.upload_artifact,
+            self.cleanup_spool,
+        ]
 
 
 def fail_with(error_type: str, *, non_retryable: bool, times: int = 1000) -> Callable[[int], None]:

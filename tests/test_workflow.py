@@ -14,7 +14,7 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 
-from backup.models import BackupEvent, Step
+from backup.models import BackupEvent, RestoreCheck, Step
 from tests.standins import DELIVERIES, fail_with, harness, run_with_workers, running
 
 
@@ -193,3 +193,47 @@ async def test_lost_spool_is_dumped_again(
     result = await run_with_workers(h, h.fakes.host_queues, {"project_id": "acme"})
     assert h.fakes.calls.count("dump_schema") == 2
     assert result.location
+
+
+async def test_a_verified_test_restore_is_in_the_result(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    h = harness(time_skipping_env, task_queue)
+    request = {"project_id": "acme", "verify_restore": True}
+    result = await run_with_workers(h, h.fakes.host_queues, request)
+    calls = h.fakes.calls
+    assert calls.index("verify_artifact") < calls.index("verify_restore")
+    assert calls.index("verify_restore") < calls.index("upload_artifact")
+    assert result.verification == h.fakes.restore_check
+
+
+async def test_a_test_restore_mismatch_fails_the_backup_before_upload_and_notifies(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    h = harness(time_skipping_env, task_queue)
+    h.fakes.restore_check = RestoreCheck(
+        verified=False,
+        tables_expected=3,
+        tables_restored=3,
+        mismatches=["acme.orders: 120 rows in the manifest, 119 restored"],
+        seconds=0.2,
+    )
+    with pytest.raises(WorkflowFailureError) as caught:
+        await run_with_workers(
+            h, h.fakes.host_queues, {"project_id": "acme", "verify_restore": True}
+        )
+    assert isinstance(caught.value.cause, ApplicationError)
+    assert caught.value.cause.details[0]["error_type"] == "RestoreVerificationFailed"
+    assert "upload_artifact" not in h.fakes.calls
+    assert f"cleanup_spool@{h.fakes.host_queues[0]}" in h.fakes.calls
+    failed = h.fakes.notifications[0]
+    assert failed.event is BackupEvent.FAILED and failed.failed_step is Step.TEST_RESTORING
+    assert "acme.orders: 120 rows in the manifest, 119 restored" in (failed.error or "")
+
+
+async def test_without_verify_restore_no_test_restore_runs(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    h = harness(time_skipping_env, task_queue)
+    result = await run_with_workers(h, h.fakes.host_queues, {"project_id": "acme"})
+    assert "verify_restore" not in h.fakes.calls and result.verification is None

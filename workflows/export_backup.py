@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.projects import ProjectActivities
     from activities.upload import UploadActivities
     from activities.verify import VerifyActivities
+    from activities.verify_restore import VerifyRestoreActivities
     from backup.models import (
         BackupEvent,
         DumpedArtifact,
@@ -39,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         NotificationOutcome,
         Progress,
         Project,
+        RestoreCheck,
         Step,
         StoredArtifact,
     )
@@ -57,6 +59,7 @@ class ExportBackupWorkflow:
     def __init__(self) -> None:
         self._progress: Progress | None = None
         self._hosts: list[str] = []
+        self._verification: RestoreCheck | None = None
 
     @workflow.query(name="progress")
     def progress(self) -> Progress | None:
@@ -93,7 +96,7 @@ class ExportBackupWorkflow:
                 run_key=run_key,
                 key_stem=key_stem,
             )
-            dumped, stored = await self._dump_verify_upload(spec)
+            dumped, stored = await self._dump_verify_upload(spec, req.verify_restore)
         except (ActivityError, ApplicationError, asyncio.CancelledError) as err:
             # Anything else is a bug: it fails the workflow task, which a fix can resume.
             failure = err
@@ -132,10 +135,11 @@ class ExportBackupWorkflow:
                 workflow_id=info.workflow_id,
                 run_id=info.run_id,
                 notifications=notifications,
+                verification=self._verification,
             )
 
         cancelled = is_cancelled_exception(failure)
-        reason = "cancelled" if cancelled else _root_message(failure)
+        reason = "cancelled" if cancelled else root_message(failure)
         self._progress.error = reason
         await self._notify(
             req,
@@ -155,7 +159,9 @@ class ExportBackupWorkflow:
             non_retryable=True,
         ) from failure
 
-    async def _dump_verify_upload(self, spec: DumpSpec) -> tuple[DumpedArtifact, StoredArtifact]:
+    async def _dump_verify_upload(
+        self, spec: DumpSpec, verify_restore: bool
+    ) -> tuple[DumpedArtifact, StoredArtifact]:
         """The pinned part of the run, moved to another host when its host is lost."""
         assert self._progress is not None
         for attempt in range(1, policies.MAX_HOST_ATTEMPTS + 1):
@@ -184,6 +190,8 @@ class ExportBackupWorkflow:
                     dumped,
                     task_queue=host,
                 )
+                if verify_restore:
+                    await self._test_restore(dumped, spec.run_key, host)
                 self._enter(Step.UPLOADING, f"Uploading {dumped.size_bytes} bytes")
                 stored = await self._activity(
                     UploadActivities.upload_artifact,
@@ -201,6 +209,27 @@ class ExportBackupWorkflow:
                 workflow.logger.warning("host %s lost (%s); dumping again elsewhere", host, err)
         raise AssertionError("unreachable")
 
+    async def _test_restore(self, dumped: DumpedArtifact, run_key: str, host: str) -> None:
+        """Restore the artifact into a scratch database on its host; a mismatch with the manifest
+        fails the backup before anything is uploaded."""
+        self._enter(Step.TEST_RESTORING, f"Test-restoring {dumped.file_name}")
+        check: RestoreCheck = await self._activity(
+            VerifyRestoreActivities.verify_restore,
+            policies.VERIFY_RESTORE,
+            f"Test restore of {dumped.file_name} into a scratch database",
+            dumped,
+            run_key,
+            task_queue=host,
+        )
+        self._verification = check
+        if not check.verified:
+            raise ApplicationError(
+                check.describe(),
+                check.model_dump(mode="json"),
+                type="RestoreVerificationFailed",
+                non_retryable=True,
+            )
+
     async def _cleanup(self, run_key: str, key_stem: str) -> None:
         """Remove the spool on every host this run used and abort unfinished uploads. Runs after
         failure and cancellation too; a host that is gone is skipped (its worker sweeps stale
@@ -217,7 +246,7 @@ class ExportBackupWorkflow:
                     task_queue=host,
                 )
             except ActivityError as err:
-                workflow.logger.warning("cleanup on %s skipped: %s", host, _root_message(err))
+                workflow.logger.warning("cleanup on %s skipped: %s", host, root_message(err))
 
     async def _notify(
         self, req: ExportRequest, event: BackupEvent, **outcome: Any
@@ -256,7 +285,7 @@ class ExportBackupWorkflow:
             )
         except ActivityError as err:
             # Never let a notification decide the outcome of a backup: record it.
-            return NotificationOutcome(channel=channel, status="failed", error=_root_message(err))
+            return NotificationOutcome(channel=channel, status="failed", error=root_message(err))
         return NotificationOutcome(channel=channel, status="sent")
 
     async def _notify_all_at_once(self, notification: Notification) -> list[NotificationOutcome]:
@@ -269,7 +298,7 @@ class ExportBackupWorkflow:
                 notification,
             )
         except ActivityError as err:
-            return [NotificationOutcome(channel="*", status="failed", error=_root_message(err))]
+            return [NotificationOutcome(channel="*", status="failed", error=root_message(err))]
 
     def _enter(self, step: Step, details: str | None = None) -> None:
         assert self._progress is not None
@@ -322,7 +351,7 @@ def _root(err: BaseException) -> BaseException:
     return err
 
 
-def _root_message(err: BaseException) -> str:
+def root_message(err: BaseException) -> str:
     root = _root(err)
     return root.message if isinstance(root, FailureError) else str(root) or type(root).__name__
 

@@ -54,6 +54,10 @@ CLAIM_HOST = Policy(timedelta(seconds=10), _retry(1, 10, 0))
 DUMP = Policy(timedelta(hours=6), _retry(10, 300, 5), timedelta(minutes=1), HOST_START_TIMEOUT)
 # Re-hashes the spool file: disk speed, seconds per GB.
 VERIFY = Policy(timedelta(minutes=30), _retry(5, 60, 3), None, HOST_START_TIMEOUT)
+# A restore into a scratch database: as long as a dump, and as observable.
+VERIFY_RESTORE = Policy(
+    timedelta(hours=6), _retry(10, 120, 3), timedelta(minutes=1), HOST_START_TIMEOUT
+)
 # Network transfers fail transiently; the storage key is fixed, so a retry overwrites.
 UPLOAD = Policy(timedelta(hours=6), _retry(5, 120, 10), timedelta(minutes=1), HOST_START_TIMEOUT)
 # Best effort: a spool left behind is swept when the worker starts.

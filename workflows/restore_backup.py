@@ -1,4 +1,5 @@
-"""RestoreBackupWorkflow: put a backup back, under a new schema, beside the original."""
+"""RestoreBackupWorkflow: put a backup back, under a new schema beside the original, or (with
+an explicit confirmation) in place of the project's schema after a safety backup of it."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from activities.restore import RestoreActivities
-    from backup.models import RestoreRequest, RestoreResult, Step
+    from backup.models import ExportRequest, ExportResult, RestoreRequest, RestoreResult, Step
+    from workflows.export_backup import ExportBackupWorkflow, root_message
     from workflows.inputs import parse_input
     from workflows.policies import PERMANENT
     from workflows.search_attributes import BACKUP_STEP
@@ -21,25 +24,86 @@ RESTORE_RETRY = RetryPolicy(
     maximum_attempts=3,
     non_retryable_error_types=[*PERMANENT, "SchemaExists", "RestoreFailed"],
 )
+# Renames in one short transaction; the database may be restarting.
+SWAP_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=10,
+                         non_retryable_error_types=[*PERMANENT, "RestoreFailed"])  # fmt: skip
 
 
 @workflow.defn(name="RestoreBackupWorkflow")
 class RestoreBackupWorkflow:
     @workflow.run
     async def run(self, request: Any = None) -> RestoreResult:
-        """`request`: {"location": ..., "into_schema": ..., "database": optional}."""
+        """`request`: {"location", "into_schema"} or {"location", "replace": true,
+        "confirm_replace": true}; optional "database" for a new schema."""
         req = parse_input(RestoreRequest, request, "RestoreBackupWorkflow")
-        workflow.upsert_search_attributes([BACKUP_STEP.value_set("restoring")])
-        workflow.set_current_details(f"Restoring {req.location} as schema {req.into_schema}")
+        target = f"schema {req.into_schema}" if req.into_schema else "the project's schema"
+        self._step("restoring", f"Restoring {req.location} as {target}")
         result = await workflow.execute_activity_method(
             RestoreActivities.restore_backup,
             req,
             start_to_close_timeout=timedelta(hours=6),
             heartbeat_timeout=timedelta(minutes=1),
             retry_policy=RESTORE_RETRY,
-            summary=f"Restore into schema {req.into_schema}",
+            summary=f"Restore into {target}",
         )
-        workflow.upsert_search_attributes([BACKUP_STEP.value_set(Step.COMPLETED.value)])
+        if req.replace:
+            result = await self._replace(result)
         verdict = "rows match the manifest" if result.verified else "ROWS DIFFER from the manifest"
-        workflow.set_current_details(f"Restored as {req.into_schema}: {verdict}")
+        self._step(Step.COMPLETED.value, f"Restored as {result.schema_name}: {verdict}")
         return result
+
+    async def _replace(self, staged: RestoreResult) -> RestoreResult:
+        """Staged restore verified → safety backup of the live schema → swap in one transaction.
+        Until the swap, the live schema is untouched; any failure before it drops the stage."""
+        assert staged.project_id and staged.source_schema
+        original = staged.source_schema
+        try:
+            if not staged.verified:
+                raise ApplicationError(
+                    "the restored rows differ from the backup's manifest", type="RestoreFailed"
+                )
+            self._step("safety_backup", f"Backing up schema {original} before replacing it")
+            safety: ExportResult = await workflow.execute_child_workflow(
+                ExportBackupWorkflow.run,
+                ExportRequest(project_id=staged.project_id).model_dump(mode="json"),
+                id=f"{workflow.info().workflow_id}-safety-backup",
+                static_summary=f"Safety backup of {original} before a restore replaces it",
+            )
+            if safety.schema_name != original:
+                raise ApplicationError(
+                    f"project {staged.project_id!r} now lives in schema {safety.schema_name!r},"
+                    f" not {original!r} as in the backup; restore with into_schema instead",
+                    type="RestoreFailed",
+                )
+        except (ApplicationError, ChildWorkflowError) as err:
+            await self._activity(RestoreActivities.drop_restored_schema, staged.schema_name)
+            raise ApplicationError(
+                f"replace refused, schema {original!r} left untouched: {root_message(err)}",
+                type="RestoreFailed",
+                non_retryable=True,
+            ) from err
+        keep_as = f"{original[:40]}_before_restore_{workflow.info().run_id[:8]}"
+        self._step("replacing", f"Swapping the restored schema in for {original}")
+        await self._activity(
+            RestoreActivities.swap_in_restored_schema, staged.schema_name, original, keep_as
+        )
+        return staged.model_copy(
+            update={
+                "schema_name": original,
+                "safety_backup_location": safety.location,
+                "previous_schema": keep_as,
+            }
+        )
+
+    async def _activity(self, fn: Any, *args: str) -> None:
+        await workflow.execute_activity(
+            fn,
+            args=args,
+            start_to_close_timeout=timedelta(minutes=5),
+            retry_policy=SWAP_RETRY,
+            summary=f"{fn.__name__.replace('_', ' ')}: {', '.join(args)}",
+        )
+
+    def _step(self, step: str, details: str) -> None:
+        workflow.upsert_search_attributes([BACKUP_STEP.value_set(step)])
+        workflow.set_current_details(details)

@@ -1,0 +1,50 @@
+"""Prove the spooled artifact restores: restore it into a scratch database, compare tables and
+row counts with the manifest, and record the verdict in the manifest before it is uploaded."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from temporalio import activity
+
+from activities.support import ByteProgress, heartbeating, step_errors
+from backup.encryption import readable_artifact
+from backup.models import DumpedArtifact, RestoreCheck
+from backup.pgdump import pg_bin_dir
+from backup.restore import check_by_restore
+from backup.settings import Settings
+from backup.spool import run_dir, scratch_database_name
+from backup.verify import verify_spooled
+
+
+class VerifyRestoreActivities:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    @activity.defn(name="verify_restore")
+    async def verify_restore(self, artifact: DumpedArtifact, run_key: str) -> RestoreCheck:
+        """The verdict, mismatch or not; the workflow decides what a mismatch means."""
+        with step_errors("verify_restore"):
+            async with heartbeating(ByteProgress("test restoring")):
+                return await asyncio.to_thread(self._check, artifact, run_key)
+
+    def _check(self, artifact: DumpedArtifact, run_key: str) -> RestoreCheck:
+        s = self._settings
+        manifest_path = Path(artifact.manifest_path)
+        manifest = verify_spooled(Path(artifact.artifact_path), manifest_path, s.backup_max_bytes)
+        # The cleanup activity drops the scratch database of a run whose worker died mid-restore.
+        scratch = scratch_database_name(run_dir(s.spool_dir, run_key), run_key)
+        plain = readable_artifact(
+            Path(artifact.artifact_path), manifest.encryption, s.encryption_identity_file
+        )
+        try:
+            check = check_by_restore(
+                plain, manifest, s.database_url.get_secret_value(), scratch,
+                pg_bin_dir(s.pg_bin_dir), s.dump_jobs,
+            )  # fmt: skip
+        finally:
+            if plain != Path(artifact.artifact_path):
+                plain.unlink(missing_ok=True)
+        manifest.model_copy(update={"verification": check}).write(manifest_path)
+        return check
