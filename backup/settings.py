@@ -5,13 +5,17 @@ Secrets are SecretStr so they never show up in a repr, a log line or an error me
 
 from __future__ import annotations
 
+import json
 import socket
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from backup.errors import ConfigurationError
+from backup.retention import RetentionPolicy
 
 GIB = 1024**3
 
@@ -110,6 +114,19 @@ class Settings(BaseSettings):
     # Telegram messages reuse TELEGRAM_BOT_TOKEN; the chat defaults to TELEGRAM_CHAT_ID.
     telegram_notify_chat_id: str | None = None
 
+    # Retention after each backup (backup.retention): every rule unset = keep every backup.
+    # Checked when retention runs, not at start: a retention typo must never stop backups; it
+    # surfaces as a ConfigurationError naming the variable. Strings too, as the environment
+    # gives them, so that a bad value reaches that check instead of failing Settings().
+    retention_keep_last: int | str | None = None
+    retention_keep_daily: int | str | None = None
+    retention_keep_weekly: int | str | None = None
+    retention_keep_monthly: int | str | None = None
+    retention_min_keep: int | str = 1
+    # JSON {"project_id": {"keep_daily": 7, ...}}: a project's object replaces the rules above
+    # for it (what it leaves out is unset; {} keeps all of that project's backups).
+    retention_project_policies: str = ""
+
     # Prometheus endpoint (SDK runtime metrics and backup metrics); 0 disables it.
     metrics_port: int = Field(default=9464, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"
@@ -130,6 +147,18 @@ class Settings(BaseSettings):
         """The project's own recipients when configured, else the deployment's."""
         return self.encryption_project_recipients.get(project_id, self.deployment_recipients)
 
+    def retention_policy_for(self, project_id: str) -> RetentionPolicy:
+        """The project's own policy from RETENTION_PROJECT_POLICIES, else the deployment's."""
+        projects = _json_object("RETENTION_PROJECT_POLICIES", self.retention_project_policies)
+        if project_id in projects:
+            return _policy(f"RETENTION_PROJECT_POLICIES[{project_id!r}]", projects[project_id])
+        values = {
+            name: value
+            for name in RETENTION_RULES
+            if (value := getattr(self, f"retention_{name}")) not in (None, "")
+        }
+        return _policy("RETENTION_", values)
+
     @cached_property
     def notify_channel_names(self) -> list[str]:
         return [c.strip() for c in self.notify_channels.split(",") if c.strip()]
@@ -137,3 +166,38 @@ class Settings(BaseSettings):
 
 def host_task_queue(task_queue: str, host_id: str) -> str:
     return f"{task_queue}@{host_id}"
+
+
+RETENTION_RULES = ("keep_last", "keep_daily", "keep_weekly", "keep_monthly", "min_keep")
+
+
+def _json_object(variable: str, text: str) -> dict[str, Any]:
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise ConfigurationError(f"{variable} is not valid JSON: {err}") from None
+    if not isinstance(value, dict):
+        raise ConfigurationError(f"{variable} must be a JSON object of project id -> policy")
+    return value
+
+
+def _policy(origin: str, values: Any) -> RetentionPolicy:
+    """A RetentionPolicy, or a ConfigurationError naming the variable (or project entry) and
+    value that is wrong. `origin` "RETENTION_" means the deployment-wide variables."""
+    try:
+        return RetentionPolicy.model_validate(values)
+    except ValidationError as err:
+        problems = []
+        for problem in err.errors():
+            field = ".".join(str(part) for part in problem["loc"])
+            if origin == "RETENTION_":
+                where = f"RETENTION_{field.upper()}={problem['input']!r}"
+            else:
+                where = f"{origin}.{field}" if field else origin
+            problems.append(f"{where}: {problem['msg']}")
+        raise ConfigurationError(
+            "; ".join(problems) + f" (rules: {', '.join(RETENTION_RULES)}; each a whole number"
+            " of at least 1, or unset to turn it off)"
+        ) from None

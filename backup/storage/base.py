@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from backup.errors import StorageError
 from backup.manifest import Manifest
+from backup.retention import StoredBackup
 
 
 def _ignore(_: Any) -> None:
@@ -51,6 +53,12 @@ class Stored:
     manifest_location: str
 
 
+class ListingNotSupported(StorageError):
+    """The backend can not list what it stored (Telegram), so retention can not be applied."""
+
+    retryable = False
+
+
 class Storage(Protocol):
     name: str
 
@@ -70,4 +78,15 @@ class Storage(Protocol):
     async def abort_incomplete(self, key: str) -> int:
         """Abort unfinished uploads under `key` (after failure or cancellation); returns how
         many were aborted."""
+        ...
+
+    async def list_backups(self, project_id: str) -> list[StoredBackup]:
+        """The project's backups under `backups/<project_id>/`, newest first, including
+        orphans (no manifest: `has_manifest` False). Raises ListingNotSupported where the
+        backend can not list."""
+        ...
+
+    async def delete_backup(self, backup: StoredBackup) -> None:
+        """Delete a listed backup's artifact, manifest and signature. Idempotent: what is
+        already gone is not an error."""
         ...

@@ -9,6 +9,7 @@ from urllib.parse import unquote, urlparse
 from backup.errors import StorageError
 from backup.files import atomic_file
 from backup.manifest import Manifest, manifest_name
+from backup.retention import StoredBackup, StoredObject, group_backups
 from backup.signing import SIGNATURE_SUFFIX
 from backup.storage.base import Fetched, Signer, Stored, Transfer
 
@@ -51,6 +52,31 @@ class LocalStorage:
         for partial in partials:
             partial.unlink(missing_ok=True)
         return len(partials)
+
+    async def list_backups(self, project_id: str) -> list[StoredBackup]:
+        folder = self._path_for(f"backups/{project_id}")
+        return await asyncio.to_thread(self._list, folder)
+
+    def _list(self, folder: Path) -> list[StoredBackup]:
+        if not folder.is_dir():
+            return []
+        objects = []
+        for path in folder.iterdir():
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:  # removed meanwhile (a concurrent retention run)
+                continue
+            if path.is_file():
+                key = path.relative_to(self.root).as_posix()
+                objects.append(StoredObject(key, path.name, size))
+        return group_backups(objects, lambda key: (self.root / key).as_uri())
+
+    async def delete_backup(self, backup: StoredBackup) -> None:
+        for key in backup.keys:
+            try:
+                self._path_for(key).unlink(missing_ok=True)
+            except OSError as err:
+                raise StorageError(f"deleting {key} under {self.root}: {err}") from err
 
     def _path_for(self, key: str) -> Path:
         path = (self.root / key).resolve()

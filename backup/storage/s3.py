@@ -25,6 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from backup.errors import StorageError
 from backup.manifest import Manifest, manifest_name
+from backup.retention import StoredBackup, StoredObject, group_backups
 from backup.signing import SIGNATURE_SUFFIX
 from backup.storage.base import Fetched, Signer, Stored, Transfer
 
@@ -36,7 +37,8 @@ PERMANENT = {
     "InvalidAccessKeyId": "the S3 access key is not known to {endpoint}: fix the credentials",
     "SignatureDoesNotMatch": "the S3 secret key is wrong for {endpoint}: fix the credentials",
     "AccessDenied": "access to bucket {bucket!r} denied: grant s3:PutObject, s3:GetObject, "
-    "s3:ListBucketMultipartUploads and s3:AbortMultipartUpload to these credentials",
+    "s3:ListBucketMultipartUploads and s3:AbortMultipartUpload to these credentials (and "
+    "s3:ListBucket and s3:DeleteObject where retention runs)",
     "InvalidBucketName": "{bucket!r} is not a valid bucket name: fix S3_BUCKET",
 }
 
@@ -303,6 +305,38 @@ class S3Storage:
                 )
                 aborted += 1
         return aborted
+
+    async def list_backups(self, project_id: str) -> list[StoredBackup]:
+        folder = self._key(f"backups/{project_id}/")
+        objects = []
+        async with self._client() as s3:
+            pages = s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=folder, Delimiter="/"
+            )
+            async for page in pages:
+                for item in page.get("Contents", []):
+                    key = item["Key"]
+                    objects.append(StoredObject(key, key.rsplit("/", 1)[-1], item["Size"]))
+        return group_backups(objects, self.location)
+
+    async def delete_backup(self, backup: StoredBackup) -> None:
+        if not backup.keys:
+            return
+        async with self._client() as s3:
+            # Deleting a key that is already gone succeeds in S3: a repeat is harmless.
+            answer = await s3.delete_objects(
+                Bucket=self.bucket,
+                Delete={"Objects": [{"Key": key} for key in backup.keys], "Quiet": True},
+            )
+        failed = answer.get("Errors", [])
+        if failed:
+            what = ", ".join(f"{f.get('Key')}: {f.get('Code')}" for f in failed)
+            if any(f.get("Code") == "AccessDenied" for f in failed):
+                raise StorageError(
+                    PERMANENT["AccessDenied"].format(bucket=self.bucket) + f" ({what})",
+                    retryable=False,
+                )
+            raise StorageError(f"S3 could not delete {what}")
 
 
 def _b64(raw: bytes) -> str:

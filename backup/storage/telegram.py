@@ -24,12 +24,18 @@ import httpx
 
 from backup.errors import IntegrityError, StorageError
 from backup.manifest import Manifest, ManifestPart, manifest_name
+from backup.retention import StoredBackup
 from backup.signing import SIGNATURE_SUFFIX
-from backup.storage.base import Fetched, Signer, Stored, Transfer
+from backup.storage.base import Fetched, ListingNotSupported, Signer, Stored, Transfer
 
 MIB = 1024 * 1024
 CLOUD_API = "https://api.telegram.org"
 MAX_RATE_LIMIT_WAITS = 8
+NO_RETENTION = (
+    "Telegram cannot list a chat's messages, and a bot can delete a message only within 48 hours"
+    " of sending it: retention is not applied to chat {chat}; give the chat an auto-delete timer"
+    " or delete old backups by hand"
+)
 
 logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines carry the token
 
@@ -201,6 +207,35 @@ class TelegramStorage:
         """Nothing stays half-uploaded in Telegram: each part is a whole message. Parts of a run
         that never completed stay in the chat (they are listed in its checkpoint)."""
         return 0
+
+    async def list_backups(self, project_id: str) -> list[StoredBackup]:
+        """The Bot API has no method that lists a chat's messages (getUpdates only brings new
+        ones, and only to a bot without a webhook), so there is nothing to apply retention to."""
+        raise ListingNotSupported(NO_RETENTION.format(chat=self.chat_id))
+
+    async def delete_backup(self, backup: StoredBackup) -> None:
+        """Delete the messages whose ids are `backup.keys` (the parts' ids are in the manifest).
+        Telegram lets a bot delete only messages younger than 48 hours: an older one is a
+        non-retryable error, because waiting never makes it deletable."""
+        async with httpx.AsyncClient(timeout=self._timeout) as client:
+            for message_id in backup.keys:
+                try:
+                    await self._call(
+                        client, "deleteMessage", Transfer(), chat_id=self.chat_id,
+                        message_id=message_id,
+                    )  # fmt: skip
+                except StorageError as err:
+                    text = str(err).lower()
+                    if "message to delete not found" in text:
+                        continue  # already gone: deleting again is not an error
+                    if "can't be deleted" in text:
+                        raise StorageError(
+                            f"Telegram refused to delete message {message_id} of chat "
+                            f"{self.chat_id}: bots can delete only messages younger than 48 "
+                            "hours; delete it by hand or give the chat an auto-delete timer",
+                            retryable=False,
+                        ) from None
+                    raise
 
 
 def _read_part(path: Path, index: int, part_size: int) -> bytes:
