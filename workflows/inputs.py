@@ -16,9 +16,15 @@ def parse_input(model: type[M], raw: Any, workflow_name: str) -> M:
     try:
         return model.model_validate(raw if raw is not None else {})
     except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in err.errors()
-        )
         raise ApplicationError(
-            f"invalid {workflow_name} input: {problems}", type="InvalidRequest", non_retryable=True
+            f"invalid {workflow_name} input: {problems(err)}",
+            type="InvalidRequest",
+            non_retryable=True,
         ) from None
+
+
+def problems(err: ValidationError) -> str:
+    """One line naming each bad field and what is wrong with it."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in err.errors()
+    )
