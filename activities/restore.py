@@ -13,7 +13,7 @@ from temporalio import activity
 from activities.support import ByteProgress, heartbeating, step_errors
 from backup.download import download
 from backup.encryption import readable_artifact
-from backup.models import RestoreRequest, RestoreResult
+from backup.models import RestoreRequest, RestoreResult, short_run_id
 from backup.pgdump import pg_bin_dir
 from backup.restore import drop_schema, restore_as, swap_schema, with_database
 from backup.settings import Settings
@@ -21,7 +21,7 @@ from backup.settings import Settings
 
 def staging_schema(schema: str, run_id: str) -> str:
     """Where replace mode restores before the swap; deterministic per run, within 63 bytes."""
-    return f"{schema[:40]}_restore_{run_id[:8]}"
+    return f"{schema[:40]}_restore_{short_run_id(run_id)}"
 
 
 class RestoreActivities:

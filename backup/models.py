@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
 
+from backup.retention import RetentionOutcome
+
 # Letters, digits, `_`, `-` and `.` (not first): safe in storage keys, file names and workflow ids.
 PROJECT_ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 ProjectId = Annotated[str, StringConstraints(pattern=PROJECT_ID_PATTERN)]
@@ -134,6 +136,12 @@ class Project(BaseModel):
     schema_name: str
 
 
+def short_run_id(run_id: str) -> str:
+    """12 hex digits that tell runs apart in names. The last ones: run ids are UUIDv7, whose
+    leading digits are a timestamp shared by runs started close together."""
+    return run_id.replace("-", "")[-12:]
+
+
 class DumpSpec(BaseModel):
     """What the dump activity needs; built by the workflow from the request and the project."""
 
@@ -175,6 +183,7 @@ class Step(StrEnum):
     TEST_RESTORING = "test_restoring"
     UPLOADING = "uploading"
     CLEANING_UP = "cleaning_up"
+    PRUNING = "pruning"
     NOTIFYING = "notifying"
     COMPLETED = "completed"
     FAILED = "failed"
@@ -245,3 +254,4 @@ class ExportResult(BaseModel):
     run_id: str
     notifications: list[NotificationOutcome] = Field(default_factory=list)
     verification: RestoreCheck | None = None  # set when verify_restore was asked
+    retention: RetentionOutcome | None = None  # what retention kept and pruned after this backup

@@ -24,7 +24,7 @@ from rich.console import Console
 from backup.download import download
 from backup.encryption import decrypt_file
 from backup.keys import DeploymentKeys, generate_keys
-from backup.models import Compression, DumpFormat, ExportRequest, ExportResult
+from backup.models import Compression, DumpFormat, ExportRequest, ExportResult, short_run_id
 from backup.pgconn import redact
 from backup.pgdump import pg_bin_dir
 from backup.restore import restore, row_counts
@@ -149,7 +149,7 @@ class DevStack:
     async def restore_check(self, result: ExportResult) -> tuple[dict[str, int], dict[str, int]]:
         """Fetch a backup by its location as a restore would (signature, checksum, decryption),
         restore it into a scratch database and count rows there and in the source."""
-        scratch = f"restore_check_{result.run_id[:8]}"
+        scratch = f"restore_check_{short_run_id(result.run_id)}"
         self.postgres.drop_database(scratch)
         self.postgres.create_database(scratch)
         artifact = self.home / f"download-{result.run_id}"

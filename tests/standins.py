@@ -26,6 +26,7 @@ from backup.models import (
     RestoreCheck,
     StoredArtifact,
 )
+from backup.retention import RetentionOutcome
 from workflows.export_backup import ExportBackupWorkflow
 
 HOST_A = "host-a"
@@ -106,6 +107,11 @@ class StandIns:
         self._enter(f"cleanup_spool@{activity.info().task_queue}")
         return True
 
+    @activity.defn(name="apply_retention")
+    async def apply_retention(self, project_id: str) -> RetentionOutcome:
+        self._enter("apply_retention")
+        return RetentionOutcome(project_id=project_id, policy="keep last 3", kept=["file:///k"])
+
     @activity.defn(name="notify")
     async def notify(self, notification: Notification) -> list[NotificationOutcome]:
         self._enter("notify")
@@ -129,6 +135,7 @@ class StandIns:
             self.notify,
             self.notification_channels,
             self.deliver_notification,
+            self.apply_retention,
         ]
 
     def pinned(self) -> list[Callable[..., Any]]:

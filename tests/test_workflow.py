@@ -31,9 +31,11 @@ async def test_happy_path_runs_every_step_in_order(
         "verify_artifact",
         "upload_artifact",
         f"cleanup_spool@{h.fakes.host_queues[0]}",
+        "apply_retention",
         "notification_channels",
     ]
     assert set(h.fakes.calls[-2:]) == DELIVERIES
+    assert result.retention and result.retention.kept == ["file:///k"]
     assert result.project_id == "acme"
     assert result.location.startswith("file:///backups/backups/acme/")
     assert (result.size_bytes, result.raw_bytes, result.table_count) == (100, 400, 3)
@@ -224,7 +226,7 @@ async def test_a_test_restore_mismatch_fails_the_backup_before_upload_and_notifi
         )
     assert isinstance(caught.value.cause, ApplicationError)
     assert caught.value.cause.details[0]["error_type"] == "RestoreVerificationFailed"
-    assert "upload_artifact" not in h.fakes.calls
+    assert "upload_artifact" not in h.fakes.calls and "apply_retention" not in h.fakes.calls
     assert f"cleanup_spool@{h.fakes.host_queues[0]}" in h.fakes.calls
     failed = h.fakes.notifications[0]
     assert failed.event is BackupEvent.FAILED and failed.failed_step is Step.TEST_RESTORING
@@ -237,3 +239,13 @@ async def test_without_verify_restore_no_test_restore_runs(
     h = harness(time_skipping_env, task_queue)
     result = await run_with_workers(h, h.fakes.host_queues, {"project_id": "acme"})
     assert "verify_restore" not in h.fakes.calls and result.verification is None
+
+
+async def test_a_retention_failure_is_reported_and_the_backup_still_succeeds(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    h = harness(time_skipping_env, task_queue)
+    h.fakes.failures["apply_retention"] = fail_with("StorageError", non_retryable=True)
+    result = await run_with_workers(h, h.fakes.host_queues, {"project_id": "acme"})
+    assert result.location and result.retention is not None
+    assert result.retention.pruned == [] and "StorageError on purpose" in result.retention.errors[0]

@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.hosts import HostActivities
     from activities.notify import NotifyActivities
     from activities.projects import ProjectActivities
+    from activities.retention import RetentionActivities
     from activities.upload import UploadActivities
     from activities.verify import VerifyActivities
     from activities.verify_restore import VerifyRestoreActivities
@@ -43,7 +44,9 @@ with workflow.unsafe.imports_passed_through():
         RestoreCheck,
         Step,
         StoredArtifact,
+        short_run_id,
     )
+    from backup.retention import RetentionOutcome
     from workflows import policies
     from workflows.inputs import parse_input
     from workflows.policies import Policy
@@ -52,6 +55,8 @@ with workflow.unsafe.imports_passed_through():
 
 # workflow.patched marker: notifications went from one activity to one activity per channel.
 PER_CHANNEL_NOTIFY = "per-channel-notify"
+# workflow.patched marker: retention runs after each successful backup.
+RETENTION_AFTER_BACKUP = "retention-after-backup"
 
 
 @workflow.defn(name="ExportBackupWorkflow")
@@ -75,7 +80,7 @@ class ExportBackupWorkflow:
         self._progress = Progress(project_id=req.project_id, step=Step.VALIDATING)
         workflow.upsert_search_attributes([PROJECT_ID.value_set(req.project_id)])
         run_key = info.run_id  # one spool directory and one storage key per workflow run
-        key_stem = f"backups/{req.project_id}/{started_at:%Y%m%dT%H%M%SZ}-{run_key[:8]}"
+        key_stem = f"backups/{req.project_id}/{started_at:%Y%m%dT%H%M%SZ}-{short_run_id(run_key)}"
 
         dumped: DumpedArtifact | None = None
         stored: StoredArtifact | None = None
@@ -108,6 +113,7 @@ class ExportBackupWorkflow:
         duration = round((finished_at - started_at).total_seconds(), 3)
         if failure is None:
             assert dumped is not None and stored is not None and project is not None
+            retention = await self._retention(req.project_id)
             notifications = await self._notify(
                 req,
                 BackupEvent.SUCCEEDED,
@@ -136,6 +142,7 @@ class ExportBackupWorkflow:
                 run_id=info.run_id,
                 notifications=notifications,
                 verification=self._verification,
+                retention=retention,
             )
 
         cancelled = is_cancelled_exception(failure)
@@ -247,6 +254,22 @@ class ExportBackupWorkflow:
                 )
             except ActivityError as err:
                 workflow.logger.warning("cleanup on %s skipped: %s", host, root_message(err))
+
+    async def _retention(self, project_id: str) -> RetentionOutcome | None:
+        """Prune the project's old backups now that a newer good one is stored. Only after a
+        success, so failing backups can never push the last good one out."""
+        if not workflow.patched(RETENTION_AFTER_BACKUP):
+            return None
+        self._enter(Step.PRUNING)
+        try:
+            return await self._activity(
+                RetentionActivities.apply_retention,
+                policies.RETENTION,
+                f"Apply retention to {project_id}",
+                project_id,
+            )
+        except ActivityError as err:
+            return RetentionOutcome(project_id=project_id, policy="?", errors=[root_message(err)])
 
     async def _notify(
         self, req: ExportRequest, event: BackupEvent, **outcome: Any

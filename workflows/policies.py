@@ -62,6 +62,8 @@ VERIFY_RESTORE = Policy(
 UPLOAD = Policy(timedelta(hours=6), _retry(5, 120, 10), timedelta(minutes=1), HOST_START_TIMEOUT)
 # Best effort: a spool left behind is swept when the worker starts.
 CLEANUP = Policy(timedelta(minutes=5), _retry(2, 30, 5), None, HOST_START_TIMEOUT)
+# Lists and deletes a project's old backups; never fails a backup (problems are reported).
+RETENTION = Policy(timedelta(minutes=10), _retry(5, 60, 3))
 # Bounded: a notification must never hold a finished backup hostage.
 NOTIFY = Policy(timedelta(minutes=2), _retry(5, 60, 3))  # runs before per-channel delivery
 PLAN_NOTIFY = Policy(timedelta(seconds=30), _retry(1, 10, 5))

@@ -12,7 +12,14 @@ from temporalio.exceptions import ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from activities.restore import RestoreActivities
-    from backup.models import ExportRequest, ExportResult, RestoreRequest, RestoreResult, Step
+    from backup.models import (
+        ExportRequest,
+        ExportResult,
+        RestoreRequest,
+        RestoreResult,
+        Step,
+        short_run_id,
+    )
     from workflows.export_backup import ExportBackupWorkflow, root_message
     from workflows.inputs import parse_input
     from workflows.policies import PERMANENT
@@ -82,7 +89,7 @@ class RestoreBackupWorkflow:
                 type="RestoreFailed",
                 non_retryable=True,
             ) from err
-        keep_as = f"{original[:40]}_before_restore_{workflow.info().run_id[:8]}"
+        keep_as = f"{original[:40]}_before_restore_{short_run_id(workflow.info().run_id)}"
         self._step("replacing", f"Swapping the restored schema in for {original}")
         await self._activity(
             RestoreActivities.swap_in_restored_schema, staged.schema_name, original, keep_as

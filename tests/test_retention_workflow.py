@@ -1,0 +1,54 @@
+"""Retention after each successful backup, on the dev stack: a worker configured to keep the
+last two backups of a project leaves exactly the two newest in storage."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import psycopg
+from temporalio.client import Client
+
+from backup.models import ExportRequest, ExportResult
+from devstack.stack import DevStack
+from starter import start_export
+from workflows.client import connect
+
+
+def stored_path(location: str) -> Path:
+    return Path(unquote(urlparse(location).path))
+
+
+async def test_each_backup_prunes_beyond_keep_last(stack: DevStack, tmp_path: Path) -> None:
+    with psycopg.connect(stack.postgres.url(), autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS keeper")
+        conn.execute("CREATE TABLE IF NOT EXISTS keeper.notes AS SELECT 1 AS id")
+        conn.execute(
+            "INSERT INTO control_plane.projects (id, name, status, schema_name)"
+            " VALUES ('keeper', 'Keeper', 'ACTIVE', 'keeper') ON CONFLICT (id) DO NOTHING"
+        )
+    queue = "retention-test"
+    worker = stack.spawn_worker(
+        tmp_path / "worker.log",
+        {"TEMPORAL_TASK_QUEUE": queue, "HOST_ID": "retention-host", "METRICS_PORT": "0",
+         "SPOOL_DIR": str(tmp_path / "spool"), "RETENTION_KEEP_LAST": "2"},
+    )  # fmt: skip
+    client: Client = await connect(stack.temporal.address, "default")
+    settings = stack.settings().model_copy(update={"temporal_task_queue": queue})
+    try:
+        results: list[ExportResult] = []
+        for _ in range(3):
+            handle = await start_export(client, settings, ExportRequest(project_id="keeper"))
+            results.append(await handle.result())
+            await asyncio.sleep(1.1)  # keys order backups by their second: keep them apart
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+
+    first, second, third = results
+    assert third.retention is not None and third.retention.pruned == [first.location]
+    assert third.retention.kept == [third.location, second.location]
+    assert not stored_path(first.location).exists()
+    assert not stored_path(first.manifest_location).exists()
+    assert stored_path(second.location).exists() and stored_path(third.location).exists()
