@@ -69,3 +69,26 @@ async def _scalar(
     row = await (await conn.execute(query, params)).fetchone()
     assert row is not None
     return row[0]
+
+
+# Keyset pagination: each page starts after the last id of the previous one, so projects added
+# or removed meanwhile never shift a page (OFFSET would skip or repeat them).
+ACTIVE_PROJECTS_PAGE_SQL = """
+SELECT id FROM control_plane.projects
+WHERE status = 'ACTIVE' AND (%(after)s::text IS NULL OR id > %(after)s)
+ORDER BY id
+LIMIT %(limit)s
+"""
+
+
+async def list_active_project_ids(database_url: str, after: str | None, limit: int) -> list[str]:
+    """Ids of ACTIVE projects after `after` (exclusive) in id order, at most `limit`."""
+    async with await connect(database_url) as conn:
+        try:
+            cursor = await conn.execute(ACTIVE_PROJECTS_PAGE_SQL, {"after": after, "limit": limit})
+        except psycopg.errors.UndefinedTable as err:
+            raise ConfigurationError(
+                "table control_plane.projects does not exist: DATABASE_URL points to the wrong "
+                "database"
+            ) from err
+        return [row[0] for row in await cursor.fetchall()]

@@ -1,0 +1,144 @@
+"""BackupAllProjectsWorkflow: one ExportBackupWorkflow child per ACTIVE project.
+
+A run lists one page of projects (keyset cursor), backs them up as child workflows with at most
+`max_concurrent` running at once, then continues as new with the cursor and the summary so
+far, so the history of a fleet of any size stays small. A failed project is recorded in the
+summary, never fatal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import (
+    RetryPolicy,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import ChildWorkflowError, FailureError, WorkflowAlreadyStartedError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.fleet import FleetActivities
+    from backup.fleet_models import FleetRequest, FleetSummary
+    from workflows.inputs import parse_input
+    from workflows.policies import PERMANENT
+    from workflows.search_attributes import PROJECT_ID
+
+# A short query; the database may be restarting, so keep trying for a few minutes.
+LIST_TIMEOUT = timedelta(seconds=30)
+LIST_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=10,
+    non_retryable_error_types=PERMANENT,
+)
+
+
+def child_workflow_id(parent_workflow_id: str, project_id: str) -> str:
+    """Fixed per fleet workflow id and project: a rerun under the same id (or a replayed page
+    after a reset) never backs a project up twice."""
+    return f"{parent_workflow_id}-{project_id}"
+
+
+@workflow.defn(name="BackupAllProjectsWorkflow")
+class BackupAllProjectsWorkflow:
+    def __init__(self) -> None:
+        self._summary = FleetSummary()
+        self._running: list[str] = []
+
+    @workflow.query(name="summary")
+    def summary(self) -> FleetSummary:
+        return self._summary
+
+    @workflow.run
+    async def run(self, request: Any = None) -> FleetSummary:
+        """`request` is one JSON object (FleetRequest); typed Any so bad input fails at once
+        naming the field, as ExportBackupWorkflow does."""
+        req = parse_input(FleetRequest, request, "BackupAllProjectsWorkflow")
+        self._summary = req.summary.model_copy(deep=True)
+        self._summary.runs += 1
+        self._show(f"Listing projects after {req.cursor!r}" if req.cursor else "Listing projects")
+        page: list[str] = await workflow.execute_activity(
+            FleetActivities.list_active_projects,
+            args=[req.cursor, req.page_size],
+            start_to_close_timeout=LIST_TIMEOUT,
+            retry_policy=LIST_RETRY,
+            summary=f"List up to {req.page_size} active projects after {req.cursor or 'the start'}",
+        )
+        if page:
+            slots = asyncio.Semaphore(req.max_concurrent)
+            await asyncio.gather(*(self._backup(project, req, slots) for project in page))
+        if len(page) < req.page_size:
+            self._show("Done")
+            return self._summary
+        self._show(f"Page done; continuing after {page[-1]!r}")
+        # Every child of this run has closed, so the parent close policy touches none of them.
+        workflow.continue_as_new(
+            req.model_copy(update={"cursor": page[-1], "summary": self._summary})
+        )
+
+    async def _backup(self, project_id: str, req: FleetRequest, slots: asyncio.Semaphore) -> None:
+        async with slots:
+            self._summary.total += 1
+            self._running.append(project_id)
+            self._show()
+            try:
+                await workflow.execute_child_workflow(
+                    "ExportBackupWorkflow",
+                    self._export_request(project_id, req),
+                    id=child_workflow_id(workflow.info().workflow_id, project_id),
+                    # Cancelling the fleet cancels its backups, which then clean up their spool
+                    # and notify; TERMINATE would skip both, ABANDON would leave them running
+                    # unsupervised, outside the concurrency bound.
+                    parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
+                    # A completed backup under this id is not run again; a failed one is.
+                    id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+                    search_attributes=TypedSearchAttributes(
+                        [SearchAttributePair(PROJECT_ID, project_id)]
+                    ),
+                    static_summary=f"Export backup of project {project_id} ({req.format})",
+                )
+                self._summary.succeeded += 1
+            except WorkflowAlreadyStartedError:
+                self._summary.skipped += 1
+            except ChildWorkflowError as err:
+                self._summary.record_failure(project_id, _root_message(err))
+            finally:
+                self._running.remove(project_id)
+                self._show()
+
+    @staticmethod
+    def _export_request(project_id: str, req: FleetRequest) -> dict[str, Any]:
+        # verify_restore only when asked: an ExportRequest without the field still validates.
+        body: dict[str, Any] = {"project_id": project_id, "format": req.format.value}
+        if req.verify_restore:
+            body["verify_restore"] = True
+        return body
+
+    def _show(self, note: str | None = None) -> None:
+        s = self._summary
+        lines = [
+            f"**Run:** {s.runs}",
+            f"**Projects:** {s.total} started, {s.succeeded} succeeded, {s.failed} failed"
+            + (f", {s.skipped} already done" if s.skipped else ""),
+        ]
+        if self._running:
+            lines.append(f"**Running:** {', '.join(self._running)}")
+        if s.failures:
+            lines.append(f"**Last failure:** {s.failures[-1].project_id}: {s.failures[-1].error}")
+        if note:
+            lines.append(note)
+        workflow.set_current_details("\n\n".join(lines))
+
+
+def _root_message(err: BaseException) -> str:
+    # The child's BackupFailed message already names project, step and cause; go no deeper.
+    cause = err.cause if isinstance(err, ChildWorkflowError) else None
+    if isinstance(cause, FailureError):
+        return cause.message
+    return str(err)
