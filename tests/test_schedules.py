@@ -163,6 +163,7 @@ async def test_pause_unpause_list_and_delete(client: Client) -> None:
          "--catchup-window"),
         (["create", "--project", "a*b", "--cron", "0 2 * * *"], "--project"),
         (["create", "--project", "fleet", "--cron", "0 2 * * *"], "--project"),
+        (["create", "--all", "--cron", "@daily", "--max-concurrent", "0"], "--max-concurrent"),
         (["pause", "export-backup-nobody"], "no schedule"),
         (["trigger", "export-backup-nobody"], "no schedule"),
         (["describe", "export-backup-nobody"], "no schedule"),
@@ -175,7 +176,7 @@ async def test_bad_flags_exit_2_naming_the_flag(
     err = capsys.readouterr().err
     assert option in err
     assert "Traceback" not in err
-    if argv[0] == "create":
-        schedule_id = schedules.SCHEDULE_PREFIX + argv[2]
+    if argv[0] == "create":  # nothing was created
+        schedule_id = schedules.SCHEDULE_PREFIX + ("fleet" if argv[1] == "--all" else argv[2])
         with pytest.raises(RPCError):
             await client.get_schedule_handle(schedule_id).describe()
