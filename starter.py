@@ -3,6 +3,8 @@
 python starter.py export --project acme [--format custom] [--follow] [--json]
 python starter.py status WORKFLOW_ID [--json]
 python starter.py list [--project acme]
+python starter.py schedule create --project acme --cron "0 2 * * *" --timezone Europe/Berlin
+python starter.py schedule list | describe ID | pause ID | unpause ID | trigger ID | delete ID
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from backup.download import download
 from backup.encryption import decrypt_file
 from backup.errors import BackupError, ConfigurationError
+from backup.fleet_models import FleetRequest
 from backup.keys import generate_keys
 from backup.models import (
     PROJECT_ID_PATTERN,
@@ -41,9 +44,13 @@ from backup.models import (
     ExportResult,
     RestoreRequest,
 )
+from backup.prune import apply_retention
 from backup.settings import Settings
+from backup.storage import open_storage
+from workflows import schedules
 from workflows.client import connect_with, workflow_id_for
 from workflows.export_backup import ExportBackupWorkflow
+from workflows.inputs import problems
 from workflows.restore_backup import RestoreBackupWorkflow
 from workflows.search_attributes import BACKUP_STEP, PROJECT_ID
 
@@ -115,6 +122,8 @@ def result_table(result: ExportResult, ui_url: str, namespace: str) -> Table:
         "format": f"{result.format} / {result.compression}",
         "schema": result.schema_name,
         "duration": f"{result.duration_seconds:.1f} s",
+        "test restore": result.verification.describe() if result.verification else "not asked",
+        "retention": retention_line(result),
         "notifications": ", ".join(f"{n.channel}: {n.status}" for n in result.notifications),
         "workflow": f"{ui_url}/namespaces/{namespace}/workflows/{result.workflow_id}/"
         f"{result.run_id}/history",
@@ -122,6 +131,15 @@ def result_table(result: ExportResult, ui_url: str, namespace: str) -> Table:
     for key, value in rows.items():
         table.add_row(key, value)
     return table
+
+
+def retention_line(result: ExportResult) -> str:
+    r = result.retention
+    if r is None:
+        return "not run"
+    if r.skipped_reason or r.errors:
+        return "; ".join([*([r.skipped_reason] if r.skipped_reason else []), *r.errors])
+    return f"{r.policy}: kept {len(r.kept)}, pruned {len(r.pruned)}"
 
 
 def print_result(result: ExportResult, settings: Settings, as_json: bool) -> None:
@@ -139,9 +157,10 @@ async def cmd_export(client: Client, settings: Settings, args: argparse.Namespac
             compress=not args.no_compress,
             notify_email=args.notify_email,
             request_id=args.request_id,
+            verify_restore=args.verify_restore,
         )
     except ValidationError as err:
-        console.print(f"[red]invalid request:[/red] {err}")
+        console.print(f"[red]invalid request:[/red] {problems(err)}")
         return 2
     handle = await start_export(client, settings, request)
     ui = f"{settings.temporal_ui_url}/namespaces/{client.namespace}/workflows/{handle.id}"
@@ -227,17 +246,22 @@ async def cmd_download(settings: Settings, args: argparse.Namespace) -> int:
 async def cmd_restore(client: Client, settings: Settings, args: argparse.Namespace) -> int:
     try:
         request = RestoreRequest(
-            location=args.location, into_schema=args.into, database=args.database
+            location=args.location,
+            into_schema=args.into,
+            database=args.database,
+            replace=args.replace,
+            confirm_replace=args.confirm_replace,
         )
     except ValidationError as err:
-        console.print(f"[red]invalid request:[/red] {err}")
+        console.print(f"[red]invalid request:[/red] {problems(err)}")
         return 2
+    target = f"schema {args.into}" if args.into else "the project's schema (replace)"
     handle = await client.start_workflow(
         RestoreBackupWorkflow.run,
-        request.model_dump(mode="json", exclude_none=True),
-        id=f"restore-backup-{args.into}-{uuid.uuid4().hex[:8]}",
+        request.model_dump(mode="json", exclude_none=True, exclude_defaults=True),
+        id=f"restore-backup-{args.into or 'replace'}-{uuid.uuid4().hex[:8]}",
         task_queue=settings.temporal_task_queue,
-        static_summary=f"Restore {args.location} as schema {args.into}",
+        static_summary=f"Restore {args.location} as {target}",
     )
     console.print(f"started {handle.id}")
     try:
@@ -247,6 +271,18 @@ async def cmd_restore(client: Client, settings: Settings, args: argparse.Namespa
         return 1
     print(result.model_dump_json(indent=2))
     return 0 if result.verified else 1
+
+
+async def cmd_retention(settings: Settings, args: argparse.Namespace) -> int:
+    """Apply (or with --dry-run, plan) the project's retention policy now (README "Retention")."""
+    try:
+        policy = settings.retention_policy_for(args.project)
+    except ConfigurationError as err:
+        console.print(f"[red]configuration error:[/red] {err}")
+        return 2
+    outcome = await apply_retention(open_storage(settings), args.project, policy, args.dry_run)
+    print(outcome.model_dump_json(indent=2))
+    return 1 if outcome.errors else 0
 
 
 def root_cause(err: BaseException) -> str:
@@ -274,6 +310,145 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_schedule(client: Client, settings: Settings, args: argparse.Namespace) -> int:
+    """schedule create | list | describe | pause | unpause | trigger | delete (README
+    "Schedules"). A bad flag or an unknown schedule id exits 2 with a message, no traceback."""
+    try:
+        return await SCHEDULE_COMMANDS[args.schedule_command](client, settings, args)
+    except schedules.ScheduleOptionError as err:
+        console.print(f"[red]invalid {err.option}:[/red] {err.message}")
+        return 2
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        console.print(
+            f"[red]no schedule {args.schedule_id!r}[/red] (see: starter.py schedule list)"
+        )
+        return 2
+
+
+async def schedule_create(client: Client, settings: Settings, args: argparse.Namespace) -> int:
+    timing = schedules.Timing(
+        cron=args.cron,
+        timezone=args.timezone,
+        catchup_window=schedules.parse_duration(args.catchup_window),
+        paused=args.paused,
+        note=args.note,
+    )
+    queue = settings.temporal_task_queue
+    if args.all:
+        try:
+            fleet = FleetRequest(
+                max_concurrent=args.max_concurrent,
+                format=args.format,
+                verify_restore=args.verify_restore,
+            )
+        except ValidationError as err:  # only max_concurrent can be out of range here
+            raise schedules.ScheduleOptionError("--max-concurrent", problems(err)) from None
+        schedule_id = schedules.FLEET_SCHEDULE_ID
+        schedule = schedules.fleet_schedule(fleet, queue, timing)
+    else:
+        body = schedules.export_request_body(args.project, args.format, args.verify_restore)
+        schedule_id = schedules.project_schedule_id(args.project)
+        schedule = schedules.export_schedule(body, queue, timing)
+    try:
+        await schedules.create_schedule(client, schedule_id, schedule)
+    except schedules.ScheduleExistsError:
+        console.print(
+            f"[red]schedule {schedule_id} already exists[/red]: "
+            f"starter.py schedule delete {schedule_id}, then create it again"
+        )
+        return 1
+    info = await schedules.describe(client, schedule_id)
+    upcoming = ", ".join(f"{t[:16].replace('T', ' ')} UTC" for t in info["next"][:3])
+    console.print(f"created schedule {schedule_id}; next runs: {upcoming}")
+    return 0
+
+
+async def schedule_list(client: Client, settings: Settings, args: argparse.Namespace) -> int:
+    table = Table("schedule id", "workflow", "cron", "time zone", "paused", "next run (UTC)")
+    for entry in await schedules.list_backup_schedules(client):
+        listed = entry.schedule  # missing only on servers without advanced visibility
+        upcoming = entry.info.next_action_times if entry.info else []
+        table.add_row(
+            entry.id,
+            getattr(listed.action, "workflow", "?") if listed else "?",
+            str(await entry.memo_value("cron", "")),
+            (listed.spec.time_zone_name if listed else None) or "UTC",
+            "yes" if listed and listed.state.paused else "no",
+            f"{upcoming[0]:%Y-%m-%d %H:%M}" if upcoming else "",
+        )
+    Console().print(table)
+    return 0
+
+
+async def schedule_describe(client: Client, settings: Settings, args: argparse.Namespace) -> int:
+    print(json.dumps(await schedules.describe(client, args.schedule_id), indent=2))
+    return 0
+
+
+async def schedule_action(client: Client, settings: Settings, args: argparse.Namespace) -> int:
+    """pause, unpause, trigger, delete: one call on the schedule handle."""
+    handle = client.get_schedule_handle(args.schedule_id)
+    command = args.schedule_command
+    if command == "pause":
+        await handle.pause(note=args.note)
+    elif command == "unpause":
+        await handle.unpause(note=args.note)
+    elif command == "trigger":
+        await handle.trigger()  # the schedule's overlap policy (SKIP) still applies
+    else:
+        await handle.delete()  # backups it started keep running
+    console.print(f"{command}: {args.schedule_id}")
+    return 0
+
+
+SCHEDULE_COMMANDS = {
+    "create": schedule_create,
+    "list": schedule_list,
+    "describe": schedule_describe,
+    "pause": schedule_action,
+    "unpause": schedule_action,
+    "trigger": schedule_action,
+    "delete": schedule_action,
+}
+
+
+def add_schedule_parser(sub: Any) -> None:
+    sched = sub.add_parser("schedule", help="recurring backups (Temporal Schedules)")
+    commands = sched.add_subparsers(dest="schedule_command", required=True)
+    create = commands.add_parser("create", help="back up a project, or all, on a cron schedule")
+    target = create.add_mutually_exclusive_group(required=True)
+    target.add_argument("--project", help="schedule id export-backup-<project>")
+    target.add_argument(
+        "--all", action="store_true", help="every ACTIVE project; schedule id export-backup-fleet"
+    )
+    create.add_argument("--cron", required=True, help='5 fields, e.g. "0 2 * * *", or @daily')
+    create.add_argument("--timezone", default="UTC", help="IANA name, e.g. Europe/Berlin")
+    create.add_argument("--format", choices=[f.value for f in DumpFormat], default="custom")
+    create.add_argument("--verify-restore", action="store_true", help="test-restore each backup")
+    create.add_argument(
+        "--catchup-window",
+        default="1h",
+        help="run a backup missed while Temporal was down if it is back within this (1h)",
+    )
+    create.add_argument("--max-concurrent", type=int, default=4, help="with --all: backups at once")
+    create.add_argument("--paused", action="store_true", help="create it paused")
+    create.add_argument("--note", help="shown with the schedule")
+    commands.add_parser("list", help="this deployment's backup schedules")
+    for name, text in [
+        ("describe", "spec, policy, input, recent and next runs (JSON)"),
+        ("pause", "stop starting backups until unpaused"),
+        ("unpause", "start backups on schedule again"),
+        ("trigger", "start one backup now (skipped if one from this schedule still runs)"),
+        ("delete", "remove the schedule (running backups continue)"),
+    ]:
+        command = commands.add_parser(name, help=text)
+        command.add_argument("schedule_id")
+        if name in ("pause", "unpause"):
+            command.add_argument("--note")
+
+
 def _valid_project_id(value: str) -> bool:
     return re.fullmatch(PROJECT_ID_PATTERN, value) is not None
 
@@ -287,6 +462,11 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("--no-compress", action="store_true")
     export.add_argument("--notify-email")
     export.add_argument("--request-id", help="idempotency key: the same id never runs twice")
+    export.add_argument(
+        "--verify-restore",
+        action="store_true",
+        help="test-restore into a scratch database before uploading",
+    )
     export.add_argument("--follow", action="store_true", help="show progress until the result")
     export.add_argument("--json", action="store_true")
     status = sub.add_parser("status", help="state or result of one backup")
@@ -300,17 +480,35 @@ def parser() -> argparse.ArgumentParser:
     fetch.add_argument("-o", "--output", type=Path, required=True)
     fetch.add_argument("--identity", type=Path, help="age identity file: decrypt after verifying")
     back = sub.add_parser(
-        "restore", help="restore a backup under a new schema, beside the original"
+        "restore", help="restore a backup under a new schema beside the original, or replace"
     )
     back.add_argument("location", help="location from an export result")
-    back.add_argument("--into", required=True, help="the new schema name")
-    back.add_argument("--database", help="another database on the same server")
+    target = back.add_mutually_exclusive_group(required=True)
+    target.add_argument("--into", help="the new schema name")
+    target.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace the project's schema (after a safety backup); needs --confirm-replace",
+    )
+    back.add_argument("--confirm-replace", action="store_true", help="yes, replace it")
+    back.add_argument("--database", help="another database on the same server (with --into)")
+    retention = sub.add_parser("retention", help="prune a project's old backups by its policy")
+    retention.add_argument("action", choices=["apply"])
+    retention.add_argument("--project", required=True)
+    retention.add_argument("--dry-run", action="store_true", help="list what would be pruned")
     keys = sub.add_parser("keys", help="generate encryption and signing keys for a deployment")
     keys.add_argument("--out", type=Path, required=True, help="directory for the key files")
+    add_schedule_parser(sub)
     return p
 
 
-COMMANDS = {"export": cmd_export, "status": cmd_status, "list": cmd_list, "restore": cmd_restore}
+COMMANDS = {
+    "export": cmd_export,
+    "status": cmd_status,
+    "list": cmd_list,
+    "restore": cmd_restore,
+    "schedule": cmd_schedule,
+}
 
 
 async def main(argv: list[str] | None = None) -> int:
@@ -320,6 +518,8 @@ async def main(argv: list[str] | None = None) -> int:
         return await cmd_download(settings, args)
     if args.command == "keys":
         return cmd_keys(args)
+    if args.command == "retention":  # needs storage credentials, not Temporal
+        return await cmd_retention(settings, args)
     client = await connect_with(settings)
     return await COMMANDS[args.command](client, settings, args)
 

@@ -12,21 +12,25 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker
 
 from activities.cleanup import CleanupActivities
 from activities.dump import DumpActivities
+from activities.fleet import FleetActivities
 from activities.hosts import HostActivities
 from activities.notify import NotifyActivities
 from activities.projects import ProjectActivities
 from activities.restore import RestoreActivities
+from activities.retention import RetentionActivities
 from activities.upload import UploadActivities
 from activities.verify import VerifyActivities
+from activities.verify_restore import VerifyRestoreActivities
 from backup.encryption import parse_recipients
 from backup.errors import ConfigurationError
 from backup.notify import open_channels
@@ -36,6 +40,7 @@ from backup.spool import sweep_stale
 from backup.storage import open_storage
 from workflows.client import connect_with, ensure_search_attributes
 from workflows.export_backup import ExportBackupWorkflow
+from workflows.fleet import BackupAllProjectsWorkflow
 from workflows.restore_backup import RestoreBackupWorkflow
 
 logger = logging.getLogger("export_backup.worker")
@@ -52,22 +57,34 @@ def check_configuration(settings: Settings) -> None:
     settings.spool_dir.mkdir(parents=True, exist_ok=True)
 
 
-def build_workers(client: Client, settings: Settings, executor: ThreadPoolExecutor) -> list[Worker]:
+def build_workers(
+    client: Client,
+    settings: Settings,
+    executor: ThreadPoolExecutor,
+    interceptors: Sequence[Interceptor] = (),
+) -> list[Worker]:
+    """`interceptors` lets a harness (reliability/crashy_worker.py) observe the real workers."""
     grace = timedelta(seconds=settings.shutdown_grace_seconds)
     notify = NotifyActivities(settings)
+    restore = RestoreActivities(settings)
     shared = Worker(
         client,
         task_queue=settings.temporal_task_queue,
-        workflows=[ExportBackupWorkflow, RestoreBackupWorkflow],
+        workflows=[ExportBackupWorkflow, RestoreBackupWorkflow, BackupAllProjectsWorkflow],
         activities=[
             ProjectActivities(settings).validate_project,
+            FleetActivities(settings).list_active_projects,
             HostActivities(settings).claim_host,
             notify.notification_channels,
             notify.deliver_notification,
             notify.notify,
-            RestoreActivities(settings).restore_backup,
+            restore.restore_backup,
+            restore.swap_in_restored_schema,
+            restore.drop_restored_schema,
+            RetentionActivities(settings).apply_retention,
         ],
         graceful_shutdown_timeout=grace,
+        interceptors=interceptors,
     )
     pinned = Worker(
         client,
@@ -75,12 +92,14 @@ def build_workers(client: Client, settings: Settings, executor: ThreadPoolExecut
         activities=[
             DumpActivities(settings).dump_schema,
             VerifyActivities(settings).verify_artifact,
+            VerifyRestoreActivities(settings).verify_restore,
             UploadActivities(settings).upload_artifact,
             CleanupActivities(settings).cleanup_spool,
         ],
         activity_executor=executor,
         max_concurrent_activities=settings.max_concurrent_activities,
         graceful_shutdown_timeout=grace,
+        interceptors=interceptors,
     )
     return [shared, pinned]
 
@@ -92,7 +111,7 @@ def metrics_runtime(settings: Settings) -> Runtime | None:
     return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
 
 
-async def run(settings: Settings) -> None:
+async def run(settings: Settings, interceptors: Sequence[Interceptor] = ()) -> None:
     check_configuration(settings)
     swept = sweep_stale(settings.spool_dir, settings.spool_max_age_hours)
     if swept:
@@ -108,7 +127,7 @@ async def run(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as executor:
-        workers = build_workers(client, settings, executor)
+        workers = build_workers(client, settings, executor, interceptors)
         runs = [asyncio.create_task(w.run()) for w in workers]
         logger.info(
             "worker ready: queues %s and %s, metrics on %s",

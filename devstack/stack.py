@@ -236,16 +236,19 @@ def step(title: str, action: object) -> None:
 
 
 async def demo(stack: DevStack, project: str, fmt: DumpFormat) -> int:
-    """Back up one sample project through the real worker, then prove the artifact restores."""
+    """Back up one sample project through the real worker with a verified test restore, then
+    prove once more, from storage, that the artifact restores."""
     settings = stack.settings()
     client = await connect_with(settings)
-    handle = await start_export(client, settings, ExportRequest(project_id=project, format=fmt))
+    request = ExportRequest(project_id=project, format=fmt, verify_restore=True)
+    handle = await start_export(client, settings, request)
     print(f"  backing up project {project!r}: workflow {handle.id}")
     result = await follow(handle)
     Console().print(result_table(result, settings.temporal_ui_url, client.namespace))
 
     source, restored = await stack.restore_check(result)
-    verdict = "OK" if source == restored else "MISMATCH"
+    verified = result.verification is not None and result.verification.verified
+    verdict = "OK" if source == restored and verified else "MISMATCH"
     print(
         f"  restore check (download, verify signature and SHA-256, decrypt, "
         f"{'pg_restore' if fmt is not DumpFormat.SQL else 'psql'} into a scratch database): "

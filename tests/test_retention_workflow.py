@@ -4,6 +4,10 @@ last two backups of a project leaves exactly the two newest in storage."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -11,7 +15,7 @@ import psycopg
 from temporalio.client import Client
 
 from backup.models import ExportRequest, ExportResult
-from devstack.stack import DevStack
+from devstack.stack import ROOT, DevStack
 from starter import start_export
 from workflows.client import connect
 
@@ -52,3 +56,28 @@ async def test_each_backup_prunes_beyond_keep_last(stack: DevStack, tmp_path: Pa
     assert not stored_path(first.location).exists()
     assert not stored_path(first.manifest_location).exists()
     assert stored_path(second.location).exists() and stored_path(third.location).exists()
+
+
+def test_retention_on_demand_from_the_starter(stack: DevStack) -> None:
+    """After the test above: two backups of `keeper` remain; keep the last one only."""
+    env = {**os.environ, **stack.env, "RETENTION_KEEP_LAST": "1"}
+    command = [
+        sys.executable,
+        str(ROOT / "starter.py"),
+        "retention",
+        "apply",
+        "--project",
+        "keeper",
+    ]
+
+    planned = subprocess.run([*command, "--dry-run"], env=env, capture_output=True, text=True)
+    assert planned.returncode == 0, planned.stderr
+    plan = json.loads(planned.stdout)
+    assert plan["dry_run"] and len(plan["kept"]) == 1 and len(plan["pruned"]) == 1
+    assert stored_path(plan["pruned"][0]).exists()  # a dry run deletes nothing
+
+    applied = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert applied.returncode == 0, applied.stderr
+    assert json.loads(applied.stdout)["pruned"] == plan["pruned"]
+    assert not stored_path(plan["pruned"][0]).exists()
+    assert stored_path(plan["kept"][0]).exists()
