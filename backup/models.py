@@ -9,7 +9,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from backup.retention import RetentionOutcome
 
@@ -58,6 +66,21 @@ class ExportRequest(BaseModel):
         return self.compression if self.compress else Compression.NONE
 
 
+def _schema_name(name: str) -> str:
+    """Refuse here what PostgreSQL would refuse (after retries) or silently change."""
+    size = len(name.encode())
+    if size > 63:  # PostgreSQL truncates longer names, so the schema would get another name
+        raise ValueError(f"a schema name is at most 63 bytes in UTF-8, this one has {size}")
+    if name.startswith("pg_"):
+        raise ValueError('the prefix "pg_" is reserved for PostgreSQL\'s system schemas')
+    if "\x00" in name:
+        raise ValueError("a schema name can not contain NUL characters")
+    return name
+
+
+SchemaName = Annotated[str, StringConstraints(min_length=1), AfterValidator(_schema_name)]
+
+
 class RestoreRequest(BaseModel):
     """Input of RestoreBackupWorkflow: restore a backup beside the original (`into_schema`), or
     replace the project's schema (`replace` + `confirm_replace`, after a safety backup)."""
@@ -65,8 +88,8 @@ class RestoreRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     location: Annotated[str, StringConstraints(min_length=1, max_length=2048)]
-    # The new schema; PostgreSQL names are at most 63 bytes.
-    into_schema: Annotated[str, StringConstraints(min_length=1, max_length=63)] | None = None
+    # The new schema: a name PostgreSQL takes as it is.
+    into_schema: SchemaName | None = None
     # Another database on the same server; None = the platform database.
     database: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,63}$")] | None = None
     replace: bool = False

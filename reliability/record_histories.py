@@ -1,0 +1,107 @@
+"""Record representative workflow histories into tests/histories/ for the replay test.
+
+Runs real workflows on a fresh dev stack (its worker) and saves each history as the JSON that
+`temporal workflow show --output json` prints and `WorkflowHistory.from_json` reads:
+
+    .venv/bin/python -m reliability.record_histories            # the default set below
+    .venv/bin/python -m reliability.record_histories --fleet    # also BackupAllProjectsWorkflow
+
+Existing files are never overwritten (a history recorded on older code is the point of the
+test); delete one by hand to record it again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from temporalio.client import Client
+
+from devstack.ports import free_port
+from devstack.stack import DevStack
+from workflows.client import connect
+
+HISTORIES = Path(__file__).resolve().parent.parent / "tests" / "histories"
+
+
+async def record(client: Client, name: str, workflow: str, body: Any, queue: str) -> Any:
+    """Run a workflow to its end and save its history as tests/histories/<name>.json."""
+    target = HISTORIES / f"{name}.json"
+    # The file's stem is the workflow id the replay test replays it under: workflows that derive
+    # ids from their own (fleet children, safety backups) replay only under the recorded one.
+    handle = await client.start_workflow(workflow, body, id=name, task_queue=queue)
+    result = await asyncio.wait_for(handle.result(), timeout=600)
+    history = await handle.fetch_history()
+    if target.exists():
+        print(f"  {target.name}: exists, kept")
+    else:
+        target.write_text(json.dumps(json.loads(history.to_json()), indent=2) + "\n")
+        print(f"  {target.name}: {len(history.events)} events")
+    return result
+
+
+async def record_all(stack: DevStack, folder: Path, fleet: bool) -> None:
+    client = await connect(stack.temporal.address, "default")
+    queue = stack.settings().temporal_task_queue
+    verified = await record(
+        client, "succeeded_verify_restore", "ExportBackupWorkflow",
+        {"project_id": "acme", "verify_restore": True}, queue,
+    )  # fmt: skip
+    assert verified["verification"]["verified"], verified
+    await record(
+        client, "restore_into_new_schema", "RestoreBackupWorkflow",
+        {"location": verified["location"], "into_schema": "acme_recorded"}, queue,
+    )  # fmt: skip
+    with psycopg.connect(stack.postgres.url(), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier("acme_recorded")))
+
+    # Retention that prunes: a worker keeping the newest backup only, and two backups.
+    retention_queue = "record-retention"
+    worker = stack.spawn_worker(folder / "retention-worker.log", {
+        "TEMPORAL_TASK_QUEUE": retention_queue, "HOST_ID": "record-retention", "METRICS_PORT": "0",
+        "SPOOL_DIR": str(folder / "spool"), "RETENTION_KEEP_LAST": "1",
+    })  # fmt: skip
+    try:
+        body = {"project_id": "globex"}
+        first = await client.execute_workflow(
+            "ExportBackupWorkflow", body, id=f"record-{uuid.uuid4().hex[:8]}",
+            task_queue=retention_queue,
+        )  # fmt: skip
+        await asyncio.sleep(1.1)  # backups are ordered by their key's one-second timestamp
+        pruned = await record(
+            client, "succeeded_retention_pruned", "ExportBackupWorkflow", body, retention_queue
+        )
+        assert first["location"] in pruned["retention"]["pruned"], pruned["retention"]
+    finally:
+        worker.terminate()
+        worker.wait(timeout=90)
+
+    if fleet:
+        summary = await record(
+            client, "fleet_all_projects", "BackupAllProjectsWorkflow", {"page_size": 2}, queue
+        )
+        print(f"  fleet: {summary}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fleet", action="store_true", help="record BackupAllProjectsWorkflow")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="record-histories-") as home:
+        stack = DevStack(Path(home, "stack"), temporal_port=None, ui_port=None,
+                         metrics_port=free_port(), scale=0.05)  # fmt: skip
+        with stack:
+            asyncio.run(record_all(stack, Path(home), args.fleet))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
