@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import json
 import re
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -48,7 +47,7 @@ from backup.prune import apply_retention
 from backup.settings import Settings
 from backup.storage import open_storage
 from workflows import schedules
-from workflows.client import connect_with, workflow_id_for
+from workflows.client import connect_with, exit_without_finalizing, workflow_id_for
 from workflows.export_backup import ExportBackupWorkflow
 from workflows.inputs import problems
 from workflows.restore_backup import RestoreBackupWorkflow
@@ -525,4 +524,4 @@ async def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    exit_without_finalizing(asyncio.run(main()))

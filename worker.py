@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -18,7 +17,8 @@ from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.worker import Interceptor, Worker
+from temporalio.worker import Interceptor, Worker, WorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.cleanup import CleanupActivities
 from activities.dump import DumpActivities
@@ -38,7 +38,7 @@ from backup.pgdump import pg_bin_dir
 from backup.settings import Settings
 from backup.spool import sweep_stale
 from backup.storage import open_storage
-from workflows.client import connect_with, ensure_search_attributes
+from workflows.client import connect_with, ensure_search_attributes, exit_without_finalizing
 from workflows.export_backup import ExportBackupWorkflow
 from workflows.fleet import BackupAllProjectsWorkflow
 from workflows.restore_backup import RestoreBackupWorkflow
@@ -62,8 +62,10 @@ def build_workers(
     settings: Settings,
     executor: ThreadPoolExecutor,
     interceptors: Sequence[Interceptor] = (),
+    workflow_runner: WorkflowRunner | None = None,
 ) -> list[Worker]:
-    """`interceptors` lets a harness (reliability/crashy_worker.py) observe the real workers."""
+    """`interceptors` and `workflow_runner` let a harness (reliability/crashy_worker.py) observe
+    the real workers and patch workflows.policies."""
     grace = timedelta(seconds=settings.shutdown_grace_seconds)
     notify = NotifyActivities(settings)
     restore = RestoreActivities(settings)
@@ -85,6 +87,7 @@ def build_workers(
         ],
         graceful_shutdown_timeout=grace,
         interceptors=interceptors,
+        workflow_runner=workflow_runner or SandboxedWorkflowRunner(),
     )
     pinned = Worker(
         client,
@@ -111,7 +114,11 @@ def metrics_runtime(settings: Settings) -> Runtime | None:
     return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
 
 
-async def run(settings: Settings, interceptors: Sequence[Interceptor] = ()) -> None:
+async def run(
+    settings: Settings,
+    interceptors: Sequence[Interceptor] = (),
+    workflow_runner: WorkflowRunner | None = None,
+) -> None:
     check_configuration(settings)
     swept = sweep_stale(settings.spool_dir, settings.spool_max_age_hours)
     if swept:
@@ -127,7 +134,7 @@ async def run(settings: Settings, interceptors: Sequence[Interceptor] = ()) -> N
         loop.add_signal_handler(sig, stop.set)
 
     with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as executor:
-        workers = build_workers(client, settings, executor, interceptors)
+        workers = build_workers(client, settings, executor, interceptors, workflow_runner)
         runs = [asyncio.create_task(w.run()) for w in workers]
         logger.info(
             "worker ready: queues %s and %s, metrics on %s",
@@ -156,12 +163,7 @@ def main() -> None:
         asyncio.run(run(Settings()))
     except ConfigurationError as err:
         sys.exit(f"export-backup worker: configuration error: {err}")
-    # The SDK's Rust threads may still call into Python while the interpreter finalizes, which
-    # aborts the process (SIGABRT) or hangs it. Every worker has shut down: skip finalization.
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    exit_without_finalizing(0)  # every worker has shut down
 
 
 if __name__ == "__main__":

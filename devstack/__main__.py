@@ -1,5 +1,4 @@
-import sys
-
 from devstack.stack import main
+from workflows.client import exit_without_finalizing
 
-sys.exit(main())
+exit_without_finalizing(main())

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
 import uuid
+from typing import NoReturn
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
@@ -65,3 +69,13 @@ async def register_search_attributes(client: Client, names: list[str]) -> None:
 def workflow_id_for(project_id: str, request_id: str | None = None) -> str:
     """export-backup-{project_id}-{request_id}: the same request never runs twice."""
     return f"export-backup-{project_id}-{request_id or uuid.uuid4().hex[:12]}"
+
+
+def exit_without_finalizing(code: int) -> NoReturn:
+    """End a process that used a Temporal client. The SDK's Rust threads can still call into
+    Python while the interpreter finalizes, which aborts the process (SIGABRT) or hangs it; so
+    flush what is buffered and skip finalization."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
