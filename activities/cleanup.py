@@ -22,15 +22,18 @@ class CleanupActivities:
     async def cleanup_spool(self, run_key: str, key_stem: str | None = None) -> bool:
         """Idempotent: True when spool files were removed, False when nothing was left."""
         with step_errors("cleanup"):
+            scratch = scratch_database_of(self._settings.spool_dir, run_key)
+            if scratch:  # a test restore that did not finish
+                await asyncio.to_thread(
+                    drop_database, self._settings.database_url.get_secret_value(), scratch
+                )
+            # The spool goes before storage is asked anything: with the store down (the very
+            # failure that may have ended the run), a retried abort must not keep the disk full.
+            removed = await asyncio.to_thread(remove_run, self._settings.spool_dir, run_key)
             if key_stem:
                 aborted = await open_storage(self._settings).abort_incomplete(key_stem)
                 if aborted:
                     activity.logger.info(
                         "aborted %d unfinished uploads under %s", aborted, key_stem
                     )
-            scratch = scratch_database_of(self._settings.spool_dir, run_key)
-            if scratch:  # a test restore that did not finish
-                await asyncio.to_thread(
-                    drop_database, self._settings.database_url.get_secret_value(), scratch
-                )
-            return await asyncio.to_thread(remove_run, self._settings.spool_dir, run_key)
+            return removed

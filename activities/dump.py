@@ -41,6 +41,7 @@ class DumpActivities:
                     zstd_threads=s.zstd_threads,
                     gzip_level=s.gzip_level,
                     jobs=s.dump_jobs,
+                    min_free_bytes=s.spool_min_free_bytes,
                 ),
                 on_progress=heartbeat,
                 recipients=s.recipients_for(spec.project.project_id),

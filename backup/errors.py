@@ -65,5 +65,9 @@ class ConfigurationError(BackupError):
     pass
 
 
+class SpoolFull(BackupError):
+    """The spool disk can not hold the dump: a person must free or grow SPOOL_DIR."""
+
+
 class IntegrityError(BackupError):
     """A downloaded artifact does not match its manifest: refuse to use it."""

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psycopg
 
-from backup.catalog import exact_row_counts, schema_tables, server_version
+from backup.catalog import exact_row_counts, schema_data_bytes, schema_tables, server_version
 from backup.compression import SUFFIX, CappedHashingWriter, Compressor
 from backup.encryption import SUFFIX as AGE_SUFFIX
 from backup.encryption import AgeEncryptor, parse_recipients
@@ -31,6 +31,7 @@ from backup.manifest import Manifest, manifest_name
 from backup.models import Compression, DumpFormat, Project
 from backup.pgconn import ClientConnection, client_connection
 from backup.pgdump import pg_dump_args, pg_dump_version
+from backup.spool import ensure_free_space, out_of_space_is_spool_full, spool_bytes_needed
 
 CHUNK = 1024 * 1024
 EXTENSION = {
@@ -51,6 +52,8 @@ class PipelineOptions:
     zstd_threads: int = 0
     gzip_level: int = 6
     jobs: int = 2
+    # Free space to leave on the spool disk beyond the dump's estimate (SPOOL_MIN_FREE_BYTES).
+    min_free_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ def dump_schema(
     clock = time.monotonic()
     schema = project.schema_name
     artifact = out_dir / artifact_name(base_name, fmt, compression, encrypted=bool(recipients))
+    spool_root = out_dir.parent  # out_dir is SPOOL_DIR/<run key>
     # One repeatable-read transaction exports its snapshot to pg_dump and counts the rows in it,
     # so the manifest's row counts are exactly what the dump holds, whatever is written meanwhile.
     with psycopg.connect(database_url) as conn:
@@ -98,7 +102,17 @@ def dump_schema(
             )
         tables = schema_tables(conn, schema)
         server = server_version(conn)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="row-count") as counter:
+        needed = spool_bytes_needed(
+            schema_data_bytes(conn, schema),
+            compressed=compression is not Compression.NONE,
+            staged=fmt is DumpFormat.DIRECTORY,
+            max_bytes=options.max_bytes,
+        )
+        ensure_free_space(spool_root, needed, options.min_free_bytes)
+        with (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="row-count") as counter,
+            out_of_space_is_spool_full(spool_root),
+        ):
             counting = counter.submit(exact_row_counts, conn, schema, tables)
             sink, compressor = _run_dump(
                 database_url, schema, fmt, compression, options, out_dir, artifact,
@@ -128,7 +142,8 @@ def dump_schema(
         dump_seconds=round(time.monotonic() - clock, 3),
     )
     manifest_path = out_dir / manifest_name(artifact.name)
-    manifest.write(manifest_path)
+    with out_of_space_is_spool_full(spool_root):
+        manifest.write(manifest_path)
     return DumpOutcome(artifact, manifest_path, manifest)
 
 

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     spool_dir: Path = Path(".dev/spool")
     # Spool entries older than this are swept at worker start (their workflow is long gone).
     spool_max_age_hours: float = 48.0
+    # Free space a dump must leave on the spool disk beyond its estimated size; less fails the
+    # dump before pg_dump starts (SpoolFull), instead of ENOSPC deep into it.
+    spool_min_free_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
 
     # Encryption at rest: age X25519 public keys (age1...), comma-separated; per project in
     # ENCRYPTION_PROJECT_RECIPIENTS as JSON {"project_id": ["age1...", ...]}. Empty = off.

@@ -161,6 +161,15 @@ class PostgresServer(Service):
         if result.returncode != 0 and self._running_port() is not None:
             raise RuntimeError(f"PostgreSQL failed to stop: {result.stderr.strip()}")
 
+    def start_again(self) -> None:
+        """Start after stop() on the same port and data dir: clients (a worker) hold URLs with
+        this port, so unlike start() it never moves to another one (fault injection)."""
+        auto, self._auto_port = self._auto_port, False
+        try:
+            self.start()
+        finally:
+            self._auto_port = auto
+
     def create_database(self, name: str) -> None:
         """Create an empty database, e.g. a scratch target for restore checks."""
         with psycopg.connect(self.url(), autocommit=True) as conn:

@@ -175,6 +175,27 @@ class SeaweedS3(Service):
         self._proc = None
         self._remove_grpc_sockets()
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash or a power cut would stop the store (fault injection)."""
+        if self._proc is None:
+            return
+        self._proc.kill()
+        self._proc.wait()
+        self._proc = None
+        self._remove_grpc_sockets()
+
+    def start_again(self, timeout: float = 60) -> None:
+        """Start after stop() or kill() on the same ports and data: clients (a worker) hold this
+        endpoint, so unlike start() it never moves to fresh ports (fault injection)."""
+        if self._proc is not None:
+            return
+        offset = self.log_file.stat().st_size if self.log_file.exists() else 0
+        self._spawn()
+        if not self._wait_ready(time.monotonic() + timeout):
+            self.stop()
+            log = self._log_since(offset)
+            raise RuntimeError(f"SeaweedFS S3 did not start again; its log ends with:\n{log}")
+
     def client(self) -> Any:
         """A synchronous botocore S3 client signed with this store's key pair."""
         config = Config(connect_timeout=2, read_timeout=10, retries={"max_attempts": 1})

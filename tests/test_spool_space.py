@@ -1,0 +1,92 @@
+"""The spool's free-space guard: a dump that can not fit fails before pg_dump starts, and a disk
+that fills up mid-write fails the same way, non-retryable, leaving no partial file."""
+
+from __future__ import annotations
+
+import errno
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+import backup.spool as spool_module
+from activities.dump import DumpActivities
+from backup.compression import CappedHashingWriter
+from backup.errors import SpoolFull
+from backup.models import Compression, DumpFormat, DumpSpec, Project
+from backup.settings import Settings
+from backup.spool import ensure_free_space, spool_bytes_needed
+
+RUN_KEY = "run-spool"
+
+
+def spec(
+    fmt: DumpFormat = DumpFormat.CUSTOM, compression: Compression = Compression.ZSTD
+) -> DumpSpec:
+    return DumpSpec(
+        project=Project(project_id="umbrella", name="umbrella", schema_name="umbrella"),
+        format=fmt,
+        compression=compression,
+        run_key=RUN_KEY,
+        key_stem="backups/umbrella/20261126T120000Z-abcdef12",
+    )
+
+
+def test_bytes_needed_follow_compression_staging_and_the_cap() -> None:
+    assert spool_bytes_needed(1000, compressed=False, staged=False, max_bytes=10**9) == 1000
+    assert spool_bytes_needed(1000, compressed=True, staged=False, max_bytes=10**9) == 500
+    assert spool_bytes_needed(1000, compressed=True, staged=True, max_bytes=10**9) == 1500
+    assert spool_bytes_needed(1000, compressed=False, staged=False, max_bytes=300) == 300
+
+
+def test_the_message_names_spool_dir_needed_free_and_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        spool_module.shutil,
+        "disk_usage",
+        lambda _: shutil._ntuple_diskusage(10**6, 0, 1000),  # type: ignore[attr-defined]
+    )
+    ensure_free_space(tmp_path, 800, 200)  # exactly enough
+    with pytest.raises(SpoolFull) as caught:
+        ensure_free_space(tmp_path, 900, 200)
+    message = str(caught.value)
+    assert f"SPOOL_DIR {tmp_path}" in message
+    assert "about 900 bytes" in message and "SPOOL_MIN_FREE_BYTES=200" in message
+    assert "1000 bytes are free" in message and "larger disk" in message
+
+
+def test_a_dump_that_can_not_fit_fails_before_pg_dump_and_is_not_retried(
+    settings: Settings,
+) -> None:
+    free = shutil.disk_usage(settings.spool_dir.parent).free
+    tight = settings.model_copy(update={"spool_min_free_bytes": free})
+    dump = DumpActivities(tight).dump_schema
+    with pytest.raises(ApplicationError) as caught:
+        ActivityEnvironment().run(dump, spec())
+    assert caught.value.type == "SpoolFull" and caught.value.non_retryable
+    assert f"SPOOL_DIR {settings.spool_dir}" in caught.value.message
+    assert not list((settings.spool_dir / RUN_KEY).iterdir())
+
+
+@pytest.mark.parametrize("compression", [Compression.NONE, Compression.ZSTD])
+def test_a_disk_full_mid_write_leaves_no_partial_file(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, compression: Compression
+) -> None:
+    real_write = CappedHashingWriter.write
+
+    def fill_up(self: CappedHashingWriter, data: bytes, /) -> Any:
+        if self.bytes_written > 64 * 1024:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, data)
+
+    monkeypatch.setattr(CappedHashingWriter, "write", fill_up)
+    dump = DumpActivities(settings).dump_schema
+    with pytest.raises(ApplicationError) as caught:
+        ActivityEnvironment().run(dump, spec(DumpFormat.SQL, compression))
+    assert caught.value.type == "SpoolFull" and caught.value.non_retryable
+    assert "ran out of space" in caught.value.message
+    assert not list((settings.spool_dir / RUN_KEY).iterdir())
