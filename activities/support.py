@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -96,17 +98,43 @@ async def heartbeating(progress: ByteProgress) -> AsyncIterator[None]:
 
 
 class SyncHeartbeat:
-    """Throttled heartbeats for sync (threaded) activities, which also check cancellation."""
+    """Heartbeats for sync (threaded) activities; each progress call also checks cancellation.
+
+    Used as a context manager, a side thread heartbeats on a timer, so one slow chunk (a high zstd
+    level on a busy host) never starves the heartbeat and gets a live attempt taken for dead
+    (which would start a second attempt beside it). Without one, calls heartbeat when due."""
 
     def __init__(self, step: str) -> None:
         self.progress = ByteProgress(step)
         self._last = 0.0
+        self._stop: threading.Event | None = None
+        self._thread: threading.Thread | None = None
 
     def __call__(self, done: int) -> None:
         self.progress.done = done
         now = time.monotonic()
-        if now - self._last >= HEARTBEAT_SECONDS:
+        if self._thread is None and now - self._last >= HEARTBEAT_SECONDS:
             self._last = now
             activity.heartbeat(self.progress.details())
         if activity.is_cancelled():
             raise CancelledError("activity cancelled")
+
+    def __enter__(self) -> SyncHeartbeat:
+        stop = self._stop = threading.Event()
+        context = contextvars.copy_context()  # carries the activity context to the side thread
+
+        def beat() -> None:
+            while True:
+                context.run(activity.heartbeat, self.progress.details())
+                if stop.wait(HEARTBEAT_SECONDS):
+                    return
+
+        self._thread = threading.Thread(target=beat, name="heartbeat", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        assert self._stop is not None and self._thread is not None
+        self._stop.set()
+        self._thread.join()
+        self._thread = None

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from temporalio import activity
 
-from activities.support import step_errors
+from activities.support import SyncHeartbeat, step_errors
 from backup.models import DumpedArtifact
 from backup.settings import Settings
 from backup.verify import verify_spooled
@@ -18,7 +18,7 @@ class VerifyActivities:
 
     @activity.defn(name="verify_artifact")
     def verify_artifact(self, artifact: DumpedArtifact) -> None:
-        with step_errors("verify"):
+        with step_errors("verify"), SyncHeartbeat("verifying"):
             verify_spooled(
                 Path(artifact.artifact_path),
                 Path(artifact.manifest_path),

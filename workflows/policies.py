@@ -53,7 +53,8 @@ CLAIM_HOST = Policy(timedelta(seconds=10), _retry(1, 10, 0))
 # Dumps may take 30 minutes and more; a crashed worker is noticed by its missing heartbeat.
 DUMP = Policy(timedelta(hours=6), _retry(10, 300, 5), timedelta(minutes=1), HOST_START_TIMEOUT)
 # Re-hashes the spool file: disk speed, seconds per GB.
-VERIFY = Policy(timedelta(minutes=30), _retry(5, 60, 3), None, HOST_START_TIMEOUT)
+# It heartbeats, so a crash mid-verify is noticed within a minute, not after 30.
+VERIFY = Policy(timedelta(minutes=30), _retry(5, 60, 3), timedelta(minutes=1), HOST_START_TIMEOUT)
 # A restore into a scratch database: as long as a dump, and as observable.
 VERIFY_RESTORE = Policy(
     timedelta(hours=6), _retry(10, 120, 3), timedelta(minutes=1), HOST_START_TIMEOUT
@@ -61,7 +62,8 @@ VERIFY_RESTORE = Policy(
 # Network transfers fail transiently; the storage key is fixed, so a retry overwrites.
 UPLOAD = Policy(timedelta(hours=6), _retry(5, 120, 10), timedelta(minutes=1), HOST_START_TIMEOUT)
 # Best effort: a spool left behind is swept when the worker starts.
-CLEANUP = Policy(timedelta(minutes=5), _retry(2, 30, 5), None, HOST_START_TIMEOUT)
+# Seconds of work (remove files, abort uploads, drop a scratch database): a crash is retried soon.
+CLEANUP = Policy(timedelta(minutes=2), _retry(2, 30, 5), None, HOST_START_TIMEOUT)
 # Lists and deletes a project's old backups; never fails a backup (problems are reported).
 RETENTION = Policy(timedelta(minutes=10), _retry(5, 60, 3))
 # Bounded: a notification must never hold a finished backup hostage.
