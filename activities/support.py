@@ -98,11 +98,13 @@ async def heartbeating(progress: ByteProgress) -> AsyncIterator[None]:
 
 
 class SyncHeartbeat:
-    """Heartbeats for sync (threaded) activities; each progress call also checks cancellation.
+    """Throttled heartbeats for sync (threaded) activities; each progress call also checks
+    cancellation.
 
-    Used as a context manager, a side thread heartbeats on a timer, so one slow chunk (a high zstd
-    level on a busy host) never starves the heartbeat and gets a live attempt taken for dead
-    (which would start a second attempt beside it). Without one, calls heartbeat when due."""
+    Used as a context manager, a side thread also heartbeats whenever progress calls have been
+    silent for HEARTBEAT_SECONDS, so one slow chunk (a high zstd level on a busy host) never
+    starves the heartbeat and gets a live attempt taken for dead, which would start a second
+    attempt beside it."""
 
     def __init__(self, step: str) -> None:
         self.progress = ByteProgress(step)
@@ -112,24 +114,25 @@ class SyncHeartbeat:
 
     def __call__(self, done: int) -> None:
         self.progress.done = done
-        now = time.monotonic()
-        if self._thread is None and now - self._last >= HEARTBEAT_SECONDS:
-            self._last = now
-            activity.heartbeat(self.progress.details())
+        if time.monotonic() - self._last >= HEARTBEAT_SECONDS:
+            self._send()
         if activity.is_cancelled():
             raise CancelledError("activity cancelled")
+
+    def _send(self) -> None:
+        self._last = time.monotonic()
+        activity.heartbeat(self.progress.details())
 
     def __enter__(self) -> SyncHeartbeat:
         stop = self._stop = threading.Event()
         context = contextvars.copy_context()  # carries the activity context to the side thread
 
-        def beat() -> None:
-            while True:
-                context.run(activity.heartbeat, self.progress.details())
-                if stop.wait(HEARTBEAT_SECONDS):
-                    return
+        def fill_gaps() -> None:
+            while not stop.wait(HEARTBEAT_SECONDS / 4):
+                if time.monotonic() - self._last >= HEARTBEAT_SECONDS:
+                    context.run(self._send)
 
-        self._thread = threading.Thread(target=beat, name="heartbeat", daemon=True)
+        self._thread = threading.Thread(target=fill_gaps, name="heartbeat", daemon=True)
         self._thread.start()
         return self
 
@@ -137,4 +140,3 @@ class SyncHeartbeat:
         assert self._stop is not None and self._thread is not None
         self._stop.set()
         self._thread.join()
-        self._thread = None
