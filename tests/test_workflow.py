@@ -249,3 +249,25 @@ async def test_a_retention_failure_is_reported_and_the_backup_still_succeeds(
     result = await run_with_workers(h, h.fakes.host_queues, {"project_id": "acme"})
     assert result.location and result.retention is not None
     assert result.retention.pruned == [] and "StorageError on purpose" in result.retention.errors[0]
+
+
+async def test_the_failure_names_the_domain_error_not_the_library_beneath_it(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    def storage_unreachable(_: int) -> None:
+        try:
+            raise ConnectionError("Could not connect to the endpoint URL")
+        except ConnectionError as err:
+            raise ApplicationError(
+                "S3 endpoint unreachable; check S3_ENDPOINT_URL", type="StorageError",
+                non_retryable=True,
+            ) from err  # fmt: skip
+
+    h = harness(time_skipping_env, task_queue)
+    h.fakes.failures["upload_artifact"] = storage_unreachable
+    with pytest.raises(WorkflowFailureError) as caught:
+        await run_with_workers(h, h.fakes.host_queues, {"project_id": "acme"})
+    assert isinstance(caught.value.cause, ApplicationError)
+    assert caught.value.cause.details[0]["error_type"] == "StorageError"
+    assert "check S3_ENDPOINT_URL" in str(caught.value.cause)
+    assert h.fakes.notifications[0].error == "S3 endpoint unreachable; check S3_ENDPOINT_URL"

@@ -14,6 +14,7 @@ from temporalio import workflow
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
+    ChildWorkflowError,
     FailureError,
     TimeoutError,
     TimeoutType,
@@ -369,7 +370,10 @@ def _host_lost(err: ActivityError) -> bool:
 
 
 def _root(err: BaseException) -> BaseException:
-    while isinstance(err, (ActivityError, FailureError)) and err.cause is not None:
+    """The error that says what went wrong: through the activity and child-workflow wrappers,
+    but not past a domain error into the library exception beneath it (a StorageError, not the
+    EndpointConnectionError that caused it)."""
+    while isinstance(err, (ActivityError, ChildWorkflowError)) and err.cause is not None:
         err = err.cause
     return err
 
