@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 NODE_STAMP := clients/typescript/node_modules/.installed
 
-.PHONY: setup demo dev test lint clean age-cli
+.PHONY: setup demo dev test lint clean age-cli bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,16 @@ dev: $(STAMP)
 ## make test: every test, against real PostgreSQL, Temporal and the worker.
 test: $(STAMP) $(NODE_STAMP) age-cli
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## make bench: the full workflow against pg_dump -Fc side by side, then 100 tiny backups at once;
+## writes bench/results.md and bench/results.png. QUICK=1: small schemas (minutes, not a quarter hour).
+BENCH_STAMP := $(VENV)/.bench-$(shell cksum pyproject.toml | cut -d' ' -f1)
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	rm -f $(VENV)/.bench-* && touch $@
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench $(if $(QUICK),--quick) $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import PurePosixPath
 
 from temporalio import activity
@@ -27,25 +31,26 @@ class DumpActivities:
             # A retry starts from scratch: pg_dump can not resume, and stale files would mislead.
             remove_run(s.spool_dir, spec.run_key)
             heartbeat = SyncHeartbeat("dumping")
-            outcome = dump_schema(
-                database_url=s.database_url.get_secret_value(),
-                project=spec.project,
-                fmt=spec.format,
-                compression=spec.compression,
-                out_dir=run_dir(s.spool_dir, spec.run_key),
-                base_name=PurePosixPath(spec.key_stem).name,
-                options=PipelineOptions(
-                    bin_dir=pg_bin_dir(s.pg_bin_dir),
-                    max_bytes=s.backup_max_bytes,
-                    zstd_level=s.zstd_level,
-                    zstd_threads=s.zstd_threads,
-                    gzip_level=s.gzip_level,
-                    jobs=s.dump_jobs,
-                    min_free_bytes=s.spool_min_free_bytes,
-                ),
-                on_progress=heartbeat,
-                recipients=s.recipients_for(spec.project.project_id),
-            )
+            with dump_slot(s.max_concurrent_dumps):
+                outcome = dump_schema(
+                    database_url=s.database_url.get_secret_value(),
+                    project=spec.project,
+                    fmt=spec.format,
+                    compression=spec.compression,
+                    out_dir=run_dir(s.spool_dir, spec.run_key),
+                    base_name=PurePosixPath(spec.key_stem).name,
+                    options=PipelineOptions(
+                        bin_dir=pg_bin_dir(s.pg_bin_dir),
+                        max_bytes=s.backup_max_bytes,
+                        zstd_level=s.zstd_level,
+                        zstd_threads=s.zstd_threads,
+                        gzip_level=s.gzip_level,
+                        jobs=s.dump_jobs,
+                        min_free_bytes=s.spool_min_free_bytes,
+                    ),
+                    on_progress=heartbeat,
+                    recipients=s.recipients_for(spec.project.project_id),
+                )
         m = outcome.manifest
         count_bytes("export_backup_bytes_dumped", m.raw_bytes)
         return DumpedArtifact(
@@ -59,3 +64,23 @@ class DumpActivities:
             table_count=m.table_count,
             dump_seconds=m.dump_seconds,
         )
+
+
+@functools.cache
+def _dump_slots(limit: int) -> threading.BoundedSemaphore:
+    """One pool of pg_dump slots per worker process, shared by all its dump activities."""
+    return threading.BoundedSemaphore(limit)
+
+
+@contextmanager
+def dump_slot(limit: int) -> Iterator[None]:
+    """Hold one of MAX_CONCURRENT_DUMPS slots. The wait heartbeats, so a long queue of tenants
+    is not taken for a dead worker, and a cancellation while waiting is honoured."""
+    slots = _dump_slots(limit)
+    waiting = SyncHeartbeat("waiting for a dump slot")
+    while not slots.acquire(timeout=1.0):
+        waiting(0)
+    try:
+        yield
+    finally:
+        slots.release()

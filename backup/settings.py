@@ -135,6 +135,9 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
 
     max_concurrent_activities: int = Field(default=4, ge=1)
+    # pg_dump processes at once per worker process, whatever the activity slots: each one is a
+    # database backend reading a whole schema, so many tenants at once must not flood the database.
+    max_concurrent_dumps: int = Field(default=2, ge=1)
     # On SIGTERM, running activities get this long to finish or checkpoint before cancellation.
     shutdown_grace_seconds: float = Field(default=60.0, ge=0)
 

@@ -230,15 +230,17 @@ async def test_upload_resumes_from_its_journal_after_a_crash(
             super().__init__(**kwargs)
             transfers.append(self)
 
-    real_read = s3_module._read_part
+    real_hash = s3_module.S3Storage._hash_part
 
-    def dies_at_part_3(path: Path, number: int, part_size: int) -> bytes:
+    def dies_at_part_3(
+        self: s3_module.S3Storage, path: Path, number: int, part_size: int
+    ) -> tuple[int, bytes, dict[str, str]]:
         if number == 3 and len(transfers) == 1:
             raise OSError("worker killed")
-        return real_read(path, number, part_size)
+        return real_hash(self, path, number, part_size)
 
     monkeypatch.setattr(upload_module, "Transfer", RecordedTransfer)
-    monkeypatch.setattr(s3_module, "_read_part", dies_at_part_3)
+    monkeypatch.setattr(s3_module.S3Storage, "_hash_part", dies_at_part_3)
     upload = UploadActivities(s3_settings).upload_artifact
     key_stem = spec("acme").key_stem
     with pytest.raises(OSError, match="worker killed"):

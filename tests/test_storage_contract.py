@@ -332,7 +332,7 @@ async def test_s3_refuses_a_part_whose_checksum_does_not_match(
     backend = _s3(seaweed, monkeypatch)
     source, manifest = artifact(tmp_path, int(backend.part_size * 1.5))
     monkeypatch.setattr(
-        S3Storage, "_part_checksum", lambda self, data: {"ChecksumSHA256": _b64(b"\0" * 32)}
+        S3Storage, "_part_checksum", lambda self, sha256: {"ChecksumSHA256": _b64(b"\0" * 32)}
     )
     with pytest.raises(StorageError, match=r"BadDigest|[Cc]hecksum"):
         await backend.storage.store(source, manifest, KEY, Transfer())

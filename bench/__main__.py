@@ -1,0 +1,189 @@
+"""`make bench`: this project's full ExportBackupWorkflow against what peers run, side by side
+on the same generated tenant schemas, then 100 tiny backups at once (bench/many_small.py).
+
+    .venv/bin/python -m bench [--quick] [--sizes 100,500,1000] [--runs 1] [--no-many-small]
+
+Writes bench/results.md and bench/results.png. Security (age encryption, signed manifests) is
+off for the comparison, since peers do neither; one encrypted run on the largest size is added.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
+
+from backup.keys import generate_keys
+from backup.models import DumpFormat
+from bench import baselines
+from bench.machine import LoadSampler, machine
+from bench.many_small import ManySmall, run_many_small
+from bench.report import Row, plot, steps_table, table, targets
+from bench.schema import ensure_tenant, register_project
+from bench.stack import BenchStack, BenchWorker, WorkflowRun
+
+ROOT = Path(__file__).resolve().parent.parent
+FULL_SIZES = (100.0, 500.0, 1000.0)
+QUICK_SIZES = (10.0, 30.0, 60.0)
+T = TypeVar("T")
+
+
+def median_of(runs: int, measure: Callable[[], T], key: Callable[[T], float]) -> T:
+    results = sorted((measure() for _ in range(runs)), key=key)
+    return results[len(results) // 2]
+
+
+async def ours(
+    stack: BenchStack, project: str, size_mb: float, label: str, env: dict[str, str], runs: int,
+    fmt: DumpFormat = DumpFormat.CUSTOM,
+) -> Row:  # fmt: skip
+    """A fresh worker per configuration and size, so its VmHWM is this size's peak."""
+    with BenchWorker(stack, env).running() as worker:
+        await worker.backup("acme")  # warm-up: sandbox, imports, connections
+        results: list[WorkflowRun] = [await worker.backup(project, fmt) for _ in range(runs)]
+    run = sorted(results, key=lambda r: r.seconds)[len(results) // 2]
+    hwm = max(r.worker_hwm for r in results)
+    peak = max(r.tree_peak for r in results)
+    return Row(size_mb, label, run.seconds, run.size_bytes, hwm, peak, run.steps)
+
+
+def peers(stack: BenchStack, schema: str, size: float, runs: int) -> list[Row]:
+    """Baselines A and B and the floor, each the median of `runs` whole-process timings."""
+    assert stack.s3 is not None
+    s3 = stack.s3
+    out = stack.home / "baseline" / f"{schema}.dump"
+    out.parent.mkdir(exist_ok=True)
+    seconds = lambda t: t.seconds  # noqa: E731
+    a = median_of(runs, lambda: baselines.baseline_a(stack.postgres, schema, out), seconds)
+    out.unlink()
+    key = f"baseline/{schema}.dump"
+    b = median_of(runs, lambda: baselines.baseline_b(stack.postgres, schema, s3, key), seconds)
+    f = median_of(runs, lambda: baselines.floor(stack.postgres, schema), seconds)
+    return [
+        Row(size, "A pg_dump -Fc -f", a.seconds, a.size_bytes),
+        Row(size, "B pg_dump -Fc piped to S3 upload", b.seconds, b.size_bytes),
+        Row(size, "floor pg_dump -Fc -Z0 >/dev/null", f.seconds),
+    ]
+
+
+async def compare(stack: BenchStack, args: argparse.Namespace, tuning: dict[str, str]) -> list[Row]:
+    url = stack.postgres.url()
+    assert stack.s3 is not None
+    schemas = {}
+    for target in args.sizes:
+        schema = f"bench_{target:g}mb".replace(".", "_")
+        started = time.monotonic()
+        relation = ensure_tenant(url, schema, target)
+        register_project(url, schema, schema)
+        schemas[schema] = relation / 1e6
+        print(f"  schema {schema}: {relation / 1e6:.0f} MB ({time.monotonic() - started:.0f} s)")
+    rows: list[Row] = []
+    for schema, size in schemas.items():
+        rows += peers(stack, schema, size, args.runs)
+        for backend in ("local", "s3"):
+            env = {"STORAGE_BACKEND": backend, **tuning}
+            rows.append(await ours(stack, schema, size, f"ours → {backend}", env, args.runs))
+        print(table([r for r in rows if r.size_mb == size]))
+    schema, size = list(schemas.items())[-1]
+    # The parallel directory format (pg_dump -Fd -j DUMP_JOBS, stored as one tar) for comparison.
+    env = {"STORAGE_BACKEND": "s3", **tuning}
+    label = "ours → s3, directory -j2"
+    rows.append(await ours(stack, schema, size, label, env, 1, DumpFormat.DIRECTORY))
+    if args.encrypted:
+        if not stack.keys.exist():
+            generate_keys(stack.keys.folder)
+        stack.encrypted = True
+        env = {"STORAGE_BACKEND": "s3", **tuning}
+        rows.append(await ours(stack, schema, size, "ours → s3, age + signed", env, 1))
+        stack.encrypted = False
+    return rows
+
+
+def write_results(
+    path: Path, rows: list[Row], small: ManySmall | None, load: LoadSampler,
+    tuning: dict[str, str], args: argparse.Namespace,
+) -> None:  # fmt: skip
+    worker = ", ".join(f"{k}={v}" for k, v in tuning.items()) or "defaults"
+    text = [
+        "# Benchmark results\n",
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by "
+        f"`make bench{' QUICK=1' if args.quick else ''}`"
+        f" (median of {args.runs}); machine: {machine()}.\n",
+        f"Load during the run ({load.summary()}): other work shared the cores, so absolute times "
+        "are pessimistic; every row of one size was measured back to back under the same load.\n",
+        f"Worker settings: {worker}; encryption and signing off except where the row says so.\n",
+        "Worker peak RSS is the kernel's VmHWM of the worker process (a fresh worker per size and "
+        "backend, warmed up with one tiny backup); the last column adds pg_dump and other "
+        "children, sampled every 0.1 s with psutil.\n",
+        table(rows),
+        "\n## Targets\n",
+        targets(rows),
+        "\nWhere the workflow's time goes (seconds per activity, scheduled to completed):\n",
+        steps_table(rows),
+        "\n![time and memory vs size](results.png)\n",
+        (ROOT / "bench" / "findings.md").read_text(),
+    ]
+    if small is not None:
+        text += ["\n## Many small projects\n", small.markdown()]
+    path.write_text("\n".join(text))
+
+
+async def measure(
+    stack: BenchStack, args: argparse.Namespace, tuning: dict[str, str]
+) -> tuple[list[Row], ManySmall | None]:
+    rows = await compare(stack, args, tuning) if args.sizes else []
+    small = await run_many_small(stack, args.small_count, tuning) if args.many_small else None
+    return rows, small
+
+
+def run(args: argparse.Namespace) -> int:
+    tuning = dict(item.split("=", 1) for item in args.worker_env)
+    load = LoadSampler()
+    # The stack starts outside the event loop: its seeding runs a loop of its own.
+    with BenchStack(args.home) as stack, load:
+        rows, small = asyncio.run(measure(stack, args, tuning))
+    print(table(rows))
+    print(targets(rows))
+    print(steps_table(rows))
+    if small:
+        print(small.markdown())
+    print(load.summary())
+    if rows:
+        plot(rows, args.results.with_suffix(".png"))
+        raw = [dataclasses.asdict(r) for r in rows]
+        args.results.with_suffix(".json").write_text(json.dumps(raw, indent=1))
+    write_results(args.results, rows, small, load, tuning, args)
+    print(f"wrote {args.results} and {args.results.with_suffix('.png')}")
+    return 0 if small is None or small.ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help=f"sizes {QUICK_SIZES} MB")
+    parser.add_argument("--sizes", type=lambda s: [float(x) for x in s.split(",") if x],
+                        help="relation sizes in MB, comma-separated (empty: skip)")  # fmt: skip
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--home", type=Path, default=ROOT / ".dev" / "bench")
+    parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results.md")
+    parser.add_argument("--no-many-small", dest="many_small", action="store_false")
+    parser.add_argument("--small-count", type=int, default=100)
+    parser.add_argument("--no-encrypted", dest="encrypted", action="store_false")
+    parser.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="a worker setting for our runs (repeatable)")  # fmt: skip
+    args = parser.parse_args(argv)
+    if args.sizes is None:
+        args.sizes = list(QUICK_SIZES if args.quick else FULL_SIZES)
+    os.chdir(ROOT)
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

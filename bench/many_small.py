@@ -1,0 +1,143 @@
+"""Many small projects: N tiny tenant backups started at once on one worker, with the worker's
+concurrency limits (MAX_CONCURRENT_ACTIVITIES, MAX_CONCURRENT_DUMPS) doing the queueing.
+
+    .venv/bin/python -m bench.many_small [--count 100]    (also run by `make bench`)
+
+Reports backups per second, p50/p95 end-to-end latency and failures, and checks that the
+worker has no more child processes or open files afterwards than before, and an empty spool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import psycopg
+from psycopg import sql
+
+from backup.models import ExportRequest
+from bench.schema import register_project
+from bench.stack import BenchStack, BenchWorker
+from starter import start_export
+
+ROOT = Path(__file__).resolve().parent.parent
+LIMITS = {"MAX_CONCURRENT_ACTIVITIES": "8", "MAX_CONCURRENT_DUMPS": "2"}
+
+
+@dataclass
+class ManySmall:
+    count: int
+    seconds: float
+    latencies: list[float]
+    failures: list[str]
+    limits: dict[str, str]
+    before: tuple[int, int]  # worker's (child processes, open fds)
+    after: tuple[int, int]
+    spool_left: list[str]
+
+    @property
+    def ok(self) -> bool:
+        no_leak = self.after[0] <= self.before[0] and self.after[1] <= self.before[1]
+        return not self.failures and no_leak and not self.spool_left
+
+    def markdown(self) -> str:
+        q = statistics.quantiles(self.latencies, n=100) if len(self.latencies) > 1 else [0.0] * 99
+        limits = ", ".join(f"{k}={v}" for k, v in self.limits.items())
+        return (
+            f"{self.count} tiny tenant backups (2 tables, 50 rows each, storage s3) started at "
+            f"once on one worker ({limits}):\n\n"
+            "| backups | failures | wall s | backups/s | p50 latency s | p95 latency s "
+            "| worker children before → after | worker open fds before → after "
+            "| spool entries left |\n"
+            "|---:|---:|---:|---:|---:|---:|---|---|---:|\n"
+            f"| {self.count} | {len(self.failures)} | {self.seconds:.1f} "
+            f"| {len(self.latencies) / self.seconds:.2f} "
+            f"| {statistics.median(self.latencies):.1f} | {q[94]:.1f} "
+            f"| {self.before[0]} → {self.after[0]} | {self.before[1]} → {self.after[1]} "
+            f"| {len(self.spool_left)} |\n"
+            + (f"\nFailures: {'; '.join(self.failures[:5])}\n" if self.failures else "")
+        )
+
+
+def create_tiny_tenants(url: str, count: int) -> list[str]:
+    ids = [f"small_{n:03d}" for n in range(count)]
+    with psycopg.connect(url, autocommit=True) as conn:
+        for project in ids:
+            s = sql.Identifier(project)
+            exists = conn.execute(
+                "SELECT 1 FROM pg_namespace WHERE nspname = %s", (project,)
+            ).fetchone()
+            if not exists:
+                with conn.transaction():
+                    conn.execute(sql.SQL("CREATE SCHEMA {}").format(s))
+                    conn.execute(sql.SQL(
+                        "CREATE TABLE {}.notes AS SELECT g AS id, md5(g::text) AS body "
+                        "FROM generate_series(1, 50) g").format(s))  # fmt: skip
+                    conn.execute(sql.SQL(
+                        "CREATE TABLE {}.users AS SELECT g AS id, 'u' || g AS name "
+                        "FROM generate_series(1, 50) g").format(s))  # fmt: skip
+            register_project(url, project, project)
+    return ids
+
+
+def _usage(pid: int) -> tuple[int, int]:
+    proc = psutil.Process(pid)
+    return len(proc.children(recursive=True)), proc.num_fds()
+
+
+async def run_many_small(
+    stack: BenchStack, count: int, tuning: dict[str, str] | None = None
+) -> ManySmall:
+    projects = create_tiny_tenants(stack.postgres.url(), count)
+    limits = {**LIMITS, **{k: v for k, v in (tuning or {}).items() if k in LIMITS}}
+    env = {"STORAGE_BACKEND": "s3", **(tuning or {}), **limits}
+    spool = Path(stack.env["SPOOL_DIR"])
+    with BenchWorker(stack, env).running() as worker:
+        await worker.backup("acme")  # warm-up, so "before" holds the steady-state fds
+        await asyncio.sleep(1)
+        before = _usage(worker.proc.pid)
+        settings = stack.settings()
+        assert worker.client is not None
+        client = worker.client
+
+        async def one(project: str) -> float:
+            request = ExportRequest(project_id=project, request_id=uuid.uuid4().hex[:16])
+            started = time.perf_counter()
+            handle = await start_export(client, settings, request)
+            await handle.result()
+            return time.perf_counter() - started
+
+        started = time.perf_counter()
+        outcomes = await asyncio.gather(*(one(p) for p in projects), return_exceptions=True)
+        seconds = time.perf_counter() - started
+        await asyncio.sleep(2)  # let the last notifications and pollers settle
+        after = _usage(worker.proc.pid)
+    latencies = [o for o in outcomes if isinstance(o, float)]
+    failures = [f"{p}: {o!r}" for p, o in zip(projects, outcomes, strict=True)
+                if isinstance(o, BaseException)]  # fmt: skip
+    left = [p.name for p in spool.iterdir()] if spool.exists() else []
+    return ManySmall(count, seconds, latencies, failures, limits, before, after, left)
+
+
+def _main(args: argparse.Namespace) -> int:
+    with BenchStack(args.home) as stack:
+        result = asyncio.run(run_many_small(stack, args.count))
+    print(result.markdown())
+    return 0 if result.ok else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--count", type=int, default=100)
+    parser.add_argument("--home", type=Path, default=ROOT / ".dev" / "bench")
+    return _main(parser.parse_args())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
