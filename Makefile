@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 NODE_STAMP := clients/typescript/node_modules/.installed
 
-.PHONY: setup demo dev test lint clean age-cli bench
+.PHONY: setup demo dev test lint clean age-cli bench reliability
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,15 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench $(if $(QUICK),--quick) $(BENCH_ARGS)
+
+## make reliability: crash matrix, faults, hostile inputs, secrets audit → reliability/report.md
+## (about a quarter hour; tests/test_crash_matrix.py and friends run a subset in `make test`).
+reliability: $(STAMP) age-cli
+	$(BIN)/python reliability/crash_matrix.py
+	$(BIN)/python -m reliability.faults
+	$(BIN)/python -m reliability.hostile_inputs
+	$(BIN)/python -m reliability.secrets_audit
+	$(BIN)/python -m reliability.report
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -30,8 +30,7 @@ class DumpActivities:
         with step_errors("dump"):
             # A retry starts from scratch: pg_dump can not resume, and stale files would mislead.
             remove_run(s.spool_dir, spec.run_key)
-            heartbeat = SyncHeartbeat("dumping")
-            with dump_slot(s.max_concurrent_dumps):
+            with SyncHeartbeat("dumping") as heartbeat, dump_slot(s.max_concurrent_dumps):
                 outcome = dump_schema(
                     database_url=s.database_url.get_secret_value(),
                     project=spec.project,

@@ -198,7 +198,7 @@ class DevStack:
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            output = log_file.read_text(errors="replace")[offset:]
+            output = log_file.read_bytes()[offset:].decode(errors="replace")  # offset in bytes
             if "worker ready" in output:
                 return worker
             if worker.poll() is not None:
