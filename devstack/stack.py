@@ -183,14 +183,18 @@ class DevStack:
         self._worker = self.spawn_worker(self.worker_log)
 
     def spawn_worker(
-        self, log_file: Path, overrides: dict[str, str] | None = None, timeout: float = 60.0
+        self,
+        log_file: Path,
+        overrides: dict[str, str] | None = None,
+        timeout: float = 60.0,
+        argv: list[str] | None = None,
     ) -> subprocess.Popen[bytes]:
-        """A worker process, as in production, ready to poll when this returns. The password
-        reaches it through the environment, never argv."""
+        """A worker process, as in production (or `argv`, a harness around it), ready to poll
+        when this returns. The password reaches it through the environment, never argv."""
         offset = log_file.stat().st_size if log_file.exists() else 0
         with log_file.open("ab") as log:
             worker = subprocess.Popen(
-                [sys.executable, str(ROOT / "worker.py")],
+                argv or [sys.executable, str(ROOT / "worker.py")],
                 cwd=ROOT,
                 env={**os.environ, **self.env, **(overrides or {})},
                 stdout=log,

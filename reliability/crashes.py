@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -149,26 +148,8 @@ def spawn_worker(
     stack: DevStack, log_file: Path, env: dict[str, str], timeout: float = 90
 ) -> subprocess.Popen[bytes]:
     """The harness worker as a process, ready to poll when this returns."""
-    offset = log_file.stat().st_size if log_file.exists() else 0
-    with log_file.open("ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "reliability.crashy_worker"],
-            cwd=ROOT,
-            env={**os.environ, **stack.env, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    output = ""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        output = log_file.read_text(errors="replace")[offset:]
-        if "worker ready" in output:
-            return proc
-        if proc.poll() is not None:
-            break
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"the crashy worker did not start; its log ends with:\n{output[-3000:]}")
+    harness = [sys.executable, "-m", "reliability.crashy_worker"]
+    return stack.spawn_worker(log_file, env, timeout, argv=harness)
 
 
 def _files(folder: Path) -> list[Path]:
