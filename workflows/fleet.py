@@ -19,11 +19,12 @@ from temporalio.common import (
     TypedSearchAttributes,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import ChildWorkflowError, FailureError, WorkflowAlreadyStartedError
+from temporalio.exceptions import ChildWorkflowError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
     from activities.fleet import FleetActivities
     from backup.fleet_models import FleetRequest, FleetSummary
+    from workflows.export_backup import root_message
     from workflows.inputs import parse_input
     from workflows.policies import PERMANENT
     from workflows.search_attributes import PROJECT_ID
@@ -107,7 +108,7 @@ class BackupAllProjectsWorkflow:
             except WorkflowAlreadyStartedError:
                 self._summary.skipped += 1
             except ChildWorkflowError as err:
-                self._summary.record_failure(project_id, _root_message(err))
+                self._summary.record_failure(project_id, root_message(err))
             finally:
                 self._running.remove(project_id)
                 self._show()
@@ -134,11 +135,3 @@ class BackupAllProjectsWorkflow:
         if note:
             lines.append(note)
         workflow.set_current_details("\n\n".join(lines))
-
-
-def _root_message(err: BaseException) -> str:
-    # The child's BackupFailed message already names project, step and cause; go no deeper.
-    cause = err.cause if isinstance(err, ChildWorkflowError) else None
-    if isinstance(cause, FailureError):
-        return cause.message
-    return str(err)
