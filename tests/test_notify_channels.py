@@ -197,3 +197,16 @@ async def test_channels_follow_deployment_request_and_recipient(
     note = succeeded().model_copy(update={"notify_email": email, "notify_channels": requested})
     chosen = await ActivityEnvironment().run(NotifyActivities(settings).notification_channels, note)
     assert chosen == expected
+
+
+async def test_a_redelivered_email_has_the_same_message_id() -> None:
+    """A crash after the SMTP server accepted the email resends it: mail systems drop the second
+    copy by its Message-ID, as webhook receivers do by Idempotency-Key."""
+    with smtp_server() as (port, inbox):
+        channel = open_channel("email", email_settings(port))
+        await channel.send(succeeded(), LINK)
+        await channel.send(succeeded(), LINK)
+        await channel.send(failed(), LINK)
+    first, again, other = inbox
+    assert first["Message-ID"] == again["Message-ID"] == "<run-1.backup.succeeded@export-backup>"
+    assert other["Message-ID"] != first["Message-ID"]

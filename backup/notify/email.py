@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from email.message import EmailMessage
-from email.utils import make_msgid
 
 import aiosmtplib
 
@@ -36,7 +35,9 @@ class EmailChannel:
         msg["Subject"] = subject(n)
         msg["From"] = self.sender
         msg["To"] = to
-        msg["Message-ID"] = make_msgid(domain="export-backup")
+        # The same on every retry of this run's event: a redelivered email (a crash after the
+        # server accepted it) is recognisable as a duplicate, as webhooks are by Idempotency-Key.
+        msg["Message-ID"] = f"<{n.run_id}.{n.event}@export-backup>"
         # Lets mail clients thread the messages of one backup; retries carry the same value.
         msg["X-Export-Backup-Id"] = f"{n.run_id}:{n.event}"
         msg.set_content(text_body(n, link))
