@@ -162,7 +162,8 @@ def main() -> None:
     try:
         asyncio.run(run(Settings()))
     except ConfigurationError as err:
-        sys.exit(f"export-backup worker: configuration error: {err}")
+        print(f"export-backup worker: configuration error: {err}", file=sys.stderr)
+        exit_without_finalizing(1)
     exit_without_finalizing(0)  # every worker has shut down
 
 

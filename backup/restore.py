@@ -99,9 +99,8 @@ def with_database(database_url: str, database: str) -> str:
 def scratch_database(server_url: str, name: str) -> Iterator[str]:
     """A fresh database on the same server for the duration of the block (needs CREATEDB).
     A leftover of a crashed attempt under the same name is dropped first."""
-    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    drop_database(server_url, name)
     with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(drop)
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
         yield with_database(server_url, name)

@@ -47,7 +47,7 @@ def sweep_stale(spool_root: Path, max_age_hours: float) -> list[str]:
 SCRATCH_MARKER = "scratch-database"
 
 
-def scratch_database_name(run_path: Path, run_key: str) -> str:
+def reserve_scratch_database(run_path: Path, run_key: str) -> str:
     """The test-restore database of a run, noted in its spool so cleanup can drop it after a
     crash. Deterministic, so a retried attempt replaces its predecessor's."""
     name = "export_backup_verify_" + run_key.replace("-", "")[:32]

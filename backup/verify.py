@@ -9,14 +9,19 @@ from backup.files import sha256_of
 from backup.manifest import Manifest
 
 
-def verify_spooled(artifact: Path, manifest_path: Path, max_bytes: int) -> Manifest:
-    """The artifact exists, is within the cap, and matches the size and SHA-256 its manifest
-    recorded while dumping. Raises ArtifactCorrupted when the dump has to be redone."""
+def spooled_manifest(artifact: Path, manifest_path: Path) -> Manifest:
+    """The manifest of a spooled artifact; ArtifactCorrupted (dump again) when either is gone."""
     if not artifact.exists() or not manifest_path.exists():
         raise ArtifactCorrupted(
             f"spooled artifact {artifact.name} or its manifest is missing; the dump is redone"
         )
-    manifest = Manifest.read(manifest_path)
+    return Manifest.read(manifest_path)
+
+
+def verify_spooled(artifact: Path, manifest_path: Path, max_bytes: int) -> Manifest:
+    """The artifact exists, is within the cap, and matches the size and SHA-256 its manifest
+    recorded while dumping. Raises ArtifactCorrupted when the dump has to be redone."""
+    manifest = spooled_manifest(artifact, manifest_path)
     size = artifact.stat().st_size
     if size > max_bytes:
         raise BackupTooLarge(

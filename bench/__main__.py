@@ -27,7 +27,7 @@ from bench import baselines
 from bench.machine import LoadSampler, machine
 from bench.many_small import ManySmall, run_many_small
 from bench.report import Row, plot, steps_table, table, targets
-from bench.schema import ensure_tenant, register_project
+from bench.schema import ensure_tenant, register_bench_project
 from bench.stack import BenchStack, BenchWorker, WorkflowRun
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,7 +82,7 @@ async def compare(stack: BenchStack, args: argparse.Namespace, tuning: dict[str,
         schema = f"bench_{target:g}mb".replace(".", "_")
         started = time.monotonic()
         relation = ensure_tenant(url, schema, target)
-        register_project(url, schema, schema)
+        register_bench_project(url, schema, schema)
         schemas[schema] = relation / 1e6
         print(f"  schema {schema}: {relation / 1e6:.0f} MB ({time.monotonic() - started:.0f} s)")
     rows: list[Row] = []

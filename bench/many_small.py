@@ -22,7 +22,7 @@ import psycopg
 from psycopg import sql
 
 from backup.models import ExportRequest
-from bench.schema import register_project
+from bench.schema import register_bench_project
 from bench.stack import BenchStack, BenchWorker
 from starter import start_export
 
@@ -82,7 +82,7 @@ def create_tiny_tenants(url: str, count: int) -> list[str]:
                     conn.execute(sql.SQL(
                         "CREATE TABLE {}.users AS SELECT g AS id, 'u' || g AS name "
                         "FROM generate_series(1, 50) g").format(s))  # fmt: skip
-            register_project(url, project, project)
+            register_bench_project(url, project, project)
     return ids
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
+from devstack.seed import register_project
+
 GENERATOR = 1  # bump when the data changes, so old bench schemas are rebuilt
 PILOT_UNITS = 2_000
 MB = 1_000_000
@@ -142,11 +144,6 @@ def ensure_tenant(url: str, schema: str, target_mb: float) -> int:
         return relation_bytes(conn, schema)
 
 
-def register_project(url: str, project_id: str, schema: str) -> None:
+def register_bench_project(url: str, project_id: str, schema: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO control_plane.projects (id, name, status, schema_name) "
-            "VALUES (%s, %s, 'ACTIVE', %s) ON CONFLICT (id) DO UPDATE SET "
-            "status = 'ACTIVE', schema_name = EXCLUDED.schema_name",
-            (project_id, f"Bench {project_id}", schema),
-        )
+        register_project(conn, project_id, schema, name=f"Bench {project_id}")

@@ -380,6 +380,20 @@ TENANT_SQL: dict[str, tuple[str, ...]] = {
 }
 
 
+def register_project(
+    conn: psycopg.Connection, project_id: str, schema: str, *, name: str | None = None,
+    status: str = "ACTIVE",
+) -> None:  # fmt: skip
+    """Add (or update) a tenant in control_plane.projects: for tests, harnesses and benches
+    that bring their own schema."""
+    conn.execute(
+        "INSERT INTO control_plane.projects (id, name, status, schema_name)"
+        " VALUES (%s, %s, %s, %s) ON CONFLICT (id) DO UPDATE"
+        " SET name = EXCLUDED.name, status = EXCLUDED.status, schema_name = EXCLUDED.schema_name",
+        (project_id, name or project_id, status, schema),
+    )
+
+
 def _marker(scale: float) -> str:
     return f"devstack.seed v{SEED_VERSION} scale={scale:g}"
 

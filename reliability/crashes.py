@@ -33,6 +33,7 @@ from temporalio.client import Client, WorkflowHandle
 from backup.download import download
 from backup.models import ExportRequest, ExportResult, short_run_id
 from devstack.process import stop_process
+from devstack.seed import register_project
 from devstack.stack import DevStack
 from starter import start_export
 from workflows.client import connect_with
@@ -137,11 +138,7 @@ def seed_project(database_url: str) -> None:
             "  FROM generate_series(1, 4096) i) AS body"  # 64 KiB per row
             f" FROM generate_series(1, {RANDOM_MIB * 16}) g"
         )
-        conn.execute(
-            "INSERT INTO control_plane.projects (id, name, status, schema_name)"
-            " VALUES (%s, 'Crash matrix', 'ACTIVE', %s)",
-            (PROJECT, PROJECT),
-        )
+        register_project(conn, PROJECT, PROJECT, name="Crash matrix")
 
 
 def spawn_worker(

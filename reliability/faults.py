@@ -41,6 +41,7 @@ from backup.download import download
 from backup.files import sha256_of
 from backup.models import ExportRequest, ExportResult
 from devstack.ports import free_port
+from devstack.seed import register_project
 from devstack.stack import ROOT, DevStack
 from starter import start_export
 from workflows.client import connect
@@ -198,11 +199,7 @@ def tenant(stack: DevStack, schema: str, create_table: str) -> str:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         conn.execute(f"CREATE SCHEMA {schema}")
         conn.execute(create_table.format(s=schema))
-        conn.execute(
-            "INSERT INTO control_plane.projects (id, name, status, schema_name)"
-            " VALUES (%s, %s, 'ACTIVE', %s) ON CONFLICT (id) DO NOTHING",
-            (schema, schema, schema),
-        )
+        register_project(conn, schema, schema)
     return schema
 
 

@@ -32,6 +32,7 @@ from backup.models import Compression, DumpFormat, ExportResult
 from backup.pgdump import pg_bin_dir
 from backup.restore import restore, scratch_database
 from devstack.ports import free_port
+from devstack.seed import register_project
 from devstack.stack import DevStack
 from workflows.client import connect
 
@@ -176,12 +177,7 @@ def create_lookalikes(database_url: str) -> None:
             conn.execute(sql.SQL("CREATE SCHEMA {}").format(ident))
             conn.execute(sql.SQL("CREATE TABLE {}.owner (name text)").format(ident))
             conn.execute(sql.SQL("INSERT INTO {}.owner VALUES (%s)").format(ident), (schema,))
-            conn.execute(
-                "INSERT INTO control_plane.projects (id, name, status, schema_name)"
-                " VALUES (%s, %s, 'ACTIVE', %s) ON CONFLICT (id) DO UPDATE"
-                " SET status = 'ACTIVE', schema_name = EXCLUDED.schema_name",
-                (pid, f"Look-alike {pid}", schema),
-            )
+            register_project(conn, pid, schema, name=f"Look-alike {pid}")
 
 
 def drop_lookalikes(database_url: str) -> None:

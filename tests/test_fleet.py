@@ -21,7 +21,7 @@ from temporalio.worker import Replayer
 from backup.fleet_models import FleetSummary
 from backup.projects import list_active_project_ids
 from backup.settings import Settings
-from devstack.seed import CONTROL_PLANE_SQL
+from devstack.seed import CONTROL_PLANE_SQL, register_project
 from tests.standins import running
 from worker import build_workers
 from workflows.fleet import BackupAllProjectsWorkflow, child_workflow_id
@@ -37,10 +37,6 @@ def fleet_db(scratch_db: str) -> str:
     with psycopg.connect(scratch_db, autocommit=True) as conn:
         for statement in CONTROL_PLANE_SQL:
             conn.execute(statement)
-        insert = (
-            "INSERT INTO control_plane.projects (id, name, status, schema_name) "
-            "VALUES (%s, %s, %s, %s)"
-        )
         for project in [*GOOD, SUSPENDED]:
             schema = project.replace("-", "_")
             conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
@@ -49,8 +45,8 @@ def fleet_db(scratch_db: str) -> str:
                 .format(sql.Identifier(schema))
             )  # fmt: skip
             status = "SUSPENDED" if project == SUSPENDED else "ACTIVE"
-            conn.execute(insert, (project, project, status, schema))
-        conn.execute(insert, (BROKEN, BROKEN, "ACTIVE", "fleet_no_such_schema"))
+            register_project(conn, project, schema, status=status)
+        register_project(conn, BROKEN, "fleet_no_such_schema")
     return scratch_db
 
 

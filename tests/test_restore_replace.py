@@ -18,6 +18,7 @@ from temporalio.client import Client, WorkflowFailureError
 from backup.download import download
 from backup.models import ExportRequest, ExportResult
 from backup.restore import row_counts
+from devstack.seed import register_project
 from devstack.stack import ROOT, DevStack
 from starter import start_export
 from workflows.client import connect
@@ -33,11 +34,7 @@ def ledger(stack: DevStack) -> str:
         conn.execute("CREATE SCHEMA ledger")
         conn.execute("CREATE TABLE ledger.entries AS SELECT g AS id FROM generate_series(1, 500) g")
         conn.execute("CREATE TABLE ledger.accounts AS SELECT g AS id FROM generate_series(1, 7) g")
-        conn.execute(
-            "INSERT INTO control_plane.projects (id, name, status, schema_name)"
-            " VALUES (%s, 'Ledger', 'ACTIVE', 'ledger') ON CONFLICT (id) DO NOTHING",
-            (PROJECT,),
-        )
+        register_project(conn, PROJECT, "ledger")
     return PROJECT
 
 

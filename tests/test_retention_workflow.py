@@ -15,6 +15,7 @@ import psycopg
 from temporalio.client import Client
 
 from backup.models import ExportRequest, ExportResult
+from devstack.seed import register_project
 from devstack.stack import ROOT, DevStack
 from starter import start_export
 from workflows.client import connect
@@ -28,10 +29,7 @@ async def test_each_backup_prunes_beyond_keep_last(stack: DevStack, tmp_path: Pa
     with psycopg.connect(stack.postgres.url(), autocommit=True) as conn:
         conn.execute("CREATE SCHEMA IF NOT EXISTS keeper")
         conn.execute("CREATE TABLE IF NOT EXISTS keeper.notes AS SELECT 1 AS id")
-        conn.execute(
-            "INSERT INTO control_plane.projects (id, name, status, schema_name)"
-            " VALUES ('keeper', 'Keeper', 'ACTIVE', 'keeper') ON CONFLICT (id) DO NOTHING"
-        )
+        register_project(conn, "keeper", "keeper")
     queue = "retention-test"
     worker = stack.spawn_worker(
         tmp_path / "worker.log",

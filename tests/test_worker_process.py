@@ -17,6 +17,7 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 
 from backup.models import ExportRequest
+from devstack.seed import register_project
 from devstack.stack import DevStack
 from starter import start_export
 from workflows.client import connect
@@ -35,10 +36,7 @@ def crashy_project(stack: DevStack) -> str:
             " md5(g::text) || repeat(md5(random()::text), 8) AS body"
             " FROM generate_series(1, 150000) g"
         )
-        conn.execute(
-            "INSERT INTO control_plane.projects (id, name, status, schema_name)"
-            " VALUES ('crashy', 'Crashy', 'ACTIVE', 'crashy') ON CONFLICT (id) DO NOTHING"
-        )
+        register_project(conn, "crashy", "crashy")
     return "crashy"
 
 

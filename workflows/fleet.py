@@ -115,7 +115,7 @@ class BackupAllProjectsWorkflow:
 
     @staticmethod
     def _export_request(project_id: str, req: FleetRequest) -> dict[str, Any]:
-        # verify_restore only when asked: an ExportRequest without the field still validates.
+        # Only what differs from ExportRequest's defaults, as a person would write it.
         body: dict[str, Any] = {"project_id": project_id, "format": req.format.value}
         if req.verify_restore:
             body["verify_restore"] = True
