@@ -16,6 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import AliasChoices
+
+from backup.settings import Settings
+from backup.storage.s3 import CREDENTIAL_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -334,8 +338,59 @@ def test_worker_lifecycle() -> None:
 
 def test_worker_mentions_the_coming_s3_settings() -> None:
     text = COMPOSE_FILE.read_text()
-    for key in ("S3_ENDPOINT_URL", "S3_BUCKET", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY"):
+    for key in ("S3_ENDPOINT_URL", "S3_BUCKET", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         assert re.search(rf"^\s*#\s*{key}:", text, re.MULTILINE), f"no commented {key} line"
+
+
+def variables_the_worker_reads() -> set[str]:
+    """Settings' environment names (field names, or their aliases) and the AWS credential chain
+    that boto reads for S3 (backup.storage.s3.CREDENTIAL_ENV)."""
+    prefix = str(Settings.model_config.get("env_prefix") or "")
+    names = set(CREDENTIAL_ENV)
+    for field_name, field in Settings.model_fields.items():
+        names.add((prefix + field_name).upper())
+        for alias in (field.alias, field.validation_alias):
+            if isinstance(alias, str):
+                names.add(alias.upper())
+            elif isinstance(alias, AliasChoices):
+                names |= {choice.upper() for choice in alias.choices if isinstance(choice, str)}
+    return names
+
+
+def worker_environment_names() -> dict[str, str]:
+    """Every variable the compose file gives the worker, with the commented alternatives in its
+    environment block (meant to be uncommented), each with where it was found."""
+    names = {key: "worker.environment" for key in environment(services()["worker"])}
+    text = COMPOSE_FILE.read_text()
+    worker = re.search(r"^  worker:\n((?:(?:    .*)?\n)*)", text, re.MULTILINE)
+    assert worker, "no worker service block"
+    block = re.search(r"^    environment:\n((?:      .*\n)*)", worker.group(1), re.MULTILINE)
+    assert block, "no environment block in the worker service"
+    for key in re.findall(r"^ +#\s*([A-Z][A-Z0-9_]*):\s", block.group(1), re.MULTILINE):
+        names.setdefault(key, "worker.environment (commented)")
+    return names
+
+
+def dockerfile_environment_names() -> set[str]:
+    names: set[str] = set()
+    for instruction, args in dockerfile_instructions():
+        if instruction == "ENV":
+            names |= set(re.findall(r"(?:^|\s)([A-Za-z_][A-Za-z0-9_]*)=", args))
+    return names
+
+
+def test_every_worker_variable_is_one_the_worker_reads() -> None:
+    """A variable the worker never reads is silently ignored (S3_ACCESS_KEY_ID instead of
+    AWS_ACCESS_KEY_ID left the worker without S3 credentials)."""
+    reads = variables_the_worker_reads()
+    assert {"DATABASE_URL", "S3_BUCKET", "AWS_ACCESS_KEY_ID"} <= reads  # the derivation works
+    unread = {key: where for key, where in worker_environment_names().items() if key not in reads}
+    assert not unread, f"the worker reads none of {unread}"
+    # The Dockerfile's own: Python's and pip's, and settings.
+    interpreter = {
+        name for name in dockerfile_environment_names() if name.startswith(("PYTHON", "PIP_"))
+    }
+    assert dockerfile_environment_names() - interpreter <= reads
 
 
 def test_temporal_setup_registers_the_search_attributes() -> None:
