@@ -46,6 +46,13 @@ class EmailChannel:
 
     async def send(self, notification: Notification, link: str | None = None) -> None:
         message = self.message(notification, link)
+        failure = await self._send(message)
+        # Raised outside any except block: aiosmtplib's error (a server may echo what it was
+        # sent) must not ride along as the cause or context.
+        if failure is not None:
+            raise failure
+
+    async def _send(self, message: EmailMessage) -> NotificationFailed | None:
         try:
             await aiosmtplib.send(
                 message, hostname=self.host, port=self.port, username=self._username,
@@ -53,15 +60,20 @@ class EmailChannel:
                 use_tls=self.tls, timeout=self.timeout,
             )  # fmt: skip
         except aiosmtplib.SMTPAuthenticationError as err:
-            raise NotificationFailed(
+            return NotificationFailed(
                 f"SMTP server {self.host} refused the login of {self._username!r}: fix "
                 f"SMTP_USERNAME / SMTP_PASSWORD ({err.code})",
                 retryable=False,
-            ) from None
+            )
         except aiosmtplib.SMTPRecipientsRefused as err:
-            raise NotificationFailed(
-                f"SMTP server {self.host} refused recipient {message['To']}: {err}",
+            return NotificationFailed(
+                self._redact(f"SMTP server {self.host} refused recipient {message['To']}: {err}"),
                 retryable=False,
-            ) from None
+            )
         except (aiosmtplib.SMTPException, OSError) as err:
-            raise NotificationFailed(f"SMTP {self.host}:{self.port}: {err}") from None
+            return NotificationFailed(self._redact(f"SMTP {self.host}:{self.port}: {err}"))
+        return None
+
+    def _redact(self, text: str) -> str:
+        """Server replies are quoted in errors; one that echoes the password must not leak it."""
+        return text.replace(self._password, "<SMTP_PASSWORD>") if self._password else text

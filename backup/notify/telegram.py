@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import httpx
 
 from backup.errors import NotificationFailed
@@ -22,24 +24,38 @@ class TelegramChannel:
         data: dict[str, str] = {"chat_id": self.chat_id, "text": short_text(notification, link)}
         if self.thread_id is not None:
             data["message_thread_id"] = str(self.thread_id)
+        failure = await self._post(data)
+        # Raised outside any except block: httpx's error (its request holds the URL with the
+        # token) must not ride along as the cause or context.
+        if failure is not None:
+            raise failure
+
+    async def _post(self, data: dict[str, str]) -> NotificationFailed | None:
         try:
             async with httpx.AsyncClient(timeout=self.timeout) as client:
                 response = await client.post(
                     f"{self.api_url}/bot{self._token}/sendMessage", data=data
                 )
         except httpx.HTTPError as err:
-            raise NotificationFailed(self._redact(f"Telegram sendMessage: {err!r}")) from None
+            return NotificationFailed(self._redact(f"Telegram sendMessage: {err!r}"))
+        except Exception as err:  # a URL httpx cannot use: the settings need a person
+            return NotificationFailed(
+                self._redact(f"Telegram sendMessage: {err!r}: check TELEGRAM_API_URL"),
+                retryable=False,
+            )
         if response.is_success:
-            return
+            return None
         try:
             description = str(response.json().get("description", ""))
         except ValueError:
             description = response.text[:200]
         status = response.status_code
-        raise NotificationFailed(
+        return NotificationFailed(
             self._redact(f"Telegram sendMessage: {status} {description}"),
             retryable=status >= 500 or status == 429,
         )
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._token, "<TELEGRAM_BOT_TOKEN>")
+        for form in (self._token, quote(self._token, safe="")):  # as given and as in a URL
+            text = text.replace(form, "<TELEGRAM_BOT_TOKEN>")
+        return text
