@@ -18,6 +18,7 @@ from typing import Any
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payloads
 
+from backup.errors import ConfigurationError
 from backup.settings import Settings
 from workflows.codec import EncryptionCodec
 
@@ -72,12 +73,17 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8888)
     parser.add_argument("--ui", help="Web UI origin allowed by CORS, e.g. http://localhost:8233")
     args = parser.parse_args()
-    settings = Settings()
-    if settings.payload_encryption_key is None:
-        sys.exit("codec server: set PAYLOAD_ENCRYPTION_KEY (the workers' key)")
-    codec = EncryptionCodec.from_base64(
-        settings.payload_encryption_key.get_secret_value(), settings.payload_encryption_key_id
-    )
+    try:
+        settings = Settings.from_environment()
+        if settings.payload_encryption_key is None:
+            raise ConfigurationError("set PAYLOAD_ENCRYPTION_KEY (the workers' key)")
+        codec = EncryptionCodec.from_base64(
+            settings.payload_encryption_key.get_secret_value(),
+            settings.payload_encryption_key_id,
+            settings.payload_previous_keys.get_secret_value(),
+        )
+    except ConfigurationError as err:
+        sys.exit(f"codec server: {err}")
     server = serve(codec, args.port, args.ui)
     print(f"codec server on http://127.0.0.1:{args.port}", file=sys.stderr)
     server.serve_forever()

@@ -28,6 +28,7 @@ from activities.notify import NotifyActivities
 from activities.projects import ProjectActivities
 from activities.restore import RestoreActivities
 from activities.retention import RetentionActivities
+from activities.support import STEP_SECONDS, STEP_SECONDS_BUCKETS
 from activities.upload import UploadActivities
 from activities.verify import VerifyActivities
 from activities.verify_restore import VerifyRestoreActivities
@@ -111,7 +112,10 @@ def metrics_runtime(settings: Settings) -> Runtime | None:
     if not settings.metrics_port:
         return None
     address = f"{settings.metrics_host}:{settings.metrics_port}"
-    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
+    # The SDK's default buckets (50 ... 10000) suit milliseconds, not step durations.
+    buckets = {STEP_SECONDS: STEP_SECONDS_BUCKETS}
+    metrics = PrometheusConfig(bind_address=address, histogram_bucket_overrides=buckets)
+    return Runtime(telemetry=TelemetryConfig(metrics=metrics))
 
 
 async def run(
@@ -160,7 +164,7 @@ def main() -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        asyncio.run(run(Settings()))
+        asyncio.run(run(Settings.from_environment()))
     except ConfigurationError as err:
         print(f"export-backup worker: configuration error: {err}", file=sys.stderr)
         exit_without_finalizing(1)

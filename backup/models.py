@@ -42,6 +42,11 @@ class Compression(StrEnum):
     NONE = "none"
 
 
+def export_workflow_id(project_id: str, request_id: str) -> str:
+    """The contract's workflow id: the server's id uniqueness is what makes a start idempotent."""
+    return f"export-backup-{project_id}-{request_id}"
+
+
 class ExportRequest(BaseModel):
     """Input of ExportBackupWorkflow: one JSON object."""
 
@@ -55,7 +60,8 @@ class ExportRequest(BaseModel):
     notify_email: EmailStr | None = None
     # Only these of the deployment's channels (NOTIFY_CHANNELS); None = all of them.
     notify_channels: list[ChannelName] | None = None
-    # Idempotency: the same request_id maps to the same workflow id (see starter.workflow_id_for).
+    # Idempotency: the same request_id maps to the same workflow id (export_workflow_id), and the
+    # workflow refuses a request_id started under another id, where it would deduplicate nothing.
     request_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] | None = None
     # Restore the artifact into a scratch database and compare tables and row counts with the
     # manifest before uploading; a mismatch fails the backup.

@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from backup.errors import ConfigurationError
@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     # worker, starter and codec server of the namespace (README "Encrypted workflow payloads").
     payload_encryption_key: SecretStr | None = None
     payload_encryption_key_id: str = "default"
+    # Keys retired by a rotation, still needed to read running workflows and old histories:
+    # comma-separated key_id:base64 pairs.
+    payload_previous_keys: SecretStr = SecretStr("")
 
     backup_max_bytes: int = Field(default=10 * GIB, gt=0)
     zstd_level: int = Field(default=3, ge=1, le=22)
@@ -141,13 +144,52 @@ class Settings(BaseSettings):
     # On SIGTERM, running activities get this long to finish or checkpoint before cancellation.
     shutdown_grace_seconds: float = Field(default=60.0, ge=0)
 
+    @classmethod
+    def from_environment(cls) -> Settings:
+        """Settings(), with invalid values as one ConfigurationError naming each variable (the
+        values themselves are left out: they may be secrets)."""
+        try:
+            return cls()
+        except ValidationError as err:
+            problems = [
+                # Our own validators' messages already name the variable and the fix.
+                problem["msg"].removeprefix("Value error, ")
+                if problem["type"] == "value_error"
+                else f"{'.'.join(str(part) for part in problem['loc']).upper()}: {problem['msg']}"
+                for problem in err.errors()
+            ]
+            raise ConfigurationError("; ".join(problems)) from None
+
+    # Fail closed: a value that asks for encryption but names no key must stop the worker, not
+    # quietly mean "off" and store plaintext.
+    @field_validator("encryption_recipients")
+    @classmethod
+    def _recipients_listed(cls, value: str) -> str:
+        if value.strip() and not _keys(value):
+            raise ValueError(
+                "ENCRYPTION_RECIPIENTS is set but lists no key: give age1... public keys, "
+                "comma-separated, or leave it empty to store backups unencrypted"
+            )
+        return value
+
+    @field_validator("encryption_project_recipients")
+    @classmethod
+    def _project_recipients_listed(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for project, keys in value.items():
+            if not [key for key in keys if key.strip()]:
+                raise ValueError(
+                    f"ENCRYPTION_PROJECT_RECIPIENTS[{project!r}] lists no key: give at least one "
+                    "age1... public key, or remove the entry to use ENCRYPTION_RECIPIENTS"
+                )
+        return value
+
     @property
     def host_task_queue(self) -> str:
         return host_task_queue(self.temporal_task_queue, self.host_id)
 
     @property
     def deployment_recipients(self) -> list[str]:
-        return [key.strip() for key in self.encryption_recipients.split(",") if key.strip()]
+        return _keys(self.encryption_recipients)
 
     def recipients_for(self, project_id: str) -> list[str]:
         """The project's own recipients when configured, else the deployment's."""
@@ -168,6 +210,10 @@ class Settings(BaseSettings):
     @cached_property
     def notify_channel_names(self) -> list[str]:
         return [c.strip() for c in self.notify_channels.split(",") if c.strip()]
+
+
+def _keys(comma_separated: str) -> list[str]:
+    return [key.strip() for key in comma_separated.split(",") if key.strip()]
 
 
 def host_task_queue(task_queue: str, host_id: str) -> str:

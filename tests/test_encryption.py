@@ -16,6 +16,7 @@ from backup.errors import BackupTooLarge, ConfigurationError
 from backup.models import Compression, DumpFormat
 from backup.pgdump import pg_bin_dir
 from backup.restore import restore, row_counts
+from backup.settings import Settings
 from devstack.postgres import PostgresServer
 from tests.dumps import dump
 
@@ -122,3 +123,42 @@ def test_the_size_cap_holds_for_encrypted_dumps(
         dump(postgres.url(), "umbrella", tmp_path, compression=Compression.NONE,
              max_bytes=256 * 1024, recipients=[identity[1]])  # fmt: skip
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("ENCRYPTION_RECIPIENTS", " , "),
+        ("ENCRYPTION_PROJECT_RECIPIENTS", '{"acme": []}'),
+        ("ENCRYPTION_PROJECT_RECIPIENTS", '{"acme": [" "]}'),
+    ],
+)
+def test_configuration_that_asks_for_encryption_never_means_off(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    """A value that names no key must stop the worker, not quietly store plaintext."""
+    monkeypatch.setenv("ENCRYPTION_RECIPIENTS", "age1placeholder")
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigurationError, match=f"{variable}.*lists no key"):
+        Settings.from_environment()
+
+
+def test_a_project_with_its_own_recipients_uses_only_those(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENCRYPTION_RECIPIENTS", "age1deployment")
+    monkeypatch.setenv("ENCRYPTION_PROJECT_RECIPIENTS", '{"acme": ["age1a", "age1b"]}')
+    settings = Settings.from_environment()
+    assert settings.recipients_for("acme") == ["age1a", "age1b"]
+    assert settings.recipients_for("globex") == ["age1deployment"]
+
+
+def test_several_recipients_each_decrypt(
+    postgres: PostgresServer, tmp_path: Path, secretive: str, identity: tuple[Path, str]
+) -> None:
+    second = pyrage.x25519.Identity.generate()
+    outcome = dump(
+        postgres.url(), secretive, tmp_path, recipients=[identity[1], str(second.to_public())]
+    )
+    stored = outcome.artifact_path.read_bytes()
+    assert pyrage.decrypt(stored, [second]) == pyrage.decrypt(
+        stored, [pyrage.x25519.Identity.from_str(identity[0].read_text().splitlines()[-1])]
+    )

@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -166,8 +167,10 @@ async def test_metrics_endpoint_exposes_sdk_and_backup_metrics(
     handle = await start_export(client, stack.settings(), ExportRequest(project_id="acme"))
     await handle.result()
     body = httpx.get(f"http://127.0.0.1:{stack.metrics_port}/metrics", timeout=10).text
-    assert "export_backup_bytes_dumped" in body
+    assert "export_backup_bytes_dumped" in body and "export_backup_bytes_uploaded" in body
     assert "export_backup_step_seconds" in body and 'step="dump"' in body
+    # Step durations land in second-scale buckets, not the SDK's millisecond defaults.
+    assert re.search(r'export_backup_step_seconds_bucket\{[^}]*le="2.5"', body), body
     assert "temporal_activity_execution_latency" in body
 
 
@@ -220,27 +223,47 @@ async def test_the_user_gets_an_email_and_a_signed_webhook(
 async def test_encrypted_signed_backup_round_trip(
     stack: DevStack, client: Client, tmp_path: Path, scratch_db_on_stack: str
 ) -> None:
-    """Workers hold only the age recipient and the signing key; the restoring side holds the
-    identity and the public key, and gets the exact schema back."""
+    """Workers hold only age recipients and the signing key; the restoring side holds an
+    identity and the public key. The project's own two recipients replace the deployment's, and
+    the standard `age` tool decrypts what the starter downloaded and verified."""
     keys = tmp_path / "keys"
     starter_cli = [sys.executable, str(ROOT / "starter.py")]
     subprocess.run([*starter_cli, "keys", "--out", str(keys)], check=True, capture_output=True)
     recipient = (keys / "age-recipient.txt").read_text().strip()
+    other_identity, other_recipient = age_keygen(tmp_path / "other.key")
+    deployment_identity, deployment_recipient = age_keygen(tmp_path / "deployment.key")
+    project_keys = json.dumps({"acme": [recipient, other_recipient]})
     result = await backup_on_own_worker(
-        stack, client, tmp_path, "encrypted", "acme", ENCRYPTION_RECIPIENTS=recipient,
+        stack, client, tmp_path, "encrypted", "acme", ENCRYPTION_RECIPIENTS=deployment_recipient,
+        ENCRYPTION_PROJECT_RECIPIENTS=project_keys,
         MANIFEST_SIGNING_KEY_FILE=str(keys / "signing.pem"),
     )  # fmt: skip
     assert result.location.endswith(".dump.zst.age")
     assert artifact_of(result.model_dump()).read_bytes().startswith(b"age-encryption.org/v1")
 
-    fetched = tmp_path / "acme.dump.zst"
+    encrypted = tmp_path / "acme.dump.zst.age"
     env = {**os.environ, **stack.env, "MANIFEST_VERIFY_KEY_FILE": str(keys / "signing.pub.pem")}
-    download_cmd = [*starter_cli, "download", result.location, "-o", str(fetched),
-                    "--identity", str(keys / "age-identity.txt")]  # fmt: skip
+    download_cmd = [*starter_cli, "download", result.location, "-o", str(encrypted)]
     done = subprocess.run(download_cmd, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    restore(fetched, result.format, result.compression, scratch_db_on_stack, pg_bin_dir())
+
+    def age_decrypt(identity: Path, out: Path) -> subprocess.CompletedProcess[str]:
+        cmd = ["age", "-d", "-i", str(identity), "-o", str(out), str(encrypted)]
+        return subprocess.run(cmd, capture_output=True, text=True)
+
+    assert age_decrypt(deployment_identity, tmp_path / "no").returncode != 0  # replaced
+    for n, identity in enumerate([keys / "age-identity.txt", other_identity]):
+        plain = tmp_path / f"acme-{n}.dump.zst"
+        assert age_decrypt(identity, plain).returncode == 0
+    restore(plain, result.format, result.compression, scratch_db_on_stack, pg_bin_dir())
     assert row_counts(scratch_db_on_stack, "acme") == row_counts(stack.postgres.url(), "acme")
+
+
+def age_keygen(path: Path) -> tuple[Path, str]:
+    """An identity file from the real `age-keygen`, and its public key."""
+    subprocess.run(["age-keygen", "-o", str(path)], check=True, capture_output=True)
+    public = subprocess.run(["age-keygen", "-y", str(path)], check=True, capture_output=True)
+    return path, public.stdout.decode().strip()
 
 
 def test_a_worker_with_a_bad_age_recipient_refuses_to_start(

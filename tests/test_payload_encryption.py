@@ -15,7 +15,9 @@ import httpx
 import pytest
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
+from temporalio.api.failure.v1 import Failure
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from backup.errors import ConfigurationError
@@ -92,3 +94,26 @@ async def test_history_holds_ciphertext_and_the_codec_server_decodes_it(
     first = json.loads(shown.stdout)["events"][0]["workflowExecutionStartedEventAttributes"]
     data = first["input"]["payloads"][0]["data"]
     assert EMAIL in base64.b64decode(data).decode()  # the CLI decoded it through the server
+
+
+def test_a_rotated_key_still_reads_what_the_old_key_wrote() -> None:
+    old = EncryptionCodec.from_base64(KEY, key_id="2025")
+    sealed = old.encrypt(Payload(metadata={"encoding": b"json/plain"}, data=b'"x"'))
+    new_key = base64.b64encode(os.urandom(32)).decode()
+    rotated = EncryptionCodec.from_base64(new_key, key_id="2026", previous_keys=f"2025:{KEY}")
+    assert rotated.decrypt(sealed).data == b'"x"'
+    assert rotated.encrypt(Payload(data=b"y")).metadata["encryption-key-id"] == b"2026"
+    with pytest.raises(ValueError, match="PAYLOAD_PREVIOUS_KEYS"):
+        EncryptionCodec.from_base64(new_key, key_id="2026").decrypt(sealed)
+    with pytest.raises(ConfigurationError, match="PAYLOAD_PREVIOUS_KEYS"):
+        EncryptionCodec.from_base64(new_key, previous_keys="2025")
+
+
+async def test_failure_messages_are_encrypted_too() -> None:
+    """An error can quote personal data (an SMTP server refusing the recipient's address)."""
+    converter = data_converter(KEY)
+    failure = Failure()
+    await converter.encode_failure(ApplicationError(f"recipient {EMAIL} refused"), failure)
+    assert EMAIL not in json_format.MessageToJson(failure)
+    decoded = await converter.decode_failure(failure)
+    assert EMAIL in str(decoded)

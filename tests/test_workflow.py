@@ -67,6 +67,8 @@ async def test_defaults_and_options_reach_the_dump(
         ({"project_id": "acme", "notify_email": "not-an-email"}, "notify_email"),
         ({"project_id": "a*b"}, "project_id"),
         ({"project_id": "x" * 10_000}, "project_id"),
+        # Started under another workflow id, a request_id would deduplicate nothing.
+        ({"project_id": "acme", "request_id": "r1"}, "export-backup-acme-r1"),
         ("acme", "input"),
         (None, "project_id"),
     ],
@@ -164,6 +166,17 @@ async def test_failed_notification_never_fails_a_good_backup(
     assert outcomes["webhook"].status == "failed"
     assert "NotificationFailed on purpose" in (outcomes["webhook"].error or "")
     assert h.fakes.calls.count("deliver_notification:webhook") == 6  # the delivery budget
+
+
+async def test_choosing_channels_failing_never_fails_a_good_backup(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    h = harness(time_skipping_env, task_queue)
+    h.fakes.failures["notification_channels"] = fail_with("Broken", non_retryable=True)
+    result = await run_with_workers(h, h.fakes.host_queues, {"project_id": "acme"})
+    assert result.location
+    [outcome] = result.notifications
+    assert outcome.status == "failed" and "Broken on purpose" in (outcome.error or "")
 
 
 async def test_cancellation_during_dump_cleans_up(

@@ -18,6 +18,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 from temporalio.runtime import Runtime
 
+from backup.models import export_workflow_id
 from backup.settings import Settings
 from workflows.codec import data_converter
 from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
@@ -38,7 +39,9 @@ async def connect_with(settings: Settings, runtime: Runtime | None = None) -> Cl
     """A client as the settings describe it, payload encryption included."""
     key = settings.payload_encryption_key
     converter = data_converter(
-        key.get_secret_value() if key else None, settings.payload_encryption_key_id
+        key.get_secret_value() if key else None,
+        settings.payload_encryption_key_id,
+        settings.payload_previous_keys.get_secret_value(),
     )
     return await connect(settings.temporal_address, settings.temporal_namespace, runtime, converter)
 
@@ -68,7 +71,7 @@ async def register_search_attributes(client: Client, names: list[str]) -> None:
 
 def workflow_id_for(project_id: str, request_id: str | None = None) -> str:
     """export-backup-{project_id}-{request_id}: the same request never runs twice."""
-    return f"export-backup-{project_id}-{request_id or uuid.uuid4().hex[:12]}"
+    return export_workflow_id(project_id, request_id or uuid.uuid4().hex[:12])
 
 
 def exit_without_finalizing(code: int) -> NoReturn:

@@ -45,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
         RestoreCheck,
         Step,
         StoredArtifact,
+        export_workflow_id,
         short_run_id,
     )
     from backup.retention import RetentionOutcome
@@ -77,6 +78,14 @@ class ExportBackupWorkflow:
         error instead of a stuck workflow task."""
         req = parse_input(ExportRequest, request, "ExportBackupWorkflow")
         info = workflow.info()
+        expected_id = req.request_id and export_workflow_id(req.project_id, req.request_id)
+        if expected_id and info.workflow_id != expected_id:
+            raise ApplicationError(
+                f"request_id {req.request_id!r} deduplicates only under the workflow id "
+                f"{expected_id!r}: start with that id, or leave request_id out",
+                type="InvalidRequest",
+                non_retryable=True,
+            )
         started_at = workflow.now()
         self._progress = Progress(project_id=req.project_id, step=Step.VALIDATING)
         workflow.upsert_search_attributes([PROJECT_ID.value_set(req.project_id)])
@@ -290,12 +299,15 @@ class ExportBackupWorkflow:
         )
         if not workflow.patched(PER_CHANNEL_NOTIFY):
             return await self._notify_all_at_once(notification)
-        channels = await self._activity(
-            NotifyActivities.notification_channels,
-            policies.PLAN_NOTIFY,
-            f"Choose channels for {notification.event}",
-            notification,
-        )
+        try:
+            channels = await self._activity(
+                NotifyActivities.notification_channels,
+                policies.PLAN_NOTIFY,
+                f"Choose channels for {notification.event}",
+                notification,
+            )
+        except ActivityError as err:  # as in _deliver: recorded, never the backup's outcome
+            return [NotificationOutcome(channel="*", status="failed", error=root_message(err))]
         return list(await asyncio.gather(*(self._deliver(c, notification) for c in channels)))
 
     async def _deliver(self, channel: str, notification: Notification) -> NotificationOutcome:
