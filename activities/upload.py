@@ -15,6 +15,7 @@ from typing import Any
 from temporalio import activity
 
 from activities.support import ByteProgress, count_bytes, heartbeating, step_errors
+from backup.errors import IntegrityError
 from backup.files import atomic_file
 from backup.manifest import Manifest
 from backup.models import DumpedArtifact, StoredArtifact
@@ -47,11 +48,15 @@ class UploadActivities:
             resume=progress.resume, on_progress=progress.update, on_checkpoint=checkpoint
         )
         with step_errors("upload"):
+            manifest = Manifest.read(Path(artifact.manifest_path))
+            refuse_unexpected_plaintext(
+                manifest, self._settings.recipients_for(manifest.project_id)
+            )
             storage = open_storage(self._settings)
             async with heartbeating(progress):
                 stored = await storage.store(
                     source,
-                    Manifest.read(Path(artifact.manifest_path)),
+                    manifest,
                     str(PurePosixPath(key_stem).parent / artifact.file_name),
                     transfer,
                 )
@@ -61,6 +66,20 @@ class UploadActivities:
             location=stored.location,
             manifest_location=stored.manifest_location,
             upload_seconds=round(time.monotonic() - started, 3),
+        )
+
+
+def refuse_unexpected_plaintext(manifest: Manifest, recipients: list[str]) -> None:
+    """The last gate before anything leaves the host: when the configuration encrypts this
+    project's backups, an artifact that is not encrypted to exactly those keys never leaves."""
+    wanted = sorted(key.strip() for key in recipients)
+    stored = sorted(key.strip() for key in manifest.recipients)
+    if wanted and (manifest.encryption is None or stored != wanted):
+        state = "encrypted to other keys" if manifest.encryption else "not encrypted"
+        raise IntegrityError(
+            f"refusing to upload {manifest.artifact}: project {manifest.project_id}'s backups "
+            f"must be encrypted to {len(wanted)} configured recipient(s) but it is {state}; "
+            "nothing was uploaded (did the encryption settings change mid-backup? start it again)"
         )
 
 

@@ -100,7 +100,10 @@ class AgeEncryptor:
         err = self._target.error or self._error
         if isinstance(err, (BackupError, OSError)):
             return err
-        return EncryptionFailed(f"age encryption failed: {err!r}; nothing was stored")
+        return EncryptionFailed(
+            f"age encryption failed: {err!r}; nothing was stored. Check that pyrage imports on "
+            "this worker and that ENCRYPTION_RECIPIENTS holds age1... keys, then run it again"
+        )
 
 
 class _RecordingWriter:

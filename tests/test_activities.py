@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pyrage
 import pytest
 from pydantic import SecretStr
 from temporalio.exceptions import ApplicationError, CancelledError
@@ -257,3 +258,22 @@ async def test_upload_resumes_from_its_journal_after_a_crash(
     fetched = tmp_path / "fetched"
     await download(stored.location, fetched, s3_settings)
     assert fetched.read_bytes() == path.read_bytes()
+
+
+async def test_upload_refuses_a_plaintext_artifact_when_encryption_is_configured(
+    settings: Settings,
+) -> None:
+    """Defence in depth behind the dump: whatever happened before, plaintext never leaves."""
+    artifact, _ = dump_with_heartbeats(settings, spec("acme"))  # dumped without recipients
+    encrypting = settings.model_copy(
+        update={"encryption_recipients": str(pyrage.x25519.Identity.generate().to_public())}
+    )
+    with pytest.raises(ApplicationError) as caught:
+        await ActivityEnvironment().run(
+            UploadActivities(encrypting).upload_artifact, artifact, spec("acme").key_stem
+        )
+    assert caught.value.type == "IntegrityError" and caught.value.non_retryable
+    assert "not encrypted" in caught.value.message
+    assert not settings.local_storage_dir.exists() or not any(
+        settings.local_storage_dir.rglob("*.*")
+    )
