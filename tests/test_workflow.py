@@ -179,6 +179,19 @@ async def test_choosing_channels_failing_never_fails_a_good_backup(
     assert outcome.status == "failed" and "Broken on purpose" in (outcome.error or "")
 
 
+async def test_a_failing_cleanup_never_fails_a_good_backup(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    """The spool is left to the host's start-up sweep; the stored backup stands."""
+    h = harness(time_skipping_env, task_queue)
+    cleanup = f"cleanup_spool@{h.fakes.host_queues[0]}"
+    h.fakes.failures[cleanup] = fail_with("PermissionError", non_retryable=False)
+    result = await run_with_workers(h, h.fakes.host_queues, {"project_id": "acme"})
+    assert result.location
+    assert h.fakes.calls.count(cleanup) == 5  # the cleanup policy's budget, then moved on
+    assert h.fakes.notifications[0].event is BackupEvent.SUCCEEDED
+
+
 async def test_cancellation_during_dump_cleans_up(
     time_skipping_env: WorkflowEnvironment, task_queue: str
 ) -> None:
