@@ -1,8 +1,9 @@
 """Start, follow and list backups.
 
-python starter.py export --project acme [--format custom] [--follow] [--json]
+python starter.py export --project acme [--format custom] [--compression zstd] [--follow] [--json]
 python starter.py status WORKFLOW_ID [--json]
 python starter.py list [--project acme]
+python starter.py download LOCATION -o FILE [--verify-key PUB.pem] [--require-signature]
 python starter.py schedule create --project acme --cron "0 2 * * *" --timezone Europe/Berlin
 python starter.py schedule list | describe ID | pause ID | unpause ID | trigger ID | delete ID
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import re
 import uuid
@@ -28,16 +30,17 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from backup.download import download
+from backup.download import download, verify_key_pem
 from backup.encryption import decrypt_file
 from backup.errors import BackupError, ConfigurationError
 from backup.fleet_models import FleetRequest
 from backup.keys import generate_keys
 from backup.models import (
     PROJECT_ID_PATTERN,
+    Compression,
     DumpFormat,
     ExportRequest,
     ExportResult,
@@ -149,17 +152,22 @@ def print_result(result: ExportResult, settings: Settings, as_json: bool) -> Non
 
 
 async def cmd_export(client: Client, settings: Settings, args: argparse.Namespace) -> int:
+    compress = not args.no_compress and args.compression != Compression.NONE
     try:
         request = ExportRequest(
             project_id=args.project,
             format=args.format,
-            compress=not args.no_compress,
+            compress=compress,
+            compression=args.compression if compress else Compression.ZSTD,
             notify_email=args.notify_email,
             request_id=args.request_id,
             verify_restore=args.verify_restore,
         )
     except ValidationError as err:
         console.print(f"[red]invalid request:[/red] {problems(err)}")
+        if args.json:
+            failure = {"status": "INVALID_REQUEST", "error_type": "InvalidRequest"}
+            print(json.dumps({**NO_RUN, **failure, "message": problems(err)}, indent=2))
         return 2
     handle = await start_export(client, settings, request)
     ui = f"{settings.temporal_ui_url}/namespaces/{client.namespace}/workflows/{handle.id}"
@@ -172,14 +180,58 @@ async def cmd_export(client: Client, settings: Settings, args: argparse.Namespac
         result = await follow(handle)
     except WorkflowFailureError as err:
         console.print(f"[red]backup failed:[/red] {root_cause(err)}")
+        if args.json:
+            print(json.dumps(await failure_report(handle, err), indent=2))
         return 1
     print_result(result, settings, args.json)
     return 0
 
 
+# The keys of failure_report, for a failure before any workflow ran.
+NO_RUN: dict[str, Any] = dict.fromkeys(
+    ("workflow_id", "run_id", "status", "error_type", "message", "failed_step")
+)
+
+
+async def failure_report(
+    handle: WorkflowHandle[Any, Any], err: WorkflowFailureError
+) -> dict[str, Any]:
+    """What a script needs from a failed backup; BackupFailed carries the step and the root
+    error type in its details (workflows/export_backup.py)."""
+    cause = err.cause
+    details: dict[str, Any] = {}
+    if isinstance(cause, ApplicationError) and cause.details and isinstance(cause.details[0], dict):
+        details = cause.details[0]
+    status, run_id = None, handle.result_run_id
+    with contextlib.suppress(RPCError):  # the report must not fail on a second server error
+        description = await handle.describe()
+        status = description.status.name if description.status else None
+        run_id = description.run_id
+    default_type = cause.type if isinstance(cause, ApplicationError) else type(cause).__name__
+    return {
+        "workflow_id": handle.id,
+        "run_id": run_id,
+        "status": status,
+        "error_type": details.get("error_type") or default_type,
+        "message": str(cause),
+        "failed_step": details.get("failed_step"),
+    }
+
+
 async def cmd_status(client: Client, settings: Settings, args: argparse.Namespace) -> int:
     handle = client.get_workflow_handle(args.workflow_id, result_type=ExportResult)
-    description = await handle.describe()
+    try:
+        description = await handle.describe()
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        console.print(
+            f"no workflow {args.workflow_id!r} in namespace {client.namespace} "
+            "(see: starter.py list)",
+            markup=False,
+            soft_wrap=True,
+        )
+        return 1
     status = description.status
     if status == WorkflowExecutionStatus.COMPLETED:
         print_result(await handle.result(), settings, args.json)
@@ -198,7 +250,7 @@ async def cmd_status(client: Client, settings: Settings, args: argparse.Namespac
     try:
         await handle.result()
     except WorkflowFailureError as err:
-        print(json.dumps({"status": status.name if status else None, "error": str(err.cause)}))
+        print(json.dumps(await failure_report(handle, err), indent=2))
     return 1
 
 
@@ -210,22 +262,37 @@ async def cmd_list(client: Client, settings: Settings, args: argparse.Namespace)
             console.print(f"[red]invalid project id:[/red] {args.project!r}")
             return 2
         query += f" AND ProjectId = '{args.project}'"
-    table = Table("workflow id", "status", "started", "step")
+    rows = [("WORKFLOW ID", "STATUS", "STARTED (UTC)", "STEP")]
     async for wf in client.list_workflows(query, limit=args.limit):
         step = wf.typed_search_attributes.get(BACKUP_STEP)
-        table.add_row(
-            wf.id,
-            wf.status.name if wf.status else "?",
-            f"{wf.start_time:%Y-%m-%d %H:%M:%S}",
-            step or "",
+        status = wf.status.name if wf.status else "?"
+        rows.append((wf.id, status, f"{wf.start_time:%Y-%m-%d %H:%M:%S}", step or ""))
+    # Plain aligned columns, not a rich table: ids are pasted into `status`, so they are never
+    # cut to the terminal's (or a pipe's 80-column) width.
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)),
+            row[3],
         )
-    Console().print(table)
     return 0
 
 
 async def cmd_download(settings: Settings, args: argparse.Namespace) -> int:
     try:
-        manifest = await download(args.location, args.output, settings)
+        verify_key = verify_key_pem(settings, args.verify_key)
+    except (BackupError, OSError) as err:
+        console.print(f"download refused: can not read the verify key: {err}", markup=False)
+        return 2
+    if verify_key is None and args.require_signature:
+        console.print(
+            "download refused: --require-signature, but there is no verify key "
+            "(pass --verify-key FILE or set MANIFEST_VERIFY_KEY_FILE)",
+            markup=False,
+        )
+        return 2
+    try:
+        manifest = await download(args.location, args.output, settings, None, args.verify_key)
         if args.identity and manifest.encryption:
             encrypted = args.output.with_name(args.output.name + ".age")
             args.output.replace(encrypted)
@@ -234,10 +301,18 @@ async def cmd_download(settings: Settings, args: argparse.Namespace) -> int:
     except (BackupError, OSError) as err:
         console.print(f"[red]download refused:[/red] {err}")
         return 1
+    signature = (
+        f"signature verified with {verify_key[1]}"
+        if verify_key
+        else "signature NOT checked: no verify key (pass --verify-key or set "
+        "MANIFEST_VERIFY_KEY_FILE)"
+    )
     console.print(
         f"{args.output}: {manifest.size_bytes:,} bytes, sha256 {manifest.sha256} verified; "
-        f"{manifest.format} / {manifest.compression} of schema {manifest.schema_name} "
-        f"({manifest.table_count} tables)"
+        f"{signature}; {manifest.format} / {manifest.compression} of schema "
+        f"{manifest.schema_name} ({manifest.table_count} tables)",
+        markup=False,
+        soft_wrap=True,
     )
     return 0
 
@@ -458,6 +533,12 @@ def parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="back up one project")
     export.add_argument("--project", required=True)
     export.add_argument("--format", choices=[f.value for f in DumpFormat], default="custom")
+    export.add_argument(
+        "--compression",
+        choices=[c.value for c in Compression],
+        default=Compression.ZSTD.value,
+        help="none stores pg_dump's output as is (like --no-compress)",
+    )
     export.add_argument("--no-compress", action="store_true")
     export.add_argument("--notify-email")
     export.add_argument("--request-id", help="idempotency key: the same id never runs twice")
@@ -474,9 +555,22 @@ def parser() -> argparse.ArgumentParser:
     listing = sub.add_parser("list", help="recent backups")
     listing.add_argument("--project")
     listing.add_argument("--limit", type=int, default=20)
-    fetch = sub.add_parser("download", help="fetch a backup by location and verify its SHA-256")
+    fetch = sub.add_parser(
+        "download", help="fetch a backup by location, verify its signature and SHA-256"
+    )
     fetch.add_argument("location", help="file://, s3:// or telegram:// location from a result")
     fetch.add_argument("-o", "--output", type=Path, required=True)
+    fetch.add_argument(
+        "--verify-key",
+        type=Path,
+        help="Ed25519 public key (PEM) the manifest must be signed with; overrides "
+        "MANIFEST_VERIFY_KEY_FILE",
+    )
+    fetch.add_argument(
+        "--require-signature",
+        action="store_true",
+        help="refuse (exit 2) when no verify key is given or configured",
+    )
     fetch.add_argument("--identity", type=Path, help="age identity file: decrypt after verifying")
     back = sub.add_parser(
         "restore", help="restore a backup under a new schema beside the original, or replace"
