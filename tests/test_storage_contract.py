@@ -250,7 +250,9 @@ def _crash_after(limit: int) -> Callable[[int], None]:
 def _parts_sent(transfer: Transfer) -> set[str]:
     """Part numbers the attempt stored: UploadPart(n) for S3, sendDocument(n) for Telegram."""
     return {
-        r.split("(")[1] for r in transfer.requests if r.startswith(("UploadPart(", "sendDocument("))
+        r.split("(")[1].rstrip(")")
+        for r in transfer.requests
+        if r.startswith(("UploadPart(", "sendDocument("))
     }
 
 

@@ -1,9 +1,11 @@
 """S3-compatible object storage (AWS S3, SeaweedFS, MinIO, ...) with aioboto3.
 
-Large artifacts go up as a multipart upload that a retried attempt resumes: the upload id is
-checkpointed and the server's own list of parts says what is done. Every part's MD5 is compared
-with the ETag the server returns, and the completed object's size, SHA-256 metadata and
-multipart ETag are checked against the local file before the manifest is written beside it.
+Large artifacts go up as a multipart upload that a retried attempt resumes: the upload id and
+part size are checkpointed and the server's own list of parts says what is done. Every part
+carries its Content-MD5 (and, with S3_CHECKSUMS, its SHA-256) for the store to verify; where the
+store says the object is plain or SSE-S3 its ETags are MD5s and are checked too. The completed
+object's size, SHA-256 metadata and multipart ETag are checked against the local file before
+the manifest is written beside it.
 """
 
 from __future__ import annotations
@@ -12,12 +14,12 @@ import asyncio
 import base64
 import functools
 import hashlib
-import io
 import math
 import os
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -30,10 +32,12 @@ from backup.errors import StorageError
 from backup.manifest import Manifest, manifest_name
 from backup.retention import StoredBackup, StoredObject, group_backups
 from backup.signing import SIGNATURE_SUFFIX
-from backup.storage.base import Fetched, Signer, Stored, Transfer
+from backup.storage.base import Fetched, PartReader, Signer, Stored, Transfer, hash_range
 
 MIB = 1024 * 1024
 MAX_PARTS = 10_000
+MIN_PART_SIZE = 5 * MIB  # S3's minimum for every part but the last
+LIST_PARTS_PAGE = 1000  # ListParts' maximum page
 # A session is reused while these are unchanged (credentials rotated in the environment win).
 CREDENTIAL_ENV = (
     "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
@@ -41,14 +45,22 @@ CREDENTIAL_ENV = (
 )  # fmt: skip
 # Codes only a person can fix; everything else (5xx, throttling, timeouts) is retried.
 PERMANENT = {
-    "NoSuchBucket": "bucket {bucket!r} does not exist: create it or fix S3_BUCKET",
-    "InvalidAccessKeyId": "the S3 access key is not known to {endpoint}: fix the credentials",
-    "SignatureDoesNotMatch": "the S3 secret key is wrong for {endpoint}: fix the credentials",
-    "AccessDenied": "access to bucket {bucket!r} denied: grant s3:PutObject, s3:GetObject, "
-    "s3:ListBucketMultipartUploads and s3:AbortMultipartUpload to these credentials (and "
-    "s3:ListBucket and s3:DeleteObject where retention runs)",
+    "NoSuchBucket": "bucket {bucket!r} does not exist at {endpoint}: create it or fix S3_BUCKET "
+    "(and S3_ENDPOINT_URL, S3_REGION)",
+    "InvalidAccessKeyId": "S3 at {endpoint} does not know the access key id used for bucket "
+    "{bucket!r}: fix AWS_ACCESS_KEY_ID (or whichever credentials the AWS chain picks: profile, "
+    "role)",
+    "SignatureDoesNotMatch": "S3 at {endpoint} rejected the secret key used for bucket "
+    "{bucket!r}: AWS_SECRET_ACCESS_KEY does not belong to AWS_ACCESS_KEY_ID; fix the pair (or "
+    "whichever credentials the AWS chain picks: profile, role)",
+    "AccessDenied": "access to bucket {bucket!r} at {endpoint} denied: grant these credentials "
+    "s3:PutObject, s3:GetObject, s3:ListMultipartUploadParts, s3:AbortMultipartUpload and "
+    "s3:ListBucketMultipartUploads on the bucket, s3:ListBucket (without it a missing object "
+    "is also answered 403) and s3:DeleteObject where retention runs, and kms:GenerateDataKey "
+    "and kms:Decrypt on the key when the bucket or S3_SERVER_SIDE_ENCRYPTION uses SSE-KMS",
     "InvalidBucketName": "{bucket!r} is not a valid bucket name: fix S3_BUCKET",
 }
+MISSING = {"NoSuchKey", "404", "NotFound"}
 
 
 def part_size_for(size: int, minimum: int) -> int:
@@ -89,8 +101,6 @@ class S3Storage:
         self._sign = sign
         # ServerSideEncryption, SSEKMSKeyId, StorageClass: passed on every object we create.
         self.extra = extra_put_args or {}
-        # With SSE-KMS the ETag is not the MD5 of the bytes, so it can not be checked.
-        self.etag_is_md5 = self.extra.get("ServerSideEncryption") != "aws:kms"
 
     @asynccontextmanager
     async def _client(self) -> AsyncIterator[Any]:
@@ -119,18 +129,21 @@ class S3Storage:
         except BotoCoreError as err:
             raise StorageError(f"S3 at {self.endpoint_url or 'AWS'} unreachable: {err}") from err
 
+    @property
+    def _endpoint(self) -> str:
+        return self.endpoint_url or "AWS S3"
+
     def _error(self, err: ClientError) -> StorageError:
         code = err.response.get("Error", {}).get("Code", "")
         status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         template = PERMANENT.get(code)
         if template is None and status == 403:
             template = PERMANENT["AccessDenied"]
-        endpoint = self.endpoint_url or "AWS S3"
         if template:
             return StorageError(
-                template.format(bucket=self.bucket, endpoint=endpoint), retryable=False
+                template.format(bucket=self.bucket, endpoint=self._endpoint), retryable=False
             )
-        return StorageError(f"S3 {code or status} from {endpoint}: {err}")
+        return StorageError(f"S3 {code or status} from {self._endpoint}: {err}")
 
     def _key(self, key: str) -> str:
         return self.prefix + key
@@ -143,13 +156,14 @@ class S3Storage:
     ) -> Stored:
         key = self._key(key)
         size = artifact.stat().st_size
-        part_size = part_size_for(size, self.part_size)
         async with self._client() as s3:
+            upload = await self._resumable(s3, key, size, manifest.sha256, transfer)
+            part_size = upload.part_size if upload else part_size_for(size, self.part_size)
             if size <= part_size:
                 etag = await self._put_single(s3, artifact, key, manifest.sha256, transfer)
             else:
                 etag = await self._put_multipart(
-                    s3, artifact, key, manifest.sha256, part_size, transfer
+                    s3, artifact, key, manifest.sha256, part_size, upload, transfer
                 )
             await self._check_stored(s3, key, size, manifest.sha256, etag)
             manifest_key = manifest_name(key)
@@ -172,36 +186,55 @@ class S3Storage:
     async def _put_single(
         self, s3: Any, artifact: Path, key: str, sha256: str, transfer: Transfer
     ) -> str:
-        body = await asyncio.to_thread(artifact.read_bytes)
-        md5 = hashlib.md5(body).digest()
+        size = artifact.stat().st_size
+        length, md5, _ = await asyncio.to_thread(hash_range, artifact, 0, size)
         checksum = {"ChecksumSHA256": _b64(bytes.fromhex(sha256))} if self.checksums else {}
-        await s3.put_object(
-            Bucket=self.bucket, Key=key, Body=body, Metadata={"sha256": sha256},
-            ContentMD5=_b64(md5), **checksum, **self.extra,
-        )  # fmt: skip
+        with PartReader(artifact, 0, length) as body:
+            await s3.put_object(
+                Bucket=self.bucket, Key=key, Body=body, Metadata={"sha256": sha256},
+                ContentMD5=_b64(md5), **checksum, **self.extra,
+            )  # fmt: skip
         transfer.requests.append("PutObject")
-        transfer.on_progress(len(body))
+        transfer.on_progress(length)
         return f'"{md5.hex()}"'
 
     async def _put_multipart(
-        self, s3: Any, artifact: Path, key: str, sha256: str, part_size: int, transfer: Transfer
+        self,
+        s3: Any,
+        artifact: Path,
+        key: str,
+        sha256: str,
+        part_size: int,
+        upload: _Upload | None,
+        transfer: Transfer,
     ) -> str:
         size = artifact.stat().st_size
         count = math.ceil(size / part_size)
-        done = await self._resumable_parts(s3, key, transfer)
-        if done is None:
+        md5s: dict[int, bytes] = {}
+        completed: dict[int, dict[str, Any]] = {}  # what CompleteMultipartUpload lists per part
+        if upload is None:
             algorithm = {"ChecksumAlgorithm": "SHA256"} if self.checksums else {}
             created = await s3.create_multipart_upload(
                 Bucket=self.bucket, Key=key, Metadata={"sha256": sha256}, **algorithm, **self.extra
             )
             transfer.requests.append("CreateMultipartUpload")
-            upload_id, done = created["UploadId"], {}
-            transfer.checkpoint({"key": key, "upload_id": upload_id, "part_size": part_size})
+            upload = _Upload(created["UploadId"], part_size, _etag_is_md5(created), {})
+            transfer.checkpoint({
+                "key": key, "upload_id": upload.upload_id, "part_size": part_size,
+                "sha256": sha256, "etag_is_md5": upload.etag_is_md5,
+            })  # fmt: skip
         else:
-            upload_id = transfer.resume["upload_id"]  # type: ignore[index]
-        md5s: dict[int, bytes] = {}
-        completed: dict[int, dict[str, Any]] = {}  # what CompleteMultipartUpload lists per part
-        uploaded = sum(min(part_size, size - (n - 1) * part_size) for n in done)
+            # Parts an earlier attempt uploaded must hold our file's bytes; any that does not
+            # is sent again (S3 keeps the last upload of a part number).
+            for number, listed in upload.parts.items():
+                _, md5, checksum = await asyncio.to_thread(
+                    self._hash_part, artifact, number, part_size
+                )
+                if self._listed_part_matches(listed, md5, checksum, upload.etag_is_md5):
+                    md5s[number] = md5
+                    completed[number] = {"PartNumber": number, "ETag": listed["ETag"], **checksum}
+        upload_id = upload.upload_id
+        uploaded = sum(_part_length(artifact, n, part_size) for n in completed)
         limit = asyncio.Semaphore(self.concurrency)
 
         async def send(number: int) -> None:
@@ -219,7 +252,8 @@ class S3Storage:
                         Body=body, ContentMD5=_b64(md5), **checksum,
                     )  # fmt: skip
                 transfer.requests.append(f"UploadPart({number})")
-                if self.etag_is_md5:
+                # Otherwise (SSE-KMS, SSE-C) the store verified the Content-MD5 and checksum.
+                if _etag_is_md5(answer):
                     _check_etag(answer["ETag"], md5, number)
                 md5s[number] = md5
                 completed[number] = {"PartNumber": number, "ETag": answer["ETag"], **checksum}
@@ -230,18 +264,10 @@ class S3Storage:
             # A TaskGroup cancels the other parts as soon as one fails.
             async with asyncio.TaskGroup() as group:
                 for number in range(1, count + 1):
-                    if number not in done:
+                    if number not in completed:
                         group.create_task(send(number))
         except ExceptionGroup as failed:
             raise failed.exceptions[0] from None
-        # Parts uploaded by an earlier attempt: their ETags must match our file's bytes.
-        for number, etag in done.items():
-            _, md5s[number], checksum = await asyncio.to_thread(
-                self._hash_part, artifact, number, part_size
-            )
-            if self.etag_is_md5:
-                _check_etag(etag, md5s[number], number)
-            completed[number] = {"PartNumber": number, "ETag": etag, **checksum}
         parts = [completed[n] for n in range(1, count + 1)]
         await s3.complete_multipart_upload(
             Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
@@ -252,37 +278,72 @@ class S3Storage:
     def _hash_part(
         self, artifact: Path, number: int, part_size: int
     ) -> tuple[int, bytes, dict[str, str]]:
-        """Length, MD5 and S3 checksum of one part, read in 1 MiB chunks: never the whole part
-        in memory (whole 16 MiB parts, several at once, kept ~90 MB in malloc's arenas)."""
-        md5, sha256 = hashlib.md5(), hashlib.sha256()
-        with PartReader(
+        """Length, MD5 and S3 checksum of one part (read in chunks, never whole)."""
+        length, md5, sha256 = hash_range(
             artifact, (number - 1) * part_size, _part_length(artifact, number, part_size)
-        ) as part:
-            while chunk := part.read(MIB):
-                md5.update(chunk)
-                sha256.update(chunk)
-            length = part.tell()
-        return length, md5.digest(), self._part_checksum(sha256.digest())
+        )
+        return length, md5, self._part_checksum(sha256)
 
     def _part_checksum(self, sha256: bytes) -> dict[str, str]:
         """S3 additional checksum of a part (its SHA-256): the store verifies it on arrival."""
         return {"ChecksumSHA256": _b64(sha256)} if self.checksums else {}
 
-    async def _resumable_parts(
-        self, s3: Any, key: str, transfer: Transfer
-    ) -> dict[int, str] | None:
-        """Parts the server holds for the checkpointed upload, or None to start afresh."""
+    def _listed_part_matches(
+        self, listed: Mapping[str, Any], md5: bytes, checksum: dict[str, str], etag_is_md5: bool
+    ) -> bool:
+        if listed.get("ChecksumSHA256") and checksum:
+            return bool(listed["ChecksumSHA256"] == checksum["ChecksumSHA256"])
+        if etag_is_md5:
+            return bool(str(listed.get("ETag", "")).strip('"') == md5.hex())
+        return True  # nothing to compare: the store verified Content-MD5 on arrival
+
+    async def _resumable(
+        self, s3: Any, key: str, size: int, sha256: str, transfer: Transfer
+    ) -> _Upload | None:
+        """The checkpointed multipart upload with the parts the server holds, or None to start
+        afresh. The checkpoint's part size wins over S3_PART_SIZE_MIB: the stored parts were cut
+        at that size, and keeping it re-sends nothing (a changed setting applies to the next
+        backup). An upload that can not continue is aborted, so it does not linger."""
         state = transfer.resume
         if not state or state.get("key") != key or "upload_id" not in state:
             return None
+        upload_id, saved = str(state["upload_id"]), state.get("part_size")
+        part_size = saved if isinstance(saved, int) else 0
+        usable = (
+            MIN_PART_SIZE <= part_size < size
+            and math.ceil(size / part_size) <= MAX_PARTS
+            and state.get("sha256", sha256) == sha256  # a re-dumped artifact starts over
+        )
+        if not usable:
+            await self._abort(s3, key, upload_id)
+            return None
+        parts: dict[int, dict[str, Any]] = {}
+        marker = 0
+        while True:  # ListParts answers at most 1,000 parts a page
+            after = {"PartNumberMarker": marker} if marker else {}
+            try:
+                page = await s3.list_parts(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id,
+                    MaxParts=LIST_PARTS_PAGE, **after,
+                )  # fmt: skip
+            except ClientError as err:
+                if err.response.get("Error", {}).get("Code") == "NoSuchUpload":
+                    return None
+                raise
+            transfer.requests.append("ListParts")
+            parts.update({p["PartNumber"]: p for p in page.get("Parts", [])})
+            following = int(page.get("NextPartNumberMarker") or 0)
+            if not page.get("IsTruncated") or following <= marker:
+                break
+            marker = following
+        return _Upload(upload_id, part_size, bool(state.get("etag_is_md5", True)), parts)
+
+    async def _abort(self, s3: Any, key: str, upload_id: str) -> None:
         try:
-            listed = await s3.list_parts(Bucket=self.bucket, Key=key, UploadId=state["upload_id"])
+            await s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
         except ClientError as err:
-            if err.response.get("Error", {}).get("Code") == "NoSuchUpload":
-                return None
-            raise
-        transfer.requests.append("ListParts")
-        return {p["PartNumber"]: p["ETag"] for p in listed.get("Parts", [])}
+            if err.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                raise
 
     async def _check_stored(self, s3: Any, key: str, size: int, sha256: str, etag: str) -> None:
         head = await s3.head_object(Bucket=self.bucket, Key=key)
@@ -291,7 +352,7 @@ class S3Storage:
             problems.append(f"size {head['ContentLength']} instead of {size}")
         if head.get("Metadata", {}).get("sha256") != sha256:
             problems.append("sha256 metadata missing or different")
-        if self.etag_is_md5 and head.get("ETag") != etag:
+        if _etag_is_md5(head) and head.get("ETag") != etag:
             problems.append(f"ETag {head.get('ETag')} instead of {etag}")
         if problems:
             raise StorageError(f"s3://{self.bucket}/{key} after upload: {', '.join(problems)}")
@@ -301,10 +362,10 @@ class S3Storage:
         if bucket != self.bucket:
             raise StorageError(f"{location} is not in bucket {self.bucket!r}", retryable=False)
         async with self._client() as s3:
-            answer = await s3.get_object(Bucket=bucket, Key=manifest_name(key))
+            answer = await self._get(s3, manifest_name(key), location, "its manifest")
             raw = await answer["Body"].read()
             signature = await self._optional(s3, manifest_name(key) + SIGNATURE_SUFFIX)
-            answer = await s3.get_object(Bucket=bucket, Key=key)
+            answer = await self._get(s3, key, location, "the artifact")
             done = 0
             with destination.open("wb") as out:
                 async for chunk in answer["Body"].iter_chunks(4 * MIB):
@@ -313,11 +374,24 @@ class S3Storage:
                     transfer.on_progress(done)
         return Fetched(Manifest.model_validate_json(raw), raw, signature)
 
+    async def _get(self, s3: Any, key: str, location: str, what: str) -> Any:
+        """GetObject of `key`, part of the backup at `location`; missing is permanent."""
+        try:
+            return await s3.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") not in MISSING:
+                raise
+        # Raised outside the except block: nothing of botocore's error rides along.
+        raise StorageError(
+            f"no backup at {location} ({what} is missing at {self._endpoint}): check the location",
+            retryable=False,
+        )
+
     async def _optional(self, s3: Any, key: str) -> bytes | None:
         try:
             answer = await s3.get_object(Bucket=self.bucket, Key=key)
         except ClientError as err:
-            if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            if err.response.get("Error", {}).get("Code") in MISSING:
                 return None
             raise
         return bytes(await answer["Body"].read())
@@ -361,7 +435,8 @@ class S3Storage:
             what = ", ".join(f"{f.get('Key')}: {f.get('Code')}" for f in failed)
             if any(f.get("Code") == "AccessDenied" for f in failed):
                 raise StorageError(
-                    PERMANENT["AccessDenied"].format(bucket=self.bucket) + f" ({what})",
+                    PERMANENT["AccessDenied"].format(bucket=self.bucket, endpoint=self._endpoint)
+                    + f" ({what})",
                     retryable=False,
                 )
             raise StorageError(f"S3 could not delete {what}")
@@ -384,52 +459,28 @@ def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
 
 
-class PartReader(io.RawIOBase):
-    """A seekable read-only view of `length` bytes of a file from `offset`: an upload body that
-    streams from the page cache instead of sitting in memory. Positions are relative to the
-    part, so botocore's rewind on a retry (seek(0)) and its length probe (seek(0, 2)) work."""
-
-    def __init__(self, path: Path, offset: int, length: int) -> None:
-        super().__init__()
-        self._fd = os.open(path, os.O_RDONLY)
-        self._offset = offset
-        self._length = length
-        self._pos = 0
-
-    def __len__(self) -> int:
-        return self._length
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        wanted = min(len(buffer), self._length - self._pos)
-        if wanted <= 0:
-            return 0
-        data = os.pread(self._fd, wanted, self._offset + self._pos)
-        buffer[: len(data)] = data
-        self._pos += len(data)
-        return len(data)
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._length}[whence]
-        self._pos = min(max(0, base + offset), self._length)
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-    def close(self) -> None:
-        if not self.closed:
-            os.close(self._fd)
-        super().close()
-
-
 def _part_length(path: Path, number: int, part_size: int) -> int:
     return max(0, min(part_size, path.stat().st_size - (number - 1) * part_size))
+
+
+@dataclass
+class _Upload:
+    """A multipart upload in progress: what the checkpoint and ListParts say."""
+
+    upload_id: str
+    part_size: int
+    etag_is_md5: bool
+    parts: dict[int, dict[str, Any]]  # part number -> ListParts entry (ETag, ChecksumSHA256)
+
+
+def _etag_is_md5(answer: Mapping[str, Any]) -> bool:
+    """Whether S3's ETags for this object are MD5s of the bytes: only for plain and SSE-S3
+    (AES256) objects, not SSE-KMS (aws:kms, aws:kms:dsse) or SSE-C. Decided from what S3 says
+    it did, not from S3_SERVER_SIDE_ENCRYPTION: a bucket's default encryption applies without
+    any header of ours."""
+    return answer.get("ServerSideEncryption") in (None, "AES256") and not answer.get(
+        "SSECustomerAlgorithm"
+    )
 
 
 def _check_etag(etag: str, md5: bytes, number: int) -> None:
