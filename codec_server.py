@@ -4,13 +4,15 @@
     temporal workflow show --workflow-id ID --codec-endpoint http://127.0.0.1:8888
 
 Implements Temporal's remote codec protocol (POST /decode and /encode with {"payloads": [...]}).
-It decrypts for whoever can reach it: bind it to loopback or put it behind your SSO.
+It decrypts for whoever can reach it: bind it to loopback or put it behind your SSO, and set
+CODEC_SERVER_TOKEN to require `Authorization: Bearer <token>` (`temporal ... --codec-auth`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hmac
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -23,7 +25,11 @@ from backup.settings import Settings
 from workflows.codec import EncryptionCodec
 
 
-def make_handler(codec: EncryptionCodec, ui_origin: str | None) -> type[BaseHTTPRequestHandler]:
+def make_handler(
+    codec: EncryptionCodec, ui_origin: str | None, token: str | None = None
+) -> type[BaseHTTPRequestHandler]:
+    expected = f"Bearer {token}".encode() if token else None
+
     class Handler(BaseHTTPRequestHandler):
         def _cors(self) -> None:
             if ui_origin and self.headers.get("Origin") == ui_origin:
@@ -39,6 +45,10 @@ def make_handler(codec: EncryptionCodec, ui_origin: str | None) -> type[BaseHTTP
             self.end_headers()
 
         def do_POST(self) -> None:
+            offered = self.headers.get("Authorization", "").encode()
+            if expected and not hmac.compare_digest(offered, expected):
+                self.send_error(401, "Authorization: Bearer <CODEC_SERVER_TOKEN> required")
+                return
             convert = {"/decode": codec.decode, "/encode": codec.encode}.get(self.path)
             if convert is None:
                 self.send_error(404, "POST /decode or /encode")
@@ -64,8 +74,10 @@ def make_handler(codec: EncryptionCodec, ui_origin: str | None) -> type[BaseHTTP
     return Handler
 
 
-def serve(codec: EncryptionCodec, port: int, ui_origin: str | None) -> ThreadingHTTPServer:
-    return ThreadingHTTPServer(("127.0.0.1", port), make_handler(codec, ui_origin))
+def serve(
+    codec: EncryptionCodec, port: int, ui_origin: str | None, token: str | None = None
+) -> ThreadingHTTPServer:
+    return ThreadingHTTPServer(("127.0.0.1", port), make_handler(codec, ui_origin, token))
 
 
 def main() -> None:
@@ -84,7 +96,8 @@ def main() -> None:
         )
     except ConfigurationError as err:
         sys.exit(f"codec server: {err}")
-    server = serve(codec, args.port, args.ui)
+    token = settings.codec_server_token
+    server = serve(codec, args.port, args.ui, token.get_secret_value() if token else None)
     print(f"codec server on http://127.0.0.1:{args.port}", file=sys.stderr)
     server.serve_forever()
 

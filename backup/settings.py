@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     # Keys retired by a rotation, still needed to read running workflows and old histories:
     # comma-separated key_id:base64 pairs.
     payload_previous_keys: SecretStr = SecretStr("")
+    # When set, the codec server answers only requests with `Authorization: Bearer <token>`.
+    codec_server_token: SecretStr | None = None
 
     backup_max_bytes: int = Field(default=10 * GIB, gt=0)
     zstd_level: int = Field(default=3, ge=1, le=22)

@@ -117,3 +117,20 @@ async def test_failure_messages_are_encrypted_too() -> None:
     assert EMAIL not in json_format.MessageToJson(failure)
     decoded = await converter.decode_failure(failure)
     assert EMAIL in str(decoded)
+
+
+def test_the_codec_server_can_require_a_token() -> None:
+    token = base64.b64encode(os.urandom(16)).decode()
+    server = serve(EncryptionCodec.from_base64(KEY), free_port(), None, token)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/decode"
+    body = json_format.MessageToJson(Payloads(payloads=[Payload(data=b"x")]))
+    try:
+        assert httpx.post(url, content=body, timeout=10).status_code == 401
+        wrong = {"Authorization": "Bearer nope"}
+        assert httpx.post(url, content=body, headers=wrong, timeout=10).status_code == 401
+        right = {"Authorization": f"Bearer {token}"}
+        assert httpx.post(url, content=body, headers=right, timeout=10).status_code == 200
+    finally:
+        server.shutdown()
+        server.server_close()
