@@ -11,13 +11,17 @@ from __future__ import annotations
 import asyncio
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.support import step_errors
 from backup.models import Notification, NotificationOutcome
-from backup.notify import open_channel, open_channels
+from backup.notify import open_channel, open_channels, unavailable
 from backup.settings import Settings
 
 CHANNEL_TIMEOUT_SECONDS = 30.0
+# ApplicationError type of a channel the run asked for but this deployment can not serve; the
+# workflow records it as "skipped" with the error's message as the reason.
+SKIPPED = "NotificationSkipped"
 
 
 class NotifyActivities:
@@ -26,18 +30,30 @@ class NotifyActivities:
 
     @activity.defn(name="notification_channels")
     async def notification_channels(self, notification: Notification) -> list[str]:
-        """The configured channels this notification goes to: those the request asked for
-        (all when it named none), and email only when there is a recipient."""
-        s = self._settings
-        names = s.notify_channel_names
-        if notification.notify_channels is not None:
-            names = [n for n in names if n in notification.notify_channels]
-        if not (notification.notify_email or s.notify_email_default):
-            names = [n for n in names if n != "email"]
-        return names
+        """The channels this notification is meant for: those the request named, else all of
+        NOTIFY_CHANNELS. A channel the deployment can not serve, and email without a recipient,
+        stay in the list: deliver_notification reports them as NotificationSkipped with what to
+        configure, so the result names them instead of dropping them silently."""
+        names = self._settings.notify_channel_names
+        if notification.notify_channels is None:
+            return names
+        requested: list[str] = list(notification.notify_channels)
+        return list(dict.fromkeys([n for n in names if n in requested] + requested))
+
+    def skip_reason(self, channel: str, notification: Notification) -> str | None:
+        if reason := unavailable(channel, self._settings):
+            return reason
+        if channel == "email" and not (
+            notification.notify_email or self._settings.notify_email_default
+        ):
+            return "email has no recipient: pass notify_email or set NOTIFY_EMAIL_DEFAULT"
+        return None
 
     @activity.defn(name="deliver_notification")
     async def deliver_notification(self, channel: str, notification: Notification) -> None:
+        if reason := self.skip_reason(channel, notification):
+            # Not a failure of the channel (not counted as one); never retried.
+            raise ApplicationError(reason, type=SKIPPED, non_retryable=True)
         with step_errors(f"notify_{channel}"):
             await open_channel(channel, self._settings).send(notification, self._link(notification))
 

@@ -246,7 +246,7 @@ class Notification(BaseModel):
 
 class NotificationOutcome(BaseModel):
     channel: str
-    status: str  # "sent" | "failed"
+    status: str  # "sent" | "failed" | "skipped" (the deployment can not serve it; error says why)
     error: str | None = None
 
 

@@ -48,7 +48,7 @@ def failed() -> Notification:
 
 def email_settings(port: int) -> Settings:
     return Settings(
-        smtp_host="127.0.0.1", smtp_port=port, smtp_starttls=False,
+        notify_channels="email", smtp_host="127.0.0.1", smtp_port=port, smtp_starttls=False,
         smtp_from="backups@platform.example", smtp_username=None,
         smtp_password=SMTP_PASSWORD,  # type: ignore[arg-type]
     )  # fmt: skip
@@ -110,7 +110,10 @@ def verify_signature(secret: str, header: str, body: bytes, tolerance: int = 300
 
 
 def webhook_settings(url: str) -> Settings:
-    return Settings(webhook_url=url, webhook_secret=SECRET)  # type: ignore[arg-type]
+    return Settings(
+        notify_channels="webhook", webhook_url=url,
+        webhook_secret=SECRET,  # type: ignore[arg-type]
+    )  # fmt: skip
 
 
 async def test_webhook_is_signed_versioned_and_idempotent() -> None:
@@ -185,9 +188,11 @@ async def test_telegram_bad_token_is_permanent_and_redacted() -> None:
     ("configured", "requested", "email", "expected"),
     [
         ("console,email,webhook", None, "owner@example.com", ["console", "email", "webhook"]),
-        ("console,email,webhook", None, None, ["console", "webhook"]),
+        # Email without a recipient and channels the deployment lacks stay in the plan, to be
+        # reported as skipped (tests/test_notify_skipped.py).
+        ("console,email,webhook", None, None, ["console", "email", "webhook"]),
         ("console,email,webhook", ["email"], "owner@example.com", ["email"]),
-        ("console", ["telegram"], None, []),
+        ("console", ["telegram"], None, ["telegram"]),
     ],
 )
 async def test_channels_follow_deployment_request_and_recipient(

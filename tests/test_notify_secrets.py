@@ -56,7 +56,10 @@ def assert_no_secret(err: BaseException, secrets: tuple[str, ...]) -> None:
 
 
 def webhook(url: str) -> Settings:
-    return Settings(webhook_url=url, webhook_secret="whsec-x")  # type: ignore[arg-type]
+    return Settings(
+        notify_channels="webhook", webhook_url=url,
+        webhook_secret="whsec-x",  # type: ignore[arg-type]
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("status", [404, 500])
