@@ -29,6 +29,10 @@ query-string, JSON, urlencoded or multipart arguments; errors are
 `Retry-After` header; a well-formed but unknown token answers 401 "Unauthorized", a malformed one
 401 "Unauthorized: invalid token specified"; an unknown method 404 "Not Found: method not found".
 
+Faults on demand: `rate_limit_next` (429), `fail_next` (the call fails before it takes effect) and
+`lose_answer_next` (the call takes effect, then the answer is lost: what a client sees when a
+timeout or a proxy's 5xx comes after Telegram stored the message).
+
 Not emulated: methods other than getMe, sendMessage, sendDocument, getFile and deleteMessage
 (they answer 404 like unknown ones), automatic flood control (use `rate_limit_next`), and
 per-chat message ids (ids here are unique across chats; a message is still only found in its own
@@ -181,6 +185,15 @@ class _ApiError(Exception):
         return _Response(self.status, _json_bytes(body), headers=headers)
 
 
+def _failure(status: int) -> _Response:
+    """A 5xx (or other) answer: 502-504 as the front proxy's HTML page, else the JSON error."""
+    phrase = HTTPStatus(status).phrase
+    if status >= 502:
+        page = _NGINX_PAGE.format(code=status, phrase=phrase)
+        return _Response(status, page.encode(), "text/html")
+    return _ApiError(status, phrase).response()
+
+
 def _bad_request(detail: str) -> _ApiError:
     return _ApiError(400, f"Bad Request: {detail}")
 
@@ -245,6 +258,7 @@ class FakeTelegramAPI:
         self._links: dict[str, tuple[str, float]] = {}  # file_path -> (file_id, issued at)
         self._message_index: dict[int, tuple[int, int]] = {}  # message_id -> (chat id, date)
         self._injections: dict[str, deque[_Injection]] = defaultdict(deque)
+        self._lost_answers: dict[str, deque[int]] = defaultdict(deque)  # method -> statuses
         self._call_times: dict[str, list[float]] = defaultdict(list)
         self._rate_limited_at: dict[str, list[float]] = defaultdict(list)
         self._server: ThreadingHTTPServer | None = None
@@ -320,6 +334,15 @@ class FakeTelegramAPI:
         """The next `times` calls of `method` fail with `status`: 500 as the Bot API server's
         JSON error, 502-504 as the front proxy's HTML page (not JSON, as in production)."""
         self._inject(method, _Injection(status, 0), times)
+
+    def lose_answer_next(self, method: str, status: int = 504, times: int = 1) -> None:
+        """The next `times` successful calls of `method` take effect (a document is stored, a
+        message sent) but the client gets `status` instead of the result, as `fail_next` words
+        it. The Bot API has no idempotency key, so a client that retries posts again."""
+        if status < 500:
+            raise ValueError("a lost answer looks like a 5xx (or a timeout) to the client")
+        with self._lock:
+            self._lost_answers[self._canonical(method)].extend([status] * times)
 
     def call_times(self, method: str) -> list[float]:
         """`time.monotonic()` of every call of `method` that reached the stand-in, in order."""
@@ -454,11 +477,13 @@ class FakeTelegramAPI:
         if injection.status == 429:
             retry = injection.retry_after
             return _ApiError(429, f"Too Many Requests: retry after {retry}", retry).response()
-        phrase = HTTPStatus(injection.status).phrase
-        if injection.status >= 502:
-            page = _NGINX_PAGE.format(code=injection.status, phrase=phrase)
-            return _Response(injection.status, page.encode(), "text/html")
-        return _ApiError(injection.status, phrase).response()
+        return _failure(injection.status)
+
+    def _take_lost_answer(self, method: str) -> _Response | None:
+        with self._lock:
+            queue = self._lost_answers.get(method)
+            status = queue.popleft() if queue else None
+        return None if status is None else _failure(status)
 
     def _dispatch(self, target: str, headers: Message, body: bytes, size: int) -> _Response:
         split = urllib.parse.urlsplit(target)
@@ -488,6 +513,9 @@ class FakeTelegramAPI:
         except _ApiError as error:
             self._record(method, False)
             return error.response()
+        if (lost := self._take_lost_answer(method)) is not None:
+            self._record(method, False)  # took effect, but the client sees a failure
+            return lost
         self._record(method, True)
         return _Response(200, _json_bytes({"ok": True, "result": result}))
 

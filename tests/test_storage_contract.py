@@ -136,12 +136,22 @@ def backend(
     return _telegram(request.getfixturevalue("telegram"))
 
 
-@pytest.fixture(params=["s3", "telegram"])
-def resumable(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Backend:
-    """Backends that store in parts and resume from a checkpoint (a local copy just restarts)."""
+def _remote(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Backend:
     if request.param == "s3":
         return _s3(request.getfixturevalue("seaweed"), monkeypatch)
     return _telegram(request.getfixturevalue("telegram"))
+
+
+@pytest.fixture(params=["s3", "telegram"])
+def resumable(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Backend:
+    """Backends that store in parts and resume from a checkpoint (a local copy just restarts)."""
+    return _remote(request, monkeypatch)
+
+
+@pytest.fixture(params=["s3", "telegram"])
+def remote(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Backend:
+    """Backends whose location names a bucket or chat."""
+    return _remote(request, monkeypatch)
 
 
 def artifact(tmp_path: Path, size: int) -> tuple[Path, Manifest]:
@@ -248,11 +258,11 @@ def _crash_after(limit: int) -> Callable[[int], None]:
 
 
 def _parts_sent(transfer: Transfer) -> set[str]:
-    """Part numbers the attempt stored: UploadPart(n) for S3, sendDocument(n) for Telegram."""
+    """Part numbers the attempt stored: UploadPart(n) for S3, sendDocument(n) for Telegram
+    (not sendDocument(signature) or sendDocument(manifest))."""
+    calls = (r.removesuffix(")").split("(") for r in transfer.requests if r.endswith(")"))
     return {
-        r.split("(")[1].rstrip(")")
-        for r in transfer.requests
-        if r.startswith(("UploadPart(", "sendDocument("))
+        arg for method, arg in calls if method in ("UploadPart", "sendDocument") and arg.isdigit()
     }
 
 
@@ -280,8 +290,10 @@ async def test_s3_wrong_credentials_and_missing_bucket_are_permanent(
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret")
     with pytest.raises(StorageError) as caught:
         await backend.storage.store(source, manifest, KEY, Transfer())
-    assert not caught.value.retryable and "credentials" in str(caught.value)
-    assert "wrong-secret" not in str(caught.value)
+    message = str(caught.value)
+    assert not caught.value.retryable and "credentials" in message
+    assert repr(seaweed.bucket) in message and seaweed.endpoint_url in message
+    assert "AWS_SECRET_ACCESS_KEY" in message and "wrong-secret" not in message
 
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweed.secret_key)
     missing = dataclasses.replace(
@@ -290,6 +302,58 @@ async def test_s3_wrong_credentials_and_missing_bucket_are_permanent(
     with pytest.raises(StorageError) as caught:
         await missing.storage.store(source, manifest, KEY, Transfer())
     assert not caught.value.retryable and "no-such-bucket" in str(caught.value)
+
+
+async def test_s3_unknown_access_key_is_permanent_and_names_the_bucket(
+    seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The dev store knows one identity; any other access key id is unknown to it."""
+    backend = _s3(seaweed, monkeypatch)
+    source, manifest = artifact(tmp_path, 1000)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "EBUNKNOWN" + os.urandom(5).hex().upper())
+    with pytest.raises(StorageError) as caught:
+        await backend.storage.store(source, manifest, KEY, Transfer())
+    message = str(caught.value)
+    assert not caught.value.retryable and "AWS_ACCESS_KEY_ID" in message
+    assert repr(seaweed.bucket) in message and seaweed.endpoint_url in message
+    assert seaweed.secret_key not in message
+
+
+def _missing_location(backend: Backend) -> str:
+    if backend.name == "local":
+        return (
+            (backend.settings.local_storage_dir / "backups/acme/gone.dump.zst").resolve().as_uri()
+        )
+    if backend.name == "s3":
+        bucket, prefix = backend.settings.s3_bucket, backend.settings.s3_prefix
+        return f"s3://{bucket}/{prefix}/backups/acme/gone.dump.zst"
+    return f"telegram://{CHAT}/424242?file_id=BQACAgIAAxkBAAIgone"
+
+
+async def test_a_missing_backup_is_a_permanent_error_naming_the_location(
+    backend: Backend, tmp_path: Path
+) -> None:
+    source, manifest = artifact(tmp_path, 1000)
+    await backend.storage.store(source, manifest, KEY, Transfer())  # the folder is not empty
+    location = _missing_location(backend)
+    with pytest.raises(StorageError) as caught:
+        await download(location, tmp_path / "fetched", backend.settings)
+    assert not caught.value.retryable
+    assert f"no backup at {location}" in str(caught.value) and "check the location" in str(
+        caught.value
+    )
+    assert not list(tmp_path.glob("fetched*"))
+
+
+async def test_download_takes_the_bucket_or_chat_from_the_location(
+    remote: Backend, tmp_path: Path
+) -> None:
+    """S3_BUCKET / TELEGRAM_CHAT_ID unset (a restore host): the location carries them."""
+    source, manifest = artifact(tmp_path, int(remote.part_size * 1.5))
+    stored = await remote.storage.store(source, manifest, KEY, Transfer())
+    readers = remote.settings.model_copy(update={"s3_bucket": None, "telegram_chat_id": None})
+    await download(stored.location, tmp_path / "fetched", readers)
+    assert (tmp_path / "fetched").read_bytes() == source.read_bytes()
 
 
 async def test_telegram_honours_429_retry_after(telegram: FakeTelegramAPI, tmp_path: Path) -> None:

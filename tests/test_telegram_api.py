@@ -175,6 +175,18 @@ def test_transient_failures(telegram: FakeTelegramAPI, http: httpx.Client) -> No
         telegram.fail_next("sendPhoto")
 
 
+def test_a_lost_answer_still_takes_effect(telegram: FakeTelegramAPI, http: httpx.Client) -> None:
+    """A 504 after Telegram stored the document: a retry posts a second copy."""
+    telegram.lose_answer_next("sendDocument")
+    lost = send_document(http, b"part one")
+    assert lost.status_code == 504 and lost.headers["Content-Type"] == "text/html"
+    assert send_document(http, b"part one").json()["ok"] is True
+    assert [d.data for d in telegram.documents.values()] == [b"part one", b"part one"]
+    assert telegram.requests == [("sendDocument", False), ("sendDocument", True)]
+    with pytest.raises(ValueError, match="5xx"):
+        telegram.lose_answer_next("sendDocument", status=400)
+
+
 def test_send_message_as_json_form_and_query(telegram: FakeTelegramAPI, http: httpx.Client) -> None:
     by_json = http.post(
         "/sendMessage",

@@ -63,10 +63,17 @@ def open_storage(settings: Settings, backend: str | None = None) -> Storage:
 
 
 def storage_for(location: str, settings: Settings) -> Storage:
-    """The backend that reads `location` (file://, s3://, telegram://)."""
-    backend = SCHEMES.get(urlparse(location).scheme)
+    """The backend that reads `location` (file://, s3://, telegram://). The bucket or chat comes
+    from the location, so S3_BUCKET or TELEGRAM_CHAT_ID need not be set (nor match) to fetch
+    it; endpoint, credentials and token still come from the settings."""
+    parsed = urlparse(location)
+    backend = SCHEMES.get(parsed.scheme)
     if backend is None:
         raise ConfigurationError(f"{location!r}: unknown scheme; expected file, s3 or telegram")
+    if backend == "s3" and parsed.netloc:
+        settings = settings.model_copy(update={"s3_bucket": parsed.netloc})
+    if backend == "telegram" and parsed.netloc:
+        settings = settings.model_copy(update={"telegram_chat_id": parsed.netloc})
     return open_storage(settings, backend)
 
 

@@ -38,8 +38,14 @@ class LocalStorage:
     async def fetch(self, location: str, destination: Path, transfer: Transfer) -> Fetched:
         source = self._path_of(location)
         manifest_path = source.with_name(manifest_name(source.name))
-        if not source.exists() or not manifest_path.exists():
-            raise StorageError(f"{location} or its manifest does not exist", retryable=False)
+        parts = {"the artifact": source, "its manifest": manifest_path}
+        missing = [what for what, path in parts.items() if not path.is_file()]
+        if missing:
+            raise StorageError(
+                f"no backup at {location} ({' and '.join(missing)} missing under "
+                f"LOCAL_STORAGE_DIR {self.root}): check the location",
+                retryable=False,
+            )
         await asyncio.to_thread(_copy, source, destination, transfer)
         raw = manifest_path.read_bytes()
         signature_path = manifest_path.with_name(manifest_path.name + SIGNATURE_SUFFIX)

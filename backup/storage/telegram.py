@@ -3,33 +3,50 @@
 The cloud Bot API takes 50 MB per upload but `getFile` serves only 20 MB, so a bot could not
 read back anything bigger: the artifact goes up in parts of TELEGRAM_PART_BYTES (default 19 MiB),
 then a manifest listing every part (message id, file id, size, SHA-256) goes last. The location
-names the manifest message, with its file id because a bot can not fetch a message by id.
+names the manifest message, with its file id because a bot can not fetch a message by id. Parts
+stream from the spool file and downloads stream to disk: memory does not grow with the part size.
 
-The token is part of every URL, so it is redacted from every message we raise, and httpx's own
-request log (which prints URLs) is kept below INFO.
+Every message sent (parts, signature, manifest) is checkpointed, so a retry does not post it
+again. The Bot API has no idempotency key: a part whose answer was lost (timeout, 5xx after
+Telegram stored it) is posted again by the retry, and the manifest names only that copy.
+
+The token is part of every URL, so it is redacted from every message we raise (raised outside
+httpx's except blocks, so no httpx error rides along as context), and httpx's own request log
+(which prints URLs) is kept below INFO.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import logging
 import math
-import os
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import parse_qs, urlparse
 
 import httpx
 
-from backup.errors import IntegrityError, StorageError
+from backup.errors import ConfigurationError, IntegrityError, StorageError
 from backup.manifest import Manifest, ManifestPart, manifest_name
 from backup.retention import StoredBackup
 from backup.signing import SIGNATURE_SUFFIX
-from backup.storage.base import Fetched, ListingNotSupported, Signer, Stored, Transfer
+from backup.storage.base import (
+    Fetched,
+    ListingNotSupported,
+    PartReader,
+    Signer,
+    Stored,
+    Transfer,
+    hash_range,
+)
 
 MIB = 1024 * 1024
 CLOUD_API = "https://api.telegram.org"
+# The cloud's getFile limit, "20MB": the Bot API server's code has 20 << 20, but the decimal
+# reading is the stricter one, and the test stand-in enforces it too.
+CLOUD_DOWNLOAD_LIMIT = 20 * 1000 * 1000
 MAX_RATE_LIMIT_WAITS = 8
 NO_RETENTION = (
     "Telegram cannot list a chat's messages, and a bot can delete a message only within 48 hours"
@@ -38,6 +55,16 @@ NO_RETENTION = (
 )
 
 logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines carry the token
+
+
+class UnknownFile(StorageError):
+    """Telegram does not know a file id (wrong location, or the message was deleted)."""
+
+    retryable = False
+
+
+def is_cloud(api_url: str) -> bool:
+    return urlparse(api_url).hostname == urlparse(CLOUD_API).hostname
 
 
 class TelegramStorage:
@@ -61,6 +88,17 @@ class TelegramStorage:
         self.part_size = part_size
         self._timeout = timeout
         self._sign = sign
+        if part_size > self.max_part_size:
+            raise ConfigurationError(
+                f"TELEGRAM_PART_BYTES={part_size} is above the {CLOUD_DOWNLOAD_LIMIT} bytes the "
+                f"cloud Bot API serves back through getFile (TELEGRAM_API_URL={self.api_url}): "
+                f"set TELEGRAM_PART_BYTES to at most {CLOUD_DOWNLOAD_LIMIT} (default 19 MiB), or "
+                "point TELEGRAM_API_URL at a self-hosted Bot API server (parts up to 2000 MB)"
+            )
+
+    @property
+    def max_part_size(self) -> int:
+        return CLOUD_DOWNLOAD_LIMIT if is_cloud(self.api_url) else 2000 * 1000 * 1000
 
     def _redact(self, text: str) -> str:
         return text.replace(self._token, "<TELEGRAM_BOT_TOKEN>")
@@ -77,12 +115,18 @@ class TelegramStorage:
         files = fields.pop("files", None)
         data = {k: str(v) for k, v in fields.items() if v is not None}
         for _ in range(MAX_RATE_LIMIT_WAITS):
+            failure = None
             try:
                 response = await client.post(
                     f"{self.api_url}/bot{self._token}/{method}", data=data, files=files
                 )
-            except httpx.HTTPError as err:
-                raise StorageError(self._redact(f"Telegram {method}: {err!r}")) from None
+            except (httpx.HTTPError, httpx.InvalidURL) as err:
+                failure = StorageError(
+                    self._redact(f"Telegram {method} at {self.api_url}: {err!r}"),
+                    retryable=not isinstance(err, (httpx.InvalidURL, httpx.UnsupportedProtocol)),
+                )
+            if failure is not None:
+                raise failure
             transfer.requests.append(f"{method}({label})" if label else method)
             try:
                 body = response.json()
@@ -101,107 +145,159 @@ class TelegramStorage:
 
     def _error(self, method: str, status: int, description: str) -> StorageError:
         what = f"Telegram {method}: {status} {self._redact(description)}"
+        lowered = description.lower()
         if status == 401:
             return StorageError(f"{what}: TELEGRAM_BOT_TOKEN is not valid", retryable=False)
-        if status in (400, 403) and "chat" in description.lower():
+        if status == 400 and ("invalid file_id" in lowered or "wrong file identifier" in lowered):
+            return UnknownFile(f"{what}: Telegram does not know this file (message deleted?)")
+        if status in (400, 403) and "chat" in lowered:
             return StorageError(
                 f"{what}: check TELEGRAM_CHAT_ID and that the bot is a member allowed to post",
                 retryable=False,
             )
-        if status == 413 or "too big" in description.lower():
+        if status == 413 or "too big" in lowered:
             return StorageError(
                 f"{what}: lower TELEGRAM_PART_BYTES (cloud Bot API: 50 MB upload, 20 MB download)",
                 retryable=False,
             )
         return StorageError(what, retryable=status >= 500)
 
+    async def _send(
+        self, client: httpx.AsyncClient, transfer: Transfer, label: str, caption: str,
+        file_name: str, body: bytes | io.RawIOBase,
+    ) -> dict[str, Any]:  # fmt: skip
+        """sendDocument; returns the message id and file id of what Telegram stored."""
+        message = await self._call(
+            client, "sendDocument", transfer, label,
+            chat_id=self.chat_id, message_thread_id=self.message_thread_id, caption=caption,
+            files={"document": (file_name, body)},
+        )  # fmt: skip
+        return {"message_id": message["message_id"], "file_id": message["document"]["file_id"]}
+
     async def store(
         self, artifact: Path, manifest: Manifest, key: str, transfer: Transfer
     ) -> Stored:
         size = artifact.stat().st_size
-        count = max(1, math.ceil(size / self.part_size))
-        parts = self._resumable_parts(key, transfer)
+        state = self._resumable(key, manifest.sha256, transfer)
+        part_size = state["part_size"]
+        parts = [ManifestPart.model_validate(p) for p in state["parts"]]
+        count = max(1, math.ceil(size / part_size))
         name = Path(key).name
+
+        def checkpoint(**changes: Any) -> None:
+            state.update(changes, parts=[p.model_dump() for p in parts])
+            transfer.checkpoint(dict(state))
+
         async with httpx.AsyncClient(timeout=self._timeout) as client:
             for index in range(len(parts), count):
-                data = await asyncio.to_thread(_read_part, artifact, index, self.part_size)
-                message = await self._call(
-                    client, "sendDocument", transfer, str(index + 1),
-                    chat_id=self.chat_id, message_thread_id=self.message_thread_id,
-                    caption=f"{name} part {index + 1}/{count}",
-                    files={"document": (f"{name}.part{index + 1:03d}", data)},
-                )  # fmt: skip
+                offset = index * part_size
+                length = min(part_size, size - offset)
+                _, _, sha256 = await asyncio.to_thread(hash_range, artifact, offset, length)
+                with PartReader(artifact, offset, length) as body:
+                    sent = await self._send(
+                        client, transfer, str(index + 1), f"{name} part {index + 1}/{count}",
+                        f"{name}.part{index + 1:03d}", body,
+                    )  # fmt: skip
                 parts.append(
-                    ManifestPart(
-                        index=index,
-                        size_bytes=len(data),
-                        sha256=hashlib.sha256(data).hexdigest(),
-                        message_id=message["message_id"],
-                        file_id=message["document"]["file_id"],
-                    )
+                    ManifestPart(index=index, size_bytes=length, sha256=sha256.hex(), **sent)
                 )
-                transfer.checkpoint({"key": key, "part_size": self.part_size,
-                                     "parts": [p.model_dump() for p in parts]})  # fmt: skip
+                checkpoint()
                 transfer.on_progress(sum(p.size_bytes for p in parts))
-            complete = manifest.model_copy(update={"parts": parts})
-            raw = complete.to_bytes()
-            signature_id = ""
-            if self._sign:  # a bot can not fetch a message by id: the location carries file ids
-                signed = await self._call(
-                    client, "sendDocument", transfer,
-                    chat_id=self.chat_id, message_thread_id=self.message_thread_id,
-                    caption=f"signature of the manifest of {name}",
-                    files={"document": (manifest_name(name) + SIGNATURE_SUFFIX, self._sign(raw))},
+            raw = manifest.model_copy(update={"parts": parts}).to_bytes()
+            # A message already sent for exactly these manifest bytes is reused, not posted again.
+            raw_sha256 = hashlib.sha256(raw).hexdigest()
+            signature = _same(state.get("signature"), raw_sha256)
+            if self._sign and signature is None:
+                signature = await self._send(
+                    client, transfer, "signature", f"signature of the manifest of {name}",
+                    manifest_name(name) + SIGNATURE_SUFFIX, self._sign(raw),
                 )  # fmt: skip
-                signature_id = f"&sig_file_id={signed['document']['file_id']}"
-            message = await self._call(
-                client, "sendDocument", transfer,
-                chat_id=self.chat_id, message_thread_id=self.message_thread_id,
-                caption=f"export-backup manifest of {manifest.project_id}: {count} part(s), "
-                f"sha256 {manifest.sha256}",
-                files={"document": (manifest_name(name), raw)},
-            )  # fmt: skip
+                signature["manifest_sha256"] = raw_sha256
+                checkpoint(signature=signature)
+            sent_manifest = _same(state.get("manifest"), raw_sha256)
+            if sent_manifest is None:
+                sent_manifest = await self._send(
+                    client, transfer, "manifest",
+                    f"export-backup manifest of {manifest.project_id}: {count} part(s), "
+                    f"sha256 {manifest.sha256}",
+                    manifest_name(name), raw,
+                )  # fmt: skip
+                sent_manifest["manifest_sha256"] = raw_sha256
+                checkpoint(manifest=sent_manifest)
+        signature_id = f"&sig_file_id={signature['file_id']}" if self._sign and signature else ""
         location = (
-            f"telegram://{self.chat_id}/{message['message_id']}"
-            f"?file_id={message['document']['file_id']}{signature_id}"
+            f"telegram://{self.chat_id}/{sent_manifest['message_id']}"
+            f"?file_id={sent_manifest['file_id']}{signature_id}"
         )
         return Stored(location, location)
 
-    def _resumable_parts(self, key: str, transfer: Transfer) -> list[ManifestPart]:
+    def _resumable(self, key: str, sha256: str, transfer: Transfer) -> dict[str, Any]:
+        """What an earlier attempt checkpointed for this artifact, or a fresh start. Its part
+        size wins over TELEGRAM_PART_BYTES: the parts already posted were cut at that size, and
+        re-cutting would post the artifact again (a changed setting applies to the next
+        backup), unless this server can not serve parts that big back."""
+        fresh = {"key": key, "sha256": sha256, "part_size": self.part_size, "parts": []}
         state = transfer.resume
-        if not state or state.get("key") != key or state.get("part_size") != self.part_size:
-            return []
-        return [ManifestPart.model_validate(p) for p in state.get("parts", [])]
+        if (
+            not state
+            or state.get("key") != key
+            or state.get("sha256", sha256) != sha256  # a re-dumped artifact starts over
+            or not isinstance(state.get("part_size"), int)
+            or not 0 < state["part_size"] <= self.max_part_size
+        ):
+            return fresh
+        return {**fresh, **state, "sha256": sha256}
 
     async def fetch(self, location: str, destination: Path, transfer: Transfer) -> Fetched:
         manifest_file_id, signature_file_id = _file_ids(location)
         async with httpx.AsyncClient(timeout=self._timeout) as client:
-            raw = await self._download(client, manifest_file_id, transfer)
+            buffer = io.BytesIO()
+            try:
+                await self._download(client, manifest_file_id, buffer, transfer)
+            except UnknownFile:
+                raise UnknownFile(
+                    f"no backup at {location}: Telegram does not know its manifest's file id "
+                    f"(TELEGRAM_API_URL={self.api_url}); check the location and that "
+                    "TELEGRAM_BOT_TOKEN is the bot that stored it"
+                ) from None
+            raw = buffer.getvalue()
             signature = None
             if signature_file_id:
-                signature = await self._download(client, signature_file_id, transfer)
+                buffer = io.BytesIO()
+                await self._download(client, signature_file_id, buffer, transfer)
+                signature = buffer.getvalue()
             manifest = Manifest.model_validate_json(raw)
             if not manifest.parts:
                 raise IntegrityError(f"the manifest at {location} lists no parts")
             done = 0
             with destination.open("wb") as out:
                 for part in sorted(manifest.parts, key=lambda p: p.index):
-                    data = await self._download(client, part.file_id, transfer)
-                    if hashlib.sha256(data).hexdigest() != part.sha256:
+                    length, sha256 = await self._download(client, part.file_id, out, transfer)
+                    if length != part.size_bytes or sha256 != part.sha256:
                         raise IntegrityError(f"part {part.index + 1} of {location} is corrupted")
-                    out.write(data)
-                    done += len(data)
+                    done += length
                     transfer.on_progress(done)
         return Fetched(manifest, raw, signature)
 
-    async def _download(self, client: httpx.AsyncClient, file_id: str, transfer: Transfer) -> bytes:
+    async def _download(
+        self, client: httpx.AsyncClient, file_id: str, out: IO[bytes], transfer: Transfer
+    ) -> tuple[int, str]:
+        """Stream one file into `out`; returns its length and SHA-256."""
         info = await self._call(client, "getFile", transfer, file_id=file_id)
+        url = f"{self.api_url}/file/bot{self._token}/{info['file_path']}"
+        digest, length, failure = hashlib.sha256(), 0, None
         try:
-            response = await client.get(f"{self.api_url}/file/bot{self._token}/{info['file_path']}")
-            response.raise_for_status()
+            async with client.stream("GET", url) as response:
+                response.raise_for_status()  # its message holds the URL, hence the token
+                async for chunk in response.aiter_bytes(MIB):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    length += len(chunk)
         except httpx.HTTPError as err:
-            raise StorageError(self._redact(f"Telegram file download: {err!r}")) from None
-        return response.content
+            failure = self._redact(f"Telegram file download: {err!r}")
+        if failure is not None:
+            raise StorageError(failure)
+        return length, digest.hexdigest()
 
     async def abort_incomplete(self, key: str) -> int:
         """Nothing stays half-uploaded in Telegram: each part is a whole message. Parts of a run
@@ -238,9 +334,11 @@ class TelegramStorage:
                     raise
 
 
-def _read_part(path: Path, index: int, part_size: int) -> bytes:
-    with path.open("rb") as f:
-        return os.pread(f.fileno(), part_size, index * part_size)
+def _same(sent: Any, manifest_sha256: str) -> dict[str, Any] | None:
+    """A checkpointed message, if it was sent for these manifest bytes."""
+    if isinstance(sent, dict) and sent.get("manifest_sha256") == manifest_sha256:
+        return sent
+    return None
 
 
 def _file_ids(location: str) -> tuple[str, str | None]:
