@@ -23,6 +23,13 @@ class Sink(Protocol):
     def write(self, data: bytes, /) -> int: ...
 
 
+def too_large(max_bytes: int) -> BackupTooLarge:
+    return BackupTooLarge(
+        f"the backup passed BACKUP_MAX_BYTES ({max_bytes} bytes) and was stopped; "
+        "raise BACKUP_MAX_BYTES or compress the backup"
+    )
+
+
 class CappedHashingWriter:
     """Writes to a file while counting bytes and hashing them; stops once the cap is passed."""
 
@@ -35,10 +42,7 @@ class CappedHashingWriter:
     def write(self, data: bytes, /) -> int:
         self.bytes_written += len(data)
         if self.bytes_written > self._max_bytes:
-            raise BackupTooLarge(
-                f"the backup passed BACKUP_MAX_BYTES ({self._max_bytes} bytes) and was stopped; "
-                "raise BACKUP_MAX_BYTES or compress the backup"
-            )
+            raise too_large(self._max_bytes)
         self._sha256.update(data)
         self._file.write(data)
         return len(data)

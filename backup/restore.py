@@ -43,6 +43,37 @@ def decompress(artifact: Path, compression: Compression, destination: Path) -> N
             shutil.copyfileobj(src, dst)
 
 
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def tar_compression(artifact: Path) -> Compression:
+    """The compression around a directory artifact's tar. Older artifacts are a zstd or gzip
+    compressed tar of uncompressed files; newer ones a plain tar of files pg_dump compressed
+    (their manifest names that compression). The first bytes tell: a tar starts with a name."""
+    with artifact.open("rb") as file:
+        head = file.read(4)
+    if head == ZSTD_MAGIC:
+        return Compression.ZSTD
+    if head.startswith(GZIP_MAGIC):
+        return Compression.GZIP
+    return Compression.NONE
+
+
+def _unpack_directory(artifact: Path, scratch: Path) -> Path:
+    """Extract a directory artifact into `scratch`; returns the dump directory in it."""
+    outer = tar_compression(artifact)
+    tar_path = artifact
+    if outer is not Compression.NONE:
+        tar_path = scratch / "artifact.tar"
+        decompress(artifact, outer, tar_path)
+    with tarfile.open(tar_path) as tar:
+        tar.extractall(scratch, filter="data")
+    if tar_path != artifact:
+        tar_path.unlink()
+    return scratch / "dump"  # the artifact holds the directory as dump/
+
+
 def restore(
     artifact: Path,
     fmt: DumpFormat,
@@ -52,14 +83,14 @@ def restore(
     jobs: int = 1,
 ) -> None:
     """Restore into the database at `database_url` (the schema keeps its name); custom and
-    directory formats restore with `jobs` parallel workers."""
+    directory formats restore with `jobs` parallel workers. A directory artifact is unpacked
+    by what it is, whatever `compression` says (see tar_compression)."""
     with tempfile.TemporaryDirectory(prefix="restore-") as scratch:
-        plain = Path(scratch) / "artifact"
-        decompress(artifact, compression, plain)
         if fmt is DumpFormat.DIRECTORY:
-            with tarfile.open(plain) as tar:
-                tar.extractall(scratch, filter="data")
-            plain = Path(scratch) / "dump"  # the artifact holds the directory as dump/
+            plain = _unpack_directory(artifact, Path(scratch))
+        else:
+            plain = Path(scratch) / "artifact"
+            decompress(artifact, compression, plain)
         with client_connection(database_url) as client:
             if fmt is DumpFormat.SQL:
                 args = [str(bin_dir / "psql"), "--no-psqlrc", "--quiet", "-v", "ON_ERROR_STOP=1",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from backup.models import Compression, DumpFormat, Project
 from backup.pgdump import pg_bin_dir
-from backup.pipeline import DumpOutcome, PipelineOptions, dump_schema
+from backup.pipeline import DumpOutcome, PipelineOptions, ProgressCallback, dump_schema
 
 
 def dump(
@@ -18,6 +18,7 @@ def dump(
     *,
     max_bytes: int = 10**10,
     recipients: list[str] | None = None,
+    on_progress: ProgressCallback = lambda _: None,
 ) -> DumpOutcome:
     return dump_schema(
         database_url=url,
@@ -28,4 +29,5 @@ def dump(
         base_name="b",
         options=PipelineOptions(bin_dir=pg_bin_dir(), max_bytes=max_bytes),
         recipients=recipients,
+        on_progress=on_progress,
     )

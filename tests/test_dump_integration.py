@@ -4,7 +4,9 @@ never reaches argv, logs or the spool; the size cap stops a dump and leaves noth
 
 from __future__ import annotations
 
+import tarfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -13,10 +15,45 @@ from psycopg import sql
 
 from backup.errors import BackupTooLarge, SchemaNotFound
 from backup.models import Compression, DumpFormat
-from backup.pgdump import pg_bin_dir
+from backup.pgdump import directory_compression, pg_bin_dir
 from backup.restore import SchemaExists, restore, restore_as, row_counts
 from devstack.postgres import PostgresServer
 from tests.dumps import dump
+
+# Schemas whose names an unanchored or case-folding pattern for `acme` would also match.
+ACME_LOOKALIKES = ["Acme", "acme2", "acme_archive", "xacme"]
+
+# Every namespace in a database that holds a relation, function or type, system ones aside.
+NAMESPACES_IN_USE = """
+SELECT DISTINCT n.nspname FROM pg_catalog.pg_namespace n
+WHERE n.nspname NOT LIKE 'pg\\_%%' AND n.nspname <> 'information_schema'
+  AND (n.nspname <> 'public'
+       OR EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.relnamespace = n.oid)
+       OR EXISTS (SELECT 1 FROM pg_catalog.pg_proc p WHERE p.pronamespace = n.oid)
+       OR EXISTS (SELECT 1 FROM pg_catalog.pg_type t WHERE t.typnamespace = n.oid))
+ORDER BY 1
+"""
+
+
+@pytest.fixture(scope="module")
+def acme_lookalikes(postgres: PostgresServer) -> Iterator[list[str]]:
+    """Look-alike tenants beside the seeded ones (globex, initech, umbrella) while the test runs."""
+    with psycopg.connect(postgres.url(), autocommit=True) as conn:
+        for name in ACME_LOOKALIKES:
+            schema = sql.Identifier(name)
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(schema))
+            conn.execute(sql.SQL("CREATE TABLE {}.customers (id int)").format(schema))
+            conn.execute(sql.SQL("INSERT INTO {}.customers VALUES (1)").format(schema))
+    yield ACME_LOOKALIKES
+    with psycopg.connect(postgres.url(), autocommit=True) as conn:
+        for name in ACME_LOOKALIKES:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+
+
+def namespaces_in_use(url: str) -> list[str]:
+    with psycopg.connect(url) as conn:
+        return [row[0] for row in conn.execute(NAMESPACES_IN_USE)]
 
 
 @pytest.mark.parametrize("fmt", list(DumpFormat))
@@ -25,20 +62,40 @@ def test_every_format_restores_the_same_tables_and_rows(
     postgres: PostgresServer,
     scratch_db: str,
     tmp_path: Path,
+    acme_lookalikes: list[str],
     fmt: DumpFormat,
     compression: Compression,
 ) -> None:
+    others = set(namespaces_in_use(postgres.url())) - {"acme"}
+    assert {"tenant_globex", "umbrella", *acme_lookalikes} <= others, "no neighbour to leak"
     outcome = dump(postgres.url(), "acme", tmp_path, fmt, compression)
     source = row_counts(postgres.url(), "acme")
 
-    restore(outcome.artifact_path, fmt, compression, scratch_db, pg_bin_dir())
+    restore(outcome.artifact_path, fmt, outcome.manifest.compression, scratch_db, pg_bin_dir())
 
+    assert namespaces_in_use(scratch_db) == ["acme"], "something beside the tenant was restored"
     assert row_counts(scratch_db, "acme") == source == outcome.manifest.row_counts
     assert outcome.manifest.tables == sorted(source)
     assert outcome.manifest.table_count == len(source) > 0
     assert outcome.manifest.size_bytes == outcome.artifact_path.stat().st_size
-    if compression is not Compression.NONE:
-        assert outcome.manifest.size_bytes < outcome.manifest.raw_bytes
+    if fmt is DumpFormat.DIRECTORY:
+        # pg_dump compressed the files inside a plain tar; raw_bytes is that tar's size.
+        assert (
+            outcome.manifest.compression
+            is directory_compression(pg_bin_dir(), compression, zstd_level=3, gzip_level=6)[0]
+        )
+        assert outcome.artifact_path.name == "b.dir.tar"
+        assert outcome.manifest.size_bytes == outcome.manifest.raw_bytes
+        with tarfile.open(outcome.artifact_path) as tar:
+            # toc.dat is never compressed; each table's data is in <dump id>.dat[.gz|.zst]
+            data_files = [n for n in tar.getnames() if n.split("/")[-1][:1].isdigit()]
+        suffix = {Compression.ZSTD: ".zst", Compression.GZIP: ".gz", Compression.NONE: ".dat"}
+        assert data_files
+        assert all(n.endswith(suffix[outcome.manifest.compression]) for n in data_files)
+    else:
+        assert outcome.manifest.compression is compression
+        if compression is not Compression.NONE:
+            assert outcome.manifest.size_bytes < outcome.manifest.raw_bytes
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [outcome.artifact_path.name, outcome.artifact_path.name + ".manifest.json"]
     )
