@@ -200,3 +200,22 @@ async def test_unserved_channels_are_recorded_as_skipped(
         ("telegram", "skipped"),
         ("email", "skipped"),
     }
+
+
+def test_the_delivery_budget_stated_beside_the_policy_is_the_real_one() -> None:
+    """README "Notifications" and the comment on policies.DELIVER quote these numbers."""
+    policy = policies.DELIVER
+    retry = policy.retry
+    assert retry.maximum_interval is not None
+    waits = [
+        min(
+            retry.initial_interval.total_seconds() * retry.backoff_coefficient**n,
+            retry.maximum_interval.total_seconds(),
+        )
+        for n in range(retry.maximum_attempts - 1)
+    ]
+    backoff = sum(waits)
+    worst = backoff + retry.maximum_attempts * policy.start_to_close.total_seconds()
+    assert (retry.maximum_attempts, backoff, worst) == (6, 135, 495)
+    comment = inspect.getsource(policies).split("PLAN_NOTIFY = ")[1].split("DELIVER = ")[0]
+    assert "135 s" in comment and "495 s" in comment, comment
