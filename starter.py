@@ -606,7 +606,11 @@ COMMANDS = {
 
 async def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    settings = Settings()
+    try:
+        settings = Settings.from_environment()
+    except ConfigurationError as err:
+        console.print(f"[red]configuration error:[/red] {err}", markup=True, highlight=False)
+        return 2
     if args.command == "download":  # needs storage credentials, not Temporal
         return await cmd_download(settings, args)
     if args.command == "keys":
