@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 import subprocess
+import traceback
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,7 +23,7 @@ import pyrage
 import pytest
 
 from backup.download import download
-from backup.errors import IntegrityError, StorageError
+from backup.errors import ConfigurationError, IntegrityError, StorageError
 from backup.files import sha256_of
 from backup.manifest import Manifest
 from backup.models import Compression, DumpFormat
@@ -30,7 +32,7 @@ from backup.signing import generate_keypair
 from backup.storage import Storage, Stored, Transfer, open_storage
 from backup.storage.s3 import S3Storage, _b64
 from devstack.seaweed import SeaweedS3
-from tests.telegram_api import FakeTelegramAPI
+from tests.telegram_api import DOWNLOAD_LIMIT, UPLOAD_LIMIT, FakeTelegramAPI
 
 KEY = "backups/acme/20261126T120000Z-abcdef12.dump.zst"
 TOKEN = "123456:test-token-secret"
@@ -465,3 +467,177 @@ async def test_an_encrypted_artifact_is_stored_without_its_plaintext(
     raw = fetched.read_bytes()
     assert marker not in raw and raw.startswith(b"age-encryption.org/v1")
     assert pyrage.decrypt(raw, [identity]) == plaintext
+
+
+@pytest.mark.parametrize("api_url", [None, "https://api.telegram.org/"])
+def test_telegram_cloud_refuses_parts_getfile_can_not_serve(api_url: str | None) -> None:
+    """Above 20 MB the cloud's getFile would refuse the parts: fail at start, not at restore."""
+    cloud = {} if api_url is None else {"telegram_api_url": api_url}
+    settings = Settings(
+        storage_backend="telegram",
+        telegram_bot_token=TOKEN,  # type: ignore[arg-type]
+        telegram_chat_id=str(CHAT),
+        telegram_part_bytes=DOWNLOAD_LIMIT + 1,
+        **cloud,  # type: ignore[arg-type]
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        open_storage(settings)
+    assert "TELEGRAM_PART_BYTES" in str(caught.value) and "TELEGRAM_API_URL" in str(caught.value)
+    assert TOKEN not in str(caught.value)
+    open_storage(settings.model_copy(update={"telegram_part_bytes": DOWNLOAD_LIMIT}))
+    self_hosted = {"telegram_api_url": "http://bot-api.internal:8081"}
+    open_storage(settings.model_copy(update={**self_hosted, "telegram_part_bytes": 2000 * 1000**2}))
+
+
+async def test_telegram_default_part_size_against_the_real_limits(tmp_path: Path) -> None:
+    """The stand-in with Telegram's own limits (50 MB upload, 20 MB getFile) and the default
+    TELEGRAM_PART_BYTES: a 45 MB artifact goes up in three parts and comes back whole."""
+    with FakeTelegramAPI(TOKEN, {CHAT}) as api:
+        assert (api.upload_limit, api.download_limit) == (UPLOAD_LIMIT, DOWNLOAD_LIMIT)
+        settings = _telegram(api).settings.model_copy(
+            update={"telegram_part_bytes": Settings().telegram_part_bytes}
+        )
+        source, manifest = artifact(tmp_path, 45_000_000)
+        stored = await open_storage(settings).store(source, manifest, KEY, Transfer())
+        await download(stored.location, tmp_path / "fetched", settings)
+        sizes = sorted(len(d.data) for d in api.documents.values())
+    assert len(sizes) == 4 and sizes[-1] == settings.telegram_part_bytes  # 3 parts + manifest
+    assert (tmp_path / "fetched").read_bytes() == source.read_bytes()
+
+
+def _once(action: Callable[[], None]) -> Callable[[int], None]:
+    """An on_progress that runs `action` after the first part, once."""
+    done = False
+
+    def on_progress(_: int) -> None:
+        nonlocal done
+        if not done:
+            done = True
+            action()
+
+    return on_progress
+
+
+@pytest.mark.parametrize("status", [500, 502])
+async def test_telegram_5xx_is_retryable_and_the_retry_resumes(
+    telegram: FakeTelegramAPI, tmp_path: Path, status: int
+) -> None:
+    backend = _telegram(telegram)
+    source, manifest = artifact(tmp_path, int(backend.part_size * 2.5))
+    first = Transfer(on_progress=_once(lambda: telegram.fail_next("sendDocument", status)))
+    with pytest.raises(StorageError) as caught:
+        await backend.storage.store(source, manifest, KEY, first)
+    assert caught.value.retryable and str(status) in str(caught.value)
+    retry = Transfer(resume=first.resume)
+    stored = await backend.storage.store(source, manifest, KEY, retry)
+
+    assert _parts_sent(first) == {"1", "2"} and _parts_sent(retry) == {"2", "3"}
+    assert len(telegram.documents) == 4  # the refused part 2 was not stored
+    await download(stored.location, tmp_path / "fetched", backend.settings)
+    assert (tmp_path / "fetched").read_bytes() == source.read_bytes()
+
+
+async def test_telegram_a_lost_answer_posts_a_part_twice_but_the_manifest_names_one(
+    telegram: FakeTelegramAPI, tmp_path: Path
+) -> None:
+    """Telegram stored part 2, then the answer was lost (504): the retry posts it again (no
+    idempotency key in the Bot API), and the manifest lists exactly one message per part."""
+    backend = _telegram(telegram)
+    source, manifest = artifact(tmp_path, int(backend.part_size * 2.5))
+    first = Transfer(on_progress=_once(lambda: telegram.lose_answer_next("sendDocument")))
+    with pytest.raises(StorageError):
+        await backend.storage.store(source, manifest, KEY, first)
+    retry = Transfer(resume=first.resume)
+    stored = await backend.storage.store(source, manifest, KEY, retry)
+
+    captions = [d.caption or "" for d in telegram.documents.values()]
+    assert sum("part 2/3" in c for c in captions) == 2  # the known limitation
+    fetched = await download(stored.location, tmp_path / "fetched", backend.settings)
+    assert [p.index for p in fetched.parts] == [0, 1, 2]
+    assert len({p.message_id for p in fetched.parts}) == 3
+    assert (tmp_path / "fetched").read_bytes() == source.read_bytes()
+
+
+class Killed(Exception):
+    """The worker died right after a checkpoint."""
+
+
+@pytest.mark.parametrize("after", ["signature", "manifest"])
+async def test_telegram_retry_does_not_post_signature_or_manifest_again(
+    telegram: FakeTelegramAPI, tmp_path: Path, signing_key: tuple[Path, Path], after: str
+) -> None:
+    backend = signed(_telegram(telegram), signing_key[0])
+    source, manifest = artifact(tmp_path, int(backend.part_size * 1.5))
+
+    def killed_after(state: dict[str, object]) -> None:
+        if after in state:
+            raise Killed(after)
+
+    first = Transfer(on_checkpoint=killed_after)
+    with pytest.raises(Killed):
+        await backend.storage.store(source, manifest, KEY, first)
+    retry = Transfer(resume=first.resume)
+    stored = await backend.storage.store(source, manifest, KEY, retry)
+
+    names = [d.file_name or "" for d in telegram.documents.values()]
+    assert sum(n.endswith(".manifest.json.sig") for n in names) == 1
+    assert sum(n.endswith(".manifest.json") for n in names) == 1
+    assert len(names) == 4  # 2 parts, signature, manifest
+    assert _parts_sent(retry) == set()
+    readers = backend.settings.model_copy(update={"manifest_verify_key_file": signing_key[1]})
+    await download(stored.location, tmp_path / "fetched", readers)
+
+
+async def test_telegram_resume_keeps_the_checkpointed_part_size(
+    telegram: FakeTelegramAPI, tmp_path: Path
+) -> None:
+    """TELEGRAM_PART_BYTES changed between attempts: the parts posted stay valid."""
+    backend = _telegram(telegram)
+    source, manifest = artifact(tmp_path, int(backend.part_size * 2.5))
+    crash = Transfer(on_progress=_crash_after(backend.part_size))
+    with pytest.raises(ConnectionAbortedError):
+        await backend.storage.store(source, manifest, KEY, crash)
+    smaller = backend.settings.model_copy(update={"telegram_part_bytes": 600_000})
+    retry = Transfer(resume=crash.resume)
+    stored = await open_storage(smaller).store(source, manifest, KEY, retry)
+
+    assert _parts_sent(crash) == {"1"} and _parts_sent(retry) == {"2", "3"}
+    assert len(telegram.documents) == 4
+    await download(stored.location, tmp_path / "fetched", smaller)
+    assert (tmp_path / "fetched").read_bytes() == source.read_bytes()
+
+
+def _assert_no_token(error: BaseException, token: str) -> None:
+    """Nowhere in the error, its causes and contexts, their args and the printed traceback."""
+    assert token not in "".join(traceback.format_exception(error))
+    seen: BaseException | None = error
+    while seen is not None:
+        assert token not in str(seen) and token not in repr(seen)
+        assert all(token not in repr(arg) for arg in seen.args)
+        seen = seen.__cause__ or seen.__context__
+
+
+async def test_telegram_token_is_not_in_errors_httpx_raises(
+    telegram: FakeTelegramAPI, tmp_path: Path
+) -> None:
+    """httpx's own errors: a refused connection, and a status error whose message is the
+    download URL (which holds the token)."""
+    backend = _telegram(telegram)
+    source, manifest = artifact(tmp_path, 1000)
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    unreachable = backend.settings.model_copy(
+        update={"telegram_api_url": f"http://127.0.0.1:{closed}"}
+    )
+    with pytest.raises(StorageError) as caught:
+        await open_storage(unreachable).store(source, manifest, KEY, Transfer())
+    assert caught.value.retryable
+    _assert_no_token(caught.value, TOKEN)
+
+    stored = await backend.storage.store(source, manifest, KEY, Transfer())
+    telegram.fail_next("download", 500)
+    with pytest.raises(StorageError) as caught:
+        await download(stored.location, tmp_path / "fetched", backend.settings)
+    assert "<TELEGRAM_BOT_TOKEN>" in str(caught.value)  # httpx's message named the URL
+    _assert_no_token(caught.value, TOKEN)

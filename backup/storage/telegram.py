@@ -47,6 +47,7 @@ CLOUD_API = "https://api.telegram.org"
 # The cloud's getFile limit, "20MB": the Bot API server's code has 20 << 20, but the decimal
 # reading is the stricter one, and the test stand-in enforces it too.
 CLOUD_DOWNLOAD_LIMIT = 20 * 1000 * 1000
+SELF_HOSTED_LIMIT = 2000 * 1000 * 1000  # a local Bot API server's upload limit
 MAX_RATE_LIMIT_WAITS = 8
 NO_RETENTION = (
     "Telegram cannot list a chat's messages, and a bot can delete a message only within 48 hours"
@@ -88,17 +89,22 @@ class TelegramStorage:
         self.part_size = part_size
         self._timeout = timeout
         self._sign = sign
-        if part_size > self.max_part_size:
+        if part_size > self.max_part_size and is_cloud(self.api_url):
             raise ConfigurationError(
                 f"TELEGRAM_PART_BYTES={part_size} is above the {CLOUD_DOWNLOAD_LIMIT} bytes the "
                 f"cloud Bot API serves back through getFile (TELEGRAM_API_URL={self.api_url}): "
                 f"set TELEGRAM_PART_BYTES to at most {CLOUD_DOWNLOAD_LIMIT} (default 19 MiB), or "
                 "point TELEGRAM_API_URL at a self-hosted Bot API server (parts up to 2000 MB)"
             )
+        if part_size > self.max_part_size:
+            raise ConfigurationError(
+                f"TELEGRAM_PART_BYTES={part_size} is above the {SELF_HOSTED_LIMIT} bytes a "
+                f"self-hosted Bot API server (TELEGRAM_API_URL={self.api_url}) takes"
+            )
 
     @property
     def max_part_size(self) -> int:
-        return CLOUD_DOWNLOAD_LIMIT if is_cloud(self.api_url) else 2000 * 1000 * 1000
+        return CLOUD_DOWNLOAD_LIMIT if is_cloud(self.api_url) else SELF_HOSTED_LIMIT
 
     def _redact(self, text: str) -> str:
         return text.replace(self._token, "<TELEGRAM_BOT_TOKEN>")
