@@ -126,7 +126,10 @@ def result_table(result: ExportResult, ui_url: str, namespace: str) -> Table:
         "duration": f"{result.duration_seconds:.1f} s",
         "test restore": result.verification.describe() if result.verification else "not asked",
         "retention": retention_line(result),
-        "notifications": ", ".join(f"{n.channel}: {n.status}" for n in result.notifications),
+        "notifications": "\n".join(
+            f"{n.channel}: {n.status}" + (f" ({n.error})" if n.error else "")
+            for n in result.notifications
+        ),
         "workflow": f"{ui_url}/namespaces/{namespace}/workflows/{result.workflow_id}/"
         f"{result.run_id}/history",
     }

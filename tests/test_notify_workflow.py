@@ -15,7 +15,6 @@ from temporalio.client import WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
-import workflows.export_backup
 from activities.notify import SKIPPED, NotifyActivities
 from backup.models import ExportResult, NotificationOutcome
 from backup.settings import Settings
@@ -26,9 +25,6 @@ from tests.test_notify_channels import succeeded
 from workflows import policies
 
 SECRET = "whsec-workflow-test"
-# Until workflows/export_backup.py maps the NotificationSkipped error type to status "skipped",
-# such channels are recorded as "failed" (with the same reason).
-WORKFLOW_RECORDS_SKIPPED = SKIPPED in inspect.getsource(workflows.export_backup)
 
 
 def with_real_notify(h: Harness, settings: Settings) -> Harness:
@@ -186,11 +182,6 @@ async def test_unserved_channels_are_in_the_result_with_the_reason(
         assert await delivery_attempts(handle, channel) == 1, "a skip is never retried"
 
 
-@pytest.mark.xfail(
-    not WORKFLOW_RECORDS_SKIPPED,
-    reason="workflows/export_backup.py records NotificationSkipped as failed (patch pending)",
-    strict=True,
-)
 async def test_unserved_channels_are_recorded_as_skipped(
     time_skipping_env: WorkflowEnvironment, task_queue: str
 ) -> None:

@@ -320,8 +320,10 @@ class ExportBackupWorkflow:
                 notification,
             )
         except ActivityError as err:
-            # Never let a notification decide the outcome of a backup: record it.
-            return NotificationOutcome(channel=channel, status="failed", error=root_message(err))
+            # Never let a notification decide the outcome of a backup: record it. A channel this
+            # deployment can not serve is skipped; the error says what to configure.
+            status = "skipped" if _root_type(err) == "NotificationSkipped" else "failed"
+            return NotificationOutcome(channel=channel, status=status, error=root_message(err))
         return NotificationOutcome(channel=channel, status="sent")
 
     async def _notify_all_at_once(self, notification: Notification) -> list[NotificationOutcome]:
