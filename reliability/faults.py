@@ -406,7 +406,8 @@ async def s3_stopped_for_good(stack: DevStack, work: Path) -> str:
 
 async def notifications_down(stack: DevStack, work: Path) -> str:
     """Nothing listens at the SMTP server's or the webhook's address: the backup succeeds after
-    the full delivery budget (6 attempts, 135 s of backoff when the port is closed) and records both failures.
+    the full delivery budget (6 attempts, 135 s of backoff when the port is closed) and records
+    both failures.
     Script only; in CI tests/test_workflow.py::test_failed_notification_never_fails_a_good_backup
     and tests/test_notify_channels.py::test_smtp_down_is_a_retryable_failure_without_the_password
     cover it."""

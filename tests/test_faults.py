@@ -1,8 +1,8 @@
 """Fault injection against the real servers (reliability/faults.py): the scenarios fast enough
 for CI, each with a worker process of its own on a dev stack of its own, because they stop and
 restart that stack's PostgreSQL, SeaweedFS and Temporal server. The slow ones (S3 gone for the
-whole 11-minute upload budget, notification receivers down for the delivery budget, 135 s of backoff)
-run only in `python -m reliability.faults`."""
+whole 11-minute upload budget, notification receivers down for the 135 s delivery budget) run
+only in `python -m reliability.faults`."""
 
 from __future__ import annotations
 
