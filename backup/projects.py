@@ -8,11 +8,12 @@ from psycopg import sql
 from backup.errors import ConfigurationError, ProjectInactive, ProjectNotFound, SchemaNotFound
 from backup.models import Project
 
-HAS_SCHEMA_NAME_SQL = """
-SELECT EXISTS (
-  SELECT 1 FROM information_schema.columns
-  WHERE table_schema = 'control_plane' AND table_name = 'projects' AND column_name = 'schema_name'
-)
+# The optional columns: platforms that key the schema by the project id, or keep no display
+# name, leave them out.
+OPTIONAL_COLUMNS_SQL = """
+SELECT array_agg(column_name::text) FROM information_schema.columns
+WHERE table_schema = 'control_plane' AND table_name = 'projects'
+  AND column_name IN ('name', 'schema_name')
 """
 SCHEMA_EXISTS_SQL = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s)"
 
@@ -21,16 +22,24 @@ async def find_active_project(database_url: str, project_id: str) -> Project:
     """The ACTIVE project with this id and its schema (schema_name column, else the id)."""
     async with await connect(database_url) as conn:
         try:
-            has_schema_name = await _scalar(conn, HAS_SCHEMA_NAME_SQL)
-            schema_column = sql.Identifier("schema_name") if has_schema_name else sql.NULL
+            present = await _scalar(conn, OPTIONAL_COLUMNS_SQL) or []
+            optional = [
+                sql.Identifier(column) if column in present else sql.NULL  # type: ignore[operator]
+                for column in ("name", "schema_name")
+            ]
             query = sql.SQL(
-                "SELECT id, name, status, {} FROM control_plane.projects WHERE id = %s"
-            ).format(schema_column)
+                "SELECT id, {}, status, {} FROM control_plane.projects WHERE id = %s"
+            ).format(*optional)
             row = await (await conn.execute(query, (project_id,))).fetchone()
         except psycopg.errors.UndefinedTable as err:
             raise ConfigurationError(
                 "table control_plane.projects does not exist: DATABASE_URL points to the wrong "
                 "database"
+            ) from err
+        except psycopg.errors.UndefinedColumn as err:
+            raise ConfigurationError(
+                f"control_plane.projects lacks a column backups need ({err.diag.message_primary}):"
+                " it must have id and status (name and schema_name are optional)"
             ) from err
         if row is None:
             raise ProjectNotFound(
@@ -48,7 +57,7 @@ async def find_active_project(database_url: str, project_id: str) -> Project:
                 f"schema {schema!r} of project {project_id!r} does not exist; fix "
                 "control_plane.projects.schema_name or create the schema"
             )
-        return Project(project_id=project_id, name=name, schema_name=schema)
+        return Project(project_id=project_id, name=name or project_id, schema_name=schema)
 
 
 async def connect(database_url: str) -> psycopg.AsyncConnection:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import psycopg
 import pyrage
 import pytest
 from pydantic import SecretStr
@@ -277,3 +278,29 @@ async def test_upload_refuses_a_plaintext_artifact_when_encryption_is_configured
     assert not settings.local_storage_dir.exists() or not any(
         settings.local_storage_dir.rglob("*.*")
     )
+
+
+@pytest.mark.parametrize(
+    ("columns", "outcome"),
+    [
+        ("id text PRIMARY KEY, status text", "acme"),  # no name, no schema_name: both optional
+        ("id text PRIMARY KEY, state text", "lacks a column"),  # no status: say what is missing
+    ],
+)
+async def test_validate_needs_only_id_and_status(
+    scratch_db: str, columns: str, outcome: str
+) -> None:
+    with psycopg.connect(scratch_db, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA control_plane")
+        conn.execute(f"CREATE TABLE control_plane.projects ({columns})")
+        conn.execute("INSERT INTO control_plane.projects VALUES ('acme', 'ACTIVE')")
+        conn.execute("CREATE SCHEMA acme")
+    validate = ProjectActivities(Settings(database_url=scratch_db)).validate_project  # type: ignore[arg-type]
+    if outcome == "acme":
+        project = await ActivityEnvironment().run(validate, "acme")
+        assert (project.name, project.schema_name) == ("acme", "acme")
+        return
+    with pytest.raises(ApplicationError) as caught:
+        await ActivityEnvironment().run(validate, "acme")
+    assert caught.value.type == "ConfigurationError" and caught.value.non_retryable
+    assert outcome in caught.value.message and "status" in caught.value.message
