@@ -5,7 +5,6 @@ directory format's staging directory is removed."""
 from __future__ import annotations
 
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,18 +90,25 @@ def test_a_cancelled_dump_leaves_nothing(
 def test_a_failing_pg_dump_leaves_no_directory(
     postgres: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bulky: str
 ) -> None:
-    """pg_dump dying on its own (here: killed from outside mid-dump) is a DumpFailed, and the
-    half-written staging directory goes with it."""
+    """pg_dump dying on its own (here: killed from outside at the first progress report, while
+    it writes) is a DumpFailed, and the half-written staging directory goes with it."""
     start = pipeline._start
+    started: list[subprocess.Popen[bytes]] = []
 
-    def start_then_kill(*args: Any) -> subprocess.Popen[bytes]:
-        proc = start(*args)
-        threading.Timer(0.3, proc.kill).start()
-        return proc
+    def remember(*args: Any) -> subprocess.Popen[bytes]:
+        started.append(start(*args))
+        return started[-1]
 
-    monkeypatch.setattr(pipeline, "_start", start_then_kill)
-    with pytest.raises(DumpFailed):
-        dump(postgres.url(), bulky, tmp_path, DumpFormat.DIRECTORY, Compression.NONE)
+    def kill_pg_dump(_: int) -> None:
+        if started[0].poll() is None:
+            started[0].kill()
+
+    monkeypatch.setattr(pipeline, "_start", remember)
+    with pytest.raises(DumpFailed, match="pg_dump exited with code -9"):
+        dump(
+            postgres.url(), bulky, tmp_path, DumpFormat.DIRECTORY, Compression.NONE,
+            on_progress=kill_pg_dump,
+        )  # fmt: skip
     assert list(tmp_path.iterdir()) == []
 
 
