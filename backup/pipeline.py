@@ -178,7 +178,10 @@ def _cancel_counting(conn: psycopg.Connection, counting: Future[dict[str, int]])
     cancel the running count(*) on the server. A cancel that lands between two tables' queries
     cancels nothing, so repeat until the counting thread has given up."""
     while not counting.done():
-        conn.cancel_safe(timeout=5)
+        try:
+            conn.cancel_safe(timeout=5)
+        except psycopg.Error:
+            return  # the server is out of reach: the count fails on its own; keep the cause
         wait_for([counting], timeout=0.1)
 
 
