@@ -1,7 +1,8 @@
 """Output side of the dump pipeline: compress → count and hash → file, in one pass.
 
 Compression is the bottleneck of a schema dump (DESIGN.md), so zstd runs multi-threaded
-inside libzstd while pg_dump itself writes uncompressed output.
+inside libzstd while pg_dump itself writes uncompressed output. The directory format is the
+exception: pg_dump -Fd -j compresses its own files, so the spool never holds them uncompressed.
 """
 
 from __future__ import annotations
