@@ -62,6 +62,7 @@ class DumpActivities:
             sha256=m.sha256,
             table_count=m.table_count,
             dump_seconds=m.dump_seconds,
+            compression=m.compression,
         )
 
 

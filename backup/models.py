@@ -195,6 +195,9 @@ class DumpedArtifact(BaseModel):
     sha256: str
     table_count: int
     dump_seconds: float
+    # What the artifact really holds: a directory dump asked for zstd is gzip inside when the
+    # pg_dump build has no zstd. None in histories recorded before it was reported.
+    compression: Compression | None = None
 
 
 class StoredArtifact(BaseModel):

@@ -186,6 +186,19 @@ async def test_backup_to_s3_restores_from_its_location(
     assert source == restored and sum(source.values()) > 0
 
 
+async def test_a_directory_backup_reports_the_compression_it_holds(
+    stack: DevStack, client: Client
+) -> None:
+    """pg_dump compresses directory members itself, with gzip when its build has no zstd: the
+    result must say what the artifact holds, not what was asked for, and restore from it."""
+    request = ExportRequest(project_id="acme", format="directory")
+    result = await (await start_export(client, stack.settings(), request)).result()
+    manifest = json.loads(Path(unquote(urlparse(result.manifest_location).path)).read_text())
+    assert result.compression == manifest["compression"] != "none"
+    source, restored = await stack.restore_check(result)
+    assert source == restored and sum(source.values()) > 0
+
+
 @pytest.mark.parametrize(("project", "event"), [("acme", "succeeded"), ("initech", "failed")])
 async def test_the_user_gets_an_email_and_a_signed_webhook(
     stack: DevStack, client: Client, project: str, event: str

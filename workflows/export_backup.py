@@ -144,7 +144,7 @@ class ExportBackupWorkflow:
                 sha256=dumped.sha256,
                 table_count=dumped.table_count,
                 format=req.format,
-                compression=req.effective_compression,
+                compression=dumped.compression or req.effective_compression,
                 started_at=started_at,
                 finished_at=finished_at,
                 duration_seconds=duration,
