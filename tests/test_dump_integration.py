@@ -38,13 +38,7 @@ ORDER BY 1
 @pytest.fixture(scope="module")
 def acme_lookalikes(postgres: PostgresServer) -> Iterator[list[str]]:
     """Look-alike tenants beside the seeded ones (globex, initech, umbrella) while the test runs."""
-    with psycopg.connect(postgres.url(), autocommit=True) as conn:
-        for name in ACME_LOOKALIKES:
-            schema = sql.Identifier(name)
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
-            conn.execute(sql.SQL("CREATE SCHEMA {}").format(schema))
-            conn.execute(sql.SQL("CREATE TABLE {}.customers (id int)").format(schema))
-            conn.execute(sql.SQL("INSERT INTO {}.customers VALUES (1)").format(schema))
+    create_owned_schemas(postgres, ACME_LOOKALIKES)
     yield ACME_LOOKALIKES
     with psycopg.connect(postgres.url(), autocommit=True) as conn:
         for name in ACME_LOOKALIKES:
@@ -120,6 +114,12 @@ HOSTILE = [
 @pytest.fixture(scope="module")
 def hostile_schemas(postgres: PostgresServer) -> list[str]:
     names = sorted({n for pair in HOSTILE for n in pair})
+    create_owned_schemas(postgres, names)
+    return names
+
+
+def create_owned_schemas(postgres: PostgresServer, names: list[str]) -> None:
+    """Fresh schemas, each with one table naming its owner schema (so a leak is recognisable)."""
     with psycopg.connect(postgres.url(), autocommit=True) as conn:
         for name in names:
             schema = sql.Identifier(name)
@@ -127,7 +127,6 @@ def hostile_schemas(postgres: PostgresServer) -> list[str]:
             conn.execute(sql.SQL("CREATE SCHEMA {}").format(schema))
             conn.execute(sql.SQL("CREATE TABLE {}.owner (name text)").format(schema))
             conn.execute(sql.SQL("INSERT INTO {}.owner VALUES (%s)").format(schema), (name,))
-    return names
 
 
 @pytest.mark.parametrize(("schema", "neighbour"), HOSTILE)
