@@ -319,4 +319,4 @@ async def test_restore_backup_workflow_puts_the_data_back_beside_the_original(
                   "--input", bad)  # fmt: skip
     assert started.returncode == 0, started.stderr
     failed = cli(stack, "workflow", "result", "--workflow-id", wf_id)
-    assert failed.returncode != 0 and "does not exist" in failed.stdout + failed.stderr
+    assert failed.returncode != 0 and "no backup at" in failed.stdout + failed.stderr
