@@ -11,6 +11,7 @@ streamed into the artifact as a tar (no second compression: the files already ar
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
@@ -326,7 +327,11 @@ def _dump_directory(
             if size > options.max_bytes:
                 raise too_large(options.max_bytes)
             on_progress(size)
-        _finish(proc)
+        try:
+            _finish(proc)
+        except DumpFailed as failed:
+            _raise_if_out_of_space(str(failed), dump_dir)
+            raise
         with tarfile.open(fileobj=compressor, mode="w|") as tar:  # type: ignore[call-overload]
             tar.add(dump_dir, arcname="dump", recursive=False)
             # Each file leaves the spool once it is in the artifact, so the staging directory
@@ -338,6 +343,21 @@ def _dump_directory(
     finally:
         _stop(proc)
         shutil.rmtree(dump_dir, ignore_errors=True)
+
+
+def _raise_if_out_of_space(failure: str, dump_dir: Path) -> None:
+    """pg_dump -Fd writes its files itself, so a full spool reaches us only as its exit code:
+    make it the ENOSPC the other formats raise (then SpoolFull, not retried). Its message may
+    be localized, so a disk left with less than a chunk free counts too; measured before the
+    staging directory is removed and gives the space back."""
+    free = shutil.disk_usage(dump_dir.parent).free
+    if os.strerror(errno.ENOSPC) in failure or free < CHUNK:
+        written = _tree_size(dump_dir)
+        raise OSError(
+            errno.ENOSPC,
+            f"pg_dump: {os.strerror(errno.ENOSPC)} after writing {written} bytes of the "
+            f"directory dump, {free} bytes free then",
+        )
 
 
 def _exited_within(proc: subprocess.Popen[bytes], seconds: float) -> bool:

@@ -3,31 +3,40 @@ that fills up mid-write fails the same way, non-retryable, leaving no partial fi
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import os
 import shutil
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 import backup.spool as spool_module
 from activities.dump import DumpActivities
+from backup import pipeline
 from backup.compression import CappedHashingWriter
 from backup.errors import SpoolFull
 from backup.models import Compression, DumpFormat, DumpSpec, Project
 from backup.settings import Settings
 from backup.spool import ensure_free_space, spool_bytes_needed
+from devstack.postgres import PostgresServer
 
 RUN_KEY = "run-spool"
 
 
 def spec(
-    fmt: DumpFormat = DumpFormat.CUSTOM, compression: Compression = Compression.ZSTD
+    fmt: DumpFormat = DumpFormat.CUSTOM,
+    compression: Compression = Compression.ZSTD,
+    schema: str = "umbrella",
 ) -> DumpSpec:
     return DumpSpec(
-        project=Project(project_id="umbrella", name="umbrella", schema_name="umbrella"),
+        project=Project(project_id=schema, name=schema, schema_name=schema),
         format=fmt,
         compression=compression,
         run_key=RUN_KEY,
@@ -90,3 +99,62 @@ def test_a_disk_full_mid_write_leaves_no_partial_file(
     assert caught.value.type == "SpoolFull" and caught.value.non_retryable
     assert "ran out of space" in caught.value.message
     assert not list((settings.spool_dir / RUN_KEY).iterdir())
+
+
+@contextlib.contextmanager
+def tiny_filesystem(path: Path, size: str) -> Iterator[Path]:
+    """A real tmpfs of `size` at `path`, so the disk pg_dump writes to really fills up."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs the tests as root)")
+    path.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+
+
+@pytest.fixture
+def squeezed(postgres: PostgresServer) -> Iterator[str]:
+    """About 50 KB on disk (TOAST compresses the repeated text) but about 6 MB dumped: the
+    estimate lets the dump start and the disk fills while pg_dump writes its files."""
+    with psycopg.connect(postgres.url(), autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS squeezed CASCADE; CREATE SCHEMA squeezed")
+        conn.execute("CREATE TABLE squeezed.t (id int, body text)")
+        conn.execute(
+            "INSERT INTO squeezed.t SELECT g, repeat(md5(g::text), 1000) "
+            "FROM generate_series(1, 200) g"
+        )
+    yield "squeezed"
+    with psycopg.connect(postgres.url(), autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS squeezed CASCADE")
+
+
+def test_a_disk_full_inside_pg_dump_is_spool_full_too(
+    settings: Settings, tmp_path: Path, squeezed: str
+) -> None:
+    """With the directory format pg_dump writes the files itself, so the ENOSPC is pg_dump's:
+    still SpoolFull, not a retryable DumpFailed, and the staging directory is gone."""
+    with tiny_filesystem(tmp_path / "tiny-spool", "2m") as spool:
+        tight = settings.model_copy(update={"spool_dir": spool, "spool_min_free_bytes": 0})
+        dump = DumpActivities(tight).dump_schema
+        with pytest.raises(ApplicationError) as caught:
+            ActivityEnvironment().run(dump, spec(DumpFormat.DIRECTORY, Compression.NONE, squeezed))
+        left = list((spool / RUN_KEY).iterdir())
+    assert caught.value.type == "SpoolFull" and caught.value.non_retryable, caught.value
+    assert f"SPOOL_DIR {spool}" in caught.value.message and "bytes free" in caught.value.message
+    assert left == []
+
+
+def test_a_localized_pg_dump_message_is_recognized_by_the_full_disk(tmp_path: Path) -> None:
+    """pg_dump may say it in another language: then the disk left with nothing free tells."""
+    german = "pg_dump: Fehler: Auf dem Gerät ist kein Speicherplatz mehr verfügbar"
+    with tiny_filesystem(tmp_path / "tiny-spool", "1m") as spool:
+        staging = spool / "run" / "directory.partial"
+        staging.mkdir(parents=True)
+        pipeline._raise_if_out_of_space(german, staging)  # room left: pg_dump failed otherwise
+        with pytest.raises(OSError), (staging / "toc.dat").open("wb") as file:
+            file.write(b"\0" * 2 * 1024 * 1024)  # fills the tmpfs
+        with pytest.raises(OSError) as caught:
+            pipeline._raise_if_out_of_space(german, staging)
+    assert caught.value.errno == errno.ENOSPC
