@@ -5,6 +5,7 @@ python starter.py status WORKFLOW_ID [--json]
 python starter.py list [--project acme]
 python starter.py download LOCATION -o FILE [--verify-key PUB.pem] [--require-signature]
 python starter.py schedule create --project acme --cron "0 2 * * *" --timezone Europe/Berlin
+python starter.py schedule update ID|--project acme|--all [--cron ...] [--verify-restore] ...
 python starter.py schedule list | describe ID | pause ID | unpause ID | trigger ID | delete ID
 """
 
@@ -388,8 +389,9 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 async def cmd_schedule(client: Client, settings: Settings, args: argparse.Namespace) -> int:
-    """schedule create | list | describe | pause | unpause | trigger | delete (README
-    "Schedules"). A bad flag or an unknown schedule id exits 2 with a message, no traceback."""
+    """schedule create | update | list | describe | pause | unpause | trigger | delete (README
+    "Schedules"). A bad flag or an unknown schedule id exits 2 with a message, no traceback
+    (update: an unknown id exits 1)."""
     try:
         return await SCHEDULE_COMMANDS[args.schedule_command](client, settings, args)
     except schedules.ScheduleOptionError as err:
@@ -442,6 +444,42 @@ async def schedule_create(client: Client, settings: Settings, args: argparse.Nam
     return 0
 
 
+async def schedule_update(client: Client, settings: Settings, args: argparse.Namespace) -> int:
+    """Change only the settings given; paused state, note and history stay."""
+    if args.all:
+        schedule_id = schedules.FLEET_SCHEDULE_ID
+    elif args.project is not None:
+        schedule_id = schedules.project_schedule_id(args.project)
+    else:
+        schedule_id = args.schedule_id
+    changes = schedules.Changes(
+        cron=args.cron,
+        timezone=args.timezone,
+        catchup_window=(
+            None if args.catchup_window is None else schedules.parse_duration(args.catchup_window)
+        ),
+        paused=args.paused,
+        note=args.note,
+        format=None if args.format is None else DumpFormat(args.format),
+        verify_restore=args.verify_restore,
+        max_concurrent=args.max_concurrent,
+    )
+    if changes == schedules.Changes():
+        console.print("[red]nothing to update:[/red] give the flags to change (see --help)")
+        return 2
+    try:
+        await schedules.update_schedule(client, schedule_id, changes)
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        console.print(f"[red]no schedule {schedule_id!r}[/red] (see: starter.py schedule list)")
+        return 1
+    info = await schedules.describe(client, schedule_id)
+    upcoming = ", ".join(f"{t[:16].replace('T', ' ')} UTC" for t in info["next"][:3])
+    console.print(f"updated schedule {schedule_id}; next runs: {upcoming or 'none (paused)'}")
+    return 0
+
+
 async def schedule_list(client: Client, settings: Settings, args: argparse.Namespace) -> int:
     table = Table("schedule id", "workflow", "cron", "time zone", "paused", "next run (UTC)")
     for entry in await schedules.list_backup_schedules(client):
@@ -450,7 +488,8 @@ async def schedule_list(client: Client, settings: Settings, args: argparse.Names
         table.add_row(
             entry.id,
             getattr(listed.action, "workflow", "?") if listed else "?",
-            str(await entry.memo_value("cron", "")),
+            (schedules.cron_text(listed.spec) if listed else None)
+            or str(await entry.memo_value("cron", "")),
             (listed.spec.time_zone_name if listed else None) or "UTC",
             "yes" if listed and listed.state.paused else "no",
             f"{upcoming[0]:%Y-%m-%d %H:%M}" if upcoming else "",
@@ -482,6 +521,7 @@ async def schedule_action(client: Client, settings: Settings, args: argparse.Nam
 
 SCHEDULE_COMMANDS = {
     "create": schedule_create,
+    "update": schedule_update,
     "list": schedule_list,
     "describe": schedule_describe,
     "pause": schedule_action,
@@ -512,6 +552,7 @@ def add_schedule_parser(sub: Any) -> None:
     create.add_argument("--max-concurrent", type=int, default=4, help="with --all: backups at once")
     create.add_argument("--paused", action="store_true", help="create it paused")
     create.add_argument("--note", help="shown with the schedule")
+    add_schedule_update_parser(commands)
     commands.add_parser("list", help="this deployment's backup schedules")
     for name, text in [
         ("describe", "spec, policy, input, recent and next runs (JSON)"),
@@ -524,6 +565,27 @@ def add_schedule_parser(sub: Any) -> None:
         command.add_argument("schedule_id")
         if name in ("pause", "unpause"):
             command.add_argument("--note")
+
+
+def add_schedule_update_parser(commands: Any) -> None:
+    """`schedule update`: create's flags, each optional; only those given change."""
+    update = commands.add_parser("update", help="change a schedule, keeping its state and history")
+    target = update.add_mutually_exclusive_group(required=True)
+    target.add_argument("schedule_id", nargs="?", help="e.g. export-backup-acme")
+    target.add_argument("--project", help="the schedule export-backup-<project>")
+    target.add_argument("--all", action="store_true", help="the fleet schedule")
+    update.add_argument("--cron", help='5 fields, e.g. "0 2 * * *", or @daily')
+    update.add_argument("--timezone", help="IANA name, e.g. Europe/Berlin")
+    update.add_argument("--format", choices=[f.value for f in DumpFormat])
+    update.add_argument(
+        "--verify-restore",
+        action=argparse.BooleanOptionalAction,
+        help="test-restore each backup (--no-verify-restore: stop)",
+    )
+    update.add_argument("--catchup-window", help="e.g. 30m, 1h")
+    update.add_argument("--max-concurrent", type=int, help="fleet schedule: backups at once")
+    update.add_argument("--paused", action="store_true", help="also pause it")
+    update.add_argument("--note", help="shown with the schedule")
 
 
 def _valid_project_id(value: str) -> bool:

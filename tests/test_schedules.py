@@ -1,6 +1,7 @@
 """Temporal Schedules through `starter.py schedule ...` on the dev stack (real worker process):
 spec and policies as asked, a trigger runs a real backup, an overlapping trigger is skipped,
-pause/unpause/delete, and bad flags exit 2 naming the flag."""
+pause/unpause/delete, update keeps what it is not told to change, and bad flags exit 2 naming
+the flag."""
 
 from __future__ import annotations
 
@@ -138,6 +139,12 @@ async def test_pause_unpause_list_and_delete(client: Client) -> None:
     assert await cli("pause", schedule_id, "--note", "maintenance") == 0
     d = await handle.describe()
     assert (d.schedule.state.paused, d.schedule.state.note) == (True, "maintenance")
+    assert await cli("update", "--all", "--max-concurrent", "8", "--no-verify-restore") == 0
+    d = await handle.describe()
+    assert (d.schedule.state.paused, d.schedule.state.note) == (True, "maintenance")
+    info = await schedules.describe(client, schedule_id)
+    assert FleetRequest.model_validate(info["input"]) == FleetRequest(max_concurrent=8)
+    assert info["cron"] == "@daily"
 
     async def listed() -> bool:
         return schedule_id in {s.id for s in await schedules.list_backup_schedules(client)}
@@ -157,6 +164,7 @@ async def test_pause_unpause_list_and_delete(client: Client) -> None:
     [
         (["create", "--project", "acme", "--cron", "every night"], "--cron"),
         (["create", "--project", "acme", "--cron", "61 2 * * *"], "--cron"),  # server-checked
+        (["create", "--project", "acme", "--cron", "0 2 * * 5#3"], "--cron"),  # '#' is a comment
         (["create", "--project", "acme", "--cron", "0 2 * * *", "--timezone", "Mars/Base"],
          "--timezone"),
         (["create", "--project", "acme", "--cron", "0 2 * * *", "--catchup-window", "soon"],
@@ -164,6 +172,7 @@ async def test_pause_unpause_list_and_delete(client: Client) -> None:
         (["create", "--project", "a*b", "--cron", "0 2 * * *"], "--project"),
         (["create", "--project", "fleet", "--cron", "0 2 * * *"], "--project"),
         (["create", "--all", "--cron", "@daily", "--max-concurrent", "0"], "--max-concurrent"),
+        (["update", "--project", "a*b", "--cron", "@daily"], "--project"),
         (["pause", "export-backup-nobody"], "no schedule"),
         (["trigger", "export-backup-nobody"], "no schedule"),
         (["describe", "export-backup-nobody"], "no schedule"),
@@ -180,3 +189,81 @@ async def test_bad_flags_exit_2_naming_the_flag(
         schedule_id = schedules.SCHEDULE_PREFIX + ("fleet" if argv[1] == "--all" else argv[2])
         with pytest.raises(RPCError):
             await client.get_schedule_handle(schedule_id).describe()
+
+
+@pytest.fixture
+async def paused_schedule(client: Client) -> AsyncIterator[str]:
+    """A paused project schedule, created as a user would; deleted afterwards."""
+    code = await cli(
+        "create", "--project", "umbrella", "--cron", "0 2 * * *", "--timezone", "Europe/Berlin",
+        "--format", "sql", "--catchup-window", "30m", "--paused", "--note", "on hold",
+    )  # fmt: skip
+    assert code == 0
+    yield "export-backup-umbrella"
+    await client.get_schedule_handle("export-backup-umbrella").delete()
+
+
+async def test_update_changes_only_what_is_given(client: Client, paused_schedule: str) -> None:
+    assert await cli("update", "--project", "umbrella", "--cron", "30 4 * * 1-5",
+                     "--verify-restore") == 0  # fmt: skip
+    info = await schedules.describe(client, paused_schedule)
+    assert info["cron"] == "30 4 * * 1-5"
+    assert info["input"] == {"project_id": "umbrella", "format": "sql", "verify_restore": True}
+    assert (info["paused"], info["note"]) == (True, "on hold")
+    assert (info["timezone"], info["catchup_window_seconds"]) == ("Europe/Berlin", 1800)
+    [calendar] = (
+        await client.get_schedule_handle(paused_schedule).describe()
+    ).schedule.spec.calendars
+    assert [(r.start, r.end) for r in calendar.hour + calendar.minute] == [(4, 4), (30, 30)]
+    assert [(r.start, r.end) for r in calendar.day_of_week] == [(1, 5)]
+
+    async def listed_cron() -> str | None:
+        for entry in await schedules.list_backup_schedules(client):
+            if entry.id == paused_schedule and entry.schedule:
+                cron = schedules.cron_text(entry.schedule.spec)
+                return cron if cron == "30 4 * * 1-5" else None
+        return None
+
+    assert await eventually(listed_cron)
+
+    assert await cli("update", paused_schedule, "--no-verify-restore", "--format", "custom") == 0
+    info = await schedules.describe(client, paused_schedule)
+    assert info["input"] == {"project_id": "umbrella", "format": "custom"}
+    assert (info["cron"], info["paused"], info["note"]) == ("30 4 * * 1-5", True, "on hold")
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["--cron", "every night"], "--cron"),
+        (["--cron", "61 2 * * *", "--format", "custom"], "--cron"),  # server-checked
+        (["--timezone", "Mars/Base"], "--timezone"),
+        (["--catchup-window", "soon"], "--catchup-window"),
+        (["--max-concurrent", "3"], "--max-concurrent"),  # a project's schedule
+    ],
+)
+async def test_bad_update_exits_2_and_changes_nothing(
+    client: Client,
+    paused_schedule: str,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    option: str,
+) -> None:
+    handle = client.get_schedule_handle(paused_schedule)
+    before = await handle.describe()
+    assert await cli("update", paused_schedule, *argv) == 2
+    err = capsys.readouterr().err
+    assert option in err
+    assert "Traceback" not in err
+    after = await handle.describe()
+    assert after.info.last_updated_at == before.info.last_updated_at
+    assert after.schedule == before.schedule
+
+
+async def test_update_of_an_unknown_schedule_exits_1(
+    client: Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await cli("update", "export-backup-nobody", "--cron", "@daily") == 1
+    err = capsys.readouterr().err
+    assert "no schedule 'export-backup-nobody'" in err
+    assert len(err.strip().splitlines()) == 1
