@@ -38,7 +38,7 @@ from backup.notify import open_channels
 from backup.pgdump import pg_bin_dir
 from backup.settings import Settings
 from backup.spool import sweep_stale
-from backup.storage import open_storage
+from backup.storage import open_storage, sweep_abandoned_uploads
 from workflows.client import connect_with, ensure_search_attributes, exit_without_finalizing
 from workflows.export_backup import ExportBackupWorkflow
 from workflows.fleet import BackupAllProjectsWorkflow
@@ -127,6 +127,7 @@ async def run(
     swept = sweep_stale(settings.spool_dir, settings.spool_max_age_hours)
     if swept:
         logger.info("removed %d stale spool directories", len(swept))
+    await sweep_abandoned_uploads(settings)  # S3 only; never stops the start
     client = await connect_with(settings, metrics_runtime(settings))
     added = await ensure_search_attributes(client)
     if added:

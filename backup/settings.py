@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     s3_server_side_encryption: str | None = None  # AES256 | aws:kms
     s3_sse_kms_key_id: str | None = None
     s3_storage_class: str | None = None  # e.g. STANDARD_IA, GLACIER_IR
+    # Multipart uploads under [S3_PREFIX/]backups/ begun longer ago are aborted at worker start
+    # (a run's cleanup could not reach S3). Above the longest an upload can live: 10 attempts of
+    # 6 hours (workflows/policies.py UPLOAD) plus backoff and start waits, about 61 hours.
+    s3_abandoned_upload_hours: float = Field(default=72.0, gt=0)
 
     # Telegram (Bot API).
     telegram_bot_token: SecretStr | None = None

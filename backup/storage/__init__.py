@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from datetime import timedelta
 from urllib.parse import urlparse
 
-from backup.errors import ConfigurationError
+from backup.errors import BackupError, ConfigurationError
 from backup.settings import Settings
 from backup.signing import ManifestSigner
 from backup.storage.base import Fetched, Signer, Storage, Stored, Transfer
@@ -14,6 +17,11 @@ from backup.storage.s3 import MIB, S3Storage
 from backup.storage.telegram import TelegramStorage
 
 SCHEMES = {"file": "local", "s3": "s3", "telegram": "telegram"}
+# The start-up sweep holds the worker back at most this long (S3 blackholed: connect timeouts
+# and retries), well within the 3 minutes a pinned run waits for its host.
+SWEEP_SECONDS = 60.0
+
+logger = logging.getLogger("export_backup.storage")
 
 
 def signer(settings: Settings) -> Signer | None:
@@ -77,4 +85,41 @@ def storage_for(location: str, settings: Settings) -> Storage:
     return open_storage(settings, backend)
 
 
-__all__ = ["Fetched", "Storage", "Stored", "Transfer", "open_storage", "storage_for"]
+async def sweep_abandoned_uploads(settings: Settings, timeout: float = SWEEP_SECONDS) -> int:
+    """At worker start: abort the multipart uploads runs left behind when S3 was unreachable
+    for their whole upload and cleanup; returns how many. Never raises: a store that is down or
+    refuses the listing costs one warning, never the worker's start (the next start retries)."""
+    hours = settings.s3_abandoned_upload_hours
+    try:
+        async with asyncio.timeout(timeout):
+            storage = open_storage(settings)
+            aborted = await storage.abort_abandoned_uploads(timedelta(hours=hours))
+    except Exception as err:  # any failure only skips this sweep
+        # Our errors' messages are written to hold no secrets; others' might, so only the type.
+        reason = (
+            str(err) if isinstance(err, BackupError)
+            else f"no answer within {timeout:g} s" if isinstance(err, TimeoutError)
+            else type(err).__name__
+        )  # fmt: skip
+        logger.warning(
+            "skipped the sweep of abandoned S3 multipart uploads (next start retries): %s", reason
+        )
+        return 0
+    if aborted:
+        logger.info(
+            "aborted %d multipart uploads begun over %g hours ago (S3_ABANDONED_UPLOAD_HOURS)",
+            aborted,
+            hours,
+        )
+    return aborted
+
+
+__all__ = [
+    "Fetched",
+    "Storage",
+    "Stored",
+    "Transfer",
+    "open_storage",
+    "storage_for",
+    "sweep_abandoned_uploads",
+]

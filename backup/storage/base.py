@@ -12,6 +12,7 @@ import io
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -81,6 +82,14 @@ class Storage(Protocol):
     async def abort_incomplete(self, key: str) -> int:
         """Abort unfinished uploads under `key` (after failure or cancellation); returns how
         many were aborted."""
+        ...
+
+    async def abort_abandoned_uploads(
+        self, older_than: timedelta, now: datetime | None = None
+    ) -> int:
+        """Abort this deployment's unfinished uploads begun more than `older_than` before `now`
+        (runs whose cleanup could not reach the store); returns how many. Nothing outside the
+        deployment's `backups/` is touched. A no-op where nothing is left half-uploaded."""
         ...
 
     async def list_backups(self, project_id: str) -> list[StoredBackup]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -58,6 +59,12 @@ class LocalStorage:
         for partial in partials:
             partial.unlink(missing_ok=True)
         return len(partials)
+
+    async def abort_abandoned_uploads(
+        self, older_than: timedelta, now: datetime | None = None
+    ) -> int:
+        """Not swept: a run's `*.partial` file is removed by its cleanup (abort_incomplete)."""
+        return 0
 
     async def list_backups(self, project_id: str) -> list[StoredBackup]:
         folder = self._path_for(f"backups/{project_id}")

@@ -20,6 +20,7 @@ import threading
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -38,6 +39,7 @@ MIB = 1024 * 1024
 MAX_PARTS = 10_000
 MIN_PART_SIZE = 5 * MIB  # S3's minimum for every part but the last
 LIST_PARTS_PAGE = 1000  # ListParts' maximum page
+LIST_UPLOADS_PAGE = 1000  # ListMultipartUploads' maximum page
 # A session is reused while these are unchanged (credentials rotated in the environment win).
 CREDENTIAL_ENV = (
     "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
@@ -407,6 +409,42 @@ class S3Storage:
                 )
                 aborted += 1
         return aborted
+
+    async def abort_abandoned_uploads(
+        self, older_than: timedelta, now: datetime | None = None
+    ) -> int:
+        prefix = self._key("backups/")
+        cutoff = (now or datetime.now(UTC)) - older_than
+        aborted = 0
+        async with self._client() as s3:
+            for upload in await self._uploads(s3, prefix):
+                initiated = upload.get("Initiated")
+                # The key check guards against a store that ignores Prefix; an upload of
+                # unknown age may be live, so it stays.
+                if upload["Key"].startswith(prefix) and initiated and initiated < cutoff:
+                    await self._abort(s3, upload["Key"], upload["UploadId"])
+                    aborted += 1
+        return aborted
+
+    async def _uploads(self, s3: Any, prefix: str) -> list[dict[str, Any]]:
+        """Every unfinished multipart upload under `prefix`, through all pages."""
+        uploads: list[dict[str, Any]] = []
+        markers: dict[str, str] = {}
+        while True:
+            page = await s3.list_multipart_uploads(
+                Bucket=self.bucket, Prefix=prefix, MaxUploads=LIST_UPLOADS_PAGE, **markers
+            )
+            uploads.extend(page.get("Uploads", []))
+            # SeaweedFS pages by upload id alone (no NextKeyMarker), so pass what is given; a
+            # page that does not move the markers on would loop forever.
+            following = {
+                name: str(page[f"Next{name}"])
+                for name in ("KeyMarker", "UploadIdMarker")
+                if page.get(f"Next{name}")
+            }
+            if not page.get("IsTruncated") or not following or following == markers:
+                return uploads
+            markers = following
 
     async def list_backups(self, project_id: str) -> list[StoredBackup]:
         folder = self._key(f"backups/{project_id}/")

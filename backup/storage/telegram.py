@@ -22,6 +22,7 @@ import hashlib
 import io
 import logging
 import math
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import parse_qs, urlparse
@@ -308,6 +309,12 @@ class TelegramStorage:
     async def abort_incomplete(self, key: str) -> int:
         """Nothing stays half-uploaded in Telegram: each part is a whole message. Parts of a run
         that never completed stay in the chat (they are listed in its checkpoint)."""
+        return 0
+
+    async def abort_abandoned_uploads(
+        self, older_than: timedelta, now: datetime | None = None
+    ) -> int:
+        """Nothing is half-uploaded in Telegram (see abort_incomplete)."""
         return 0
 
     async def list_backups(self, project_id: str) -> list[StoredBackup]:
