@@ -1,5 +1,6 @@
 """`make bench`: this project's full ExportBackupWorkflow against what peers run, side by side
-on the same generated tenant schemas, then 100 tiny backups at once (bench/many_small.py).
+on the same generated tenant schemas (custom format against `pg_dump -Fc`, directory format
+against `pg_dump -Fd -j`), then 100 tiny backups at once (bench/many_small.py).
 
     .venv/bin/python -m bench [--quick] [--sizes 100,500,1000] [--runs 1] [--no-many-small]
 
@@ -14,6 +15,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -23,6 +25,7 @@ from typing import TypeVar
 
 from backup.keys import generate_keys
 from backup.models import DumpFormat
+from backup.settings import Settings
 from bench import baselines
 from bench.machine import LoadSampler, machine
 from bench.many_small import ManySmall, run_many_small
@@ -55,8 +58,8 @@ async def ours(
     return Row(size_mb, label, run.seconds, run.size_bytes, hwm, peak, run.steps)
 
 
-def peers(stack: BenchStack, schema: str, size: float, runs: int) -> list[Row]:
-    """Baselines A and B and the floor, each the median of `runs` whole-process timings."""
+def peers(stack: BenchStack, schema: str, size: float, runs: int, jobs: int) -> list[Row]:
+    """Baselines A, B and D and the floor, each the median of `runs` whole-process timings."""
     assert stack.s3 is not None
     s3 = stack.s3
     out = stack.home / "baseline" / f"{schema}.dump"
@@ -67,10 +70,14 @@ def peers(stack: BenchStack, schema: str, size: float, runs: int) -> list[Row]:
     key = f"baseline/{schema}.dump"
     b = median_of(runs, lambda: baselines.baseline_b(stack.postgres, schema, s3, key), seconds)
     f = median_of(runs, lambda: baselines.floor(stack.postgres, schema), seconds)
+    folder = out.with_suffix(".dir")
+    d = median_of(runs, lambda: baselines.baseline_d(stack.postgres, schema, folder, jobs), seconds)
+    shutil.rmtree(folder)
     return [
         Row(size, "A pg_dump -Fc -f", a.seconds, a.size_bytes),
         Row(size, "B pg_dump -Fc piped to S3 upload", b.seconds, b.size_bytes),
         Row(size, "floor pg_dump -Fc -Z0 >/dev/null", f.seconds),
+        Row(size, f"D pg_dump -Fd -j {jobs} -f dir", d.seconds, d.size_bytes),
     ]
 
 
@@ -85,18 +92,19 @@ async def compare(stack: BenchStack, args: argparse.Namespace, tuning: dict[str,
         register_bench_project(url, schema, schema)
         schemas[schema] = relation / 1e6
         print(f"  schema {schema}: {relation / 1e6:.0f} MB ({time.monotonic() - started:.0f} s)")
+    jobs = int(tuning.get("DUMP_JOBS", Settings.model_fields["dump_jobs"].default))
     rows: list[Row] = []
     for schema, size in schemas.items():
-        rows += peers(stack, schema, size, args.runs)
+        rows += peers(stack, schema, size, args.runs, jobs)
         for backend in ("local", "s3"):
             env = {"STORAGE_BACKEND": backend, **tuning}
             rows.append(await ours(stack, schema, size, f"ours → {backend}", env, args.runs))
+        # The parallel directory format (pg_dump -Fd -j DUMP_JOBS, stored as one tar).
+        env = {"STORAGE_BACKEND": "s3", **tuning}
+        label = f"ours → s3, directory -j {jobs}"
+        rows.append(await ours(stack, schema, size, label, env, args.runs, DumpFormat.DIRECTORY))
         print(table([r for r in rows if r.size_mb == size]))
     schema, size = list(schemas.items())[-1]
-    # The parallel directory format (pg_dump -Fd -j DUMP_JOBS, stored as one tar) for comparison.
-    env = {"STORAGE_BACKEND": "s3", **tuning}
-    label = "ours → s3, directory -j2"
-    rows.append(await ours(stack, schema, size, label, env, 1, DumpFormat.DIRECTORY))
     if args.encrypted:
         if not stack.keys.exist():
             generate_keys(stack.keys.folder)

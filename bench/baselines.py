@@ -1,11 +1,13 @@
 """What peers run, timed as whole processes on the same schema: baseline A `pg_dump -Fc -f`,
-baseline B `pg_dump -Fc | single-stream S3 upload`, and the floor `pg_dump -Fc -Z0 > /dev/null`
-(no compression at all: no pipeline that writes the dump can beat it)."""
+baseline B `pg_dump -Fc | single-stream S3 upload`, the floor `pg_dump -Fc -Z0 > /dev/null`
+(no compression at all: no pipeline that writes the dump can beat it), and for the directory
+format baseline D `pg_dump -Fd -j N -f dir` with pg_dump's default compression."""
 
 from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -61,3 +63,10 @@ def baseline_b(pg: PostgresServer, schema: str, s3: SeaweedS3, key: str) -> Time
 def floor(pg: PostgresServer, schema: str) -> Timed:
     env = {**os.environ, "PGPASSWORD": pg.password}
     return Timed(_run(f"{_pg_dump(pg, schema)} -Fc -Z0 > /dev/null", env))
+
+
+def baseline_d(pg: PostgresServer, schema: str, out: Path, jobs: int) -> Timed:
+    env = {**os.environ, "PGPASSWORD": pg.password}
+    shutil.rmtree(out, ignore_errors=True)  # pg_dump -Fd refuses a directory that is not empty
+    seconds = _run(f"{_pg_dump(pg, schema)} -Fd -j {jobs} -f {shlex.quote(str(out))}", env)
+    return Timed(seconds, sum(f.stat().st_size for f in out.iterdir()))

@@ -23,22 +23,35 @@ def _fmt(value: float | None, pattern: str) -> str:
     return "-" if value is None else format(value, pattern)
 
 
+def _baseline(rows: list[Row], size_mb: float, prefix: str) -> Row | None:
+    return next((r for r in rows if r.size_mb == size_mb and r.method.startswith(prefix)), None)
+
+
+def _ratio(value: float | None, base: float | None) -> float | None:
+    return value / base if value and base else None
+
+
 def table(rows: list[Row]) -> str:
-    """Markdown, one line per method and size, ratios against baseline A of the same size."""
+    """Markdown, one line per method and size, ratios against baseline A of the same size, and
+    for the directory format also against baseline D (pg_dump -Fd -j), its fair peer."""
     head = (
-        "| schema (relation size) | method | wall s | x baseline A | artifact MB "
-        "| size x A | worker peak RSS MB | worker+children peak MB |\n"
-        "|---|---|---:|---:|---:|---:|---:|---:|\n"
+        "| schema (relation size) | method | wall s | x baseline A | x baseline D | artifact MB "
+        "| size x A | size x D | worker peak RSS MB | worker+children peak MB |\n"
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     lines = []
     for row in rows:
-        base = next(r for r in rows if r.size_mb == row.size_mb and r.method.startswith("A "))
-        known = row.size_bytes and base.size_bytes
-        size_ratio = row.size_bytes / base.size_bytes if known else None  # type: ignore[operator]
+        a = _baseline(rows, row.size_mb, "A ")
+        assert a is not None
+        directory = row.method.startswith("D ") or "directory" in row.method
+        d = _baseline(rows, row.size_mb, "D ") if directory else None
+        d_seconds, d_bytes = (d.seconds, d.size_bytes) if d else (None, None)
         lines.append(
             f"| {row.size_mb:.0f} MB | {row.method} | {row.seconds:.2f} "
-            f"| {row.seconds / base.seconds:.2f} "
-            f"| {_fmt(row.size_bytes and row.size_bytes / MB, '.1f')} | {_fmt(size_ratio, '.3f')} "
+            f"| {row.seconds / a.seconds:.2f} | {_fmt(_ratio(row.seconds, d_seconds), '.2f')} "
+            f"| {_fmt(row.size_bytes and row.size_bytes / MB, '.1f')} "
+            f"| {_fmt(_ratio(row.size_bytes, a.size_bytes), '.3f')} "
+            f"| {_fmt(_ratio(row.size_bytes, d_bytes), '.3f')} "
             f"| {_fmt(row.worker_hwm and row.worker_hwm / MB, '.0f')} "
             f"| {_fmt(row.tree_peak and row.tree_peak / MB, '.0f')} |"
         )
