@@ -166,10 +166,10 @@ def test_stop_restart_with_awkward_password(server_dir: Path) -> None:
     assert PostgresServer(tmp_path / "data").password == "p@ss:w/rd %?#&"
 
 
-def test_start_failure_reports_the_server_log(tmp_path: Path) -> None:
+def test_start_failure_reports_the_server_log(server_dir: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        pg = PostgresServer(tmp_path / "data", port=taken.getsockname()[1])
+        pg = PostgresServer(server_dir / "port-taken" / "data", port=taken.getsockname()[1])
         with pytest.raises(RuntimeError, match="Address already in use"):
             pg.start()
