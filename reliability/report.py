@@ -61,7 +61,8 @@ def render() -> str:
     if checked:
         leftovers = sum(1 for row in checked if not row.get("passed"))
         # S3 gone for good: cleanup can not reach the store to abort the run's multipart upload
-        # (README: a bucket lifecycle rule removes it); the fault reports how many it left.
+        # (the next worker start aborts it once S3_ABANDONED_UPLOAD_HOURS old; a lifecycle rule
+        # is the backstop); the fault reports how many it left.
         stranded = sum(
             int(match)
             for row in checked
@@ -70,7 +71,8 @@ def render() -> str:
         summary.append(
             f"- Orphans found: **{leftovers}** rows with leftovers or failures of {len(checked)}"
             f" crash cells and faults checked; **{stranded}** unfinished multipart upload left by"
-            " a store that never came back (expected: only a lifecycle rule can remove it)"
+            " a store that never came back (expected: a worker start aborts it once"
+            " S3_ABANDONED_UPLOAD_HOURS old, a bucket lifecycle rule is the backstop)"
         )
     machine = f"{os.cpu_count()} cores, {platform.system()} {platform.machine()}"
     header = [
