@@ -438,10 +438,16 @@ async def schedule_create(client: Client, settings: Settings, args: argparse.Nam
             f"starter.py schedule delete {schedule_id}, then create it again"
         )
         return 1
+    console.print(
+        f"created schedule {schedule_id}; next runs: {await next_runs(client, schedule_id)}"
+    )
+    return 0
+
+
+async def next_runs(client: Client, schedule_id: str) -> str:
     info = await schedules.describe(client, schedule_id)
     upcoming = ", ".join(f"{t[:16].replace('T', ' ')} UTC" for t in info["next"][:3])
-    console.print(f"created schedule {schedule_id}; next runs: {upcoming}")
-    return 0
+    return upcoming or "none (paused)"
 
 
 async def schedule_update(client: Client, settings: Settings, args: argparse.Namespace) -> int:
@@ -474,9 +480,9 @@ async def schedule_update(client: Client, settings: Settings, args: argparse.Nam
             raise
         console.print(f"[red]no schedule {schedule_id!r}[/red] (see: starter.py schedule list)")
         return 1
-    info = await schedules.describe(client, schedule_id)
-    upcoming = ", ".join(f"{t[:16].replace('T', ' ')} UTC" for t in info["next"][:3])
-    console.print(f"updated schedule {schedule_id}; next runs: {upcoming or 'none (paused)'}")
+    console.print(
+        f"updated schedule {schedule_id}; next runs: {await next_runs(client, schedule_id)}"
+    )
     return 0
 
 

@@ -291,17 +291,24 @@ def failure_details(error: ApplicationError) -> dict[str, Any]:
 # --- the scenarios --------------------------------------------------------------------------------
 
 
+async def down_while_dumping(
+    w: Worker, stop: Callable[[], object], start_again: Callable[[], object], seconds: float
+) -> None:
+    """Once the worker's pg_dump runs, stop a server for `seconds`, then start it again."""
+    await asyncio.to_thread(wait_for_child, w.proc.pid, "pg_dump")
+    await asyncio.sleep(1)
+    await asyncio.to_thread(stop)
+    await asyncio.sleep(seconds)
+    await asyncio.to_thread(start_again)
+
+
 async def postgres_restart_during_dump(stack: DevStack, work: Path) -> str:
     """PostgreSQL stops (fast shutdown) while pg_dump runs and comes back on the same port:
     the dump fails, is retried after 10 s and the backup completes."""
     project = tenant(stack, "faults_pg", text_rows(60_000))
     with worker(stack, work, "pg", SLOW_DUMP) as w:
         handle = await start(stack, w, project)
-        await asyncio.to_thread(wait_for_child, w.proc.pid, "pg_dump")
-        await asyncio.sleep(1)
-        await asyncio.to_thread(stack.postgres.stop)
-        await asyncio.sleep(PG_DOWN_S)
-        await asyncio.to_thread(stack.postgres.start_again)
+        await down_while_dumping(w, stack.postgres.stop, stack.postgres.start_again, PG_DOWN_S)
         result = await result_of(handle)
     dumps = await attempts(handle, "dump_schema")
     assert dumps >= 2, f"the dump ran {dumps} time(s): the fault missed it"
@@ -497,11 +504,7 @@ async def temporal_restart_mid_workflow(stack: DevStack, work: Path) -> str:
     project = tenant(stack, "faults_temporal", text_rows(60_000))
     with worker(stack, work, "temporal", SLOW_DUMP) as w:
         handle = await start(stack, w, project)
-        await asyncio.to_thread(wait_for_child, w.proc.pid, "pg_dump")
-        await asyncio.sleep(1)
-        await asyncio.to_thread(stack.temporal.stop)
-        await asyncio.sleep(TEMPORAL_DOWN_S)
-        await asyncio.to_thread(stack.temporal.start)
+        await down_while_dumping(w, stack.temporal.stop, stack.temporal.start, TEMPORAL_DOWN_S)
         result = await result_of(handle)
         after = await result_of(await start(stack, w, "acme"), timeout=180)
         assert w.proc.poll() is None, "the worker exited"

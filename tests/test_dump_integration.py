@@ -141,15 +141,8 @@ def test_hostile_schema_names_dump_exactly_their_schema(
     outcome = dump(postgres.url(), schema, tmp_path)
     restore(outcome.artifact_path, DumpFormat.CUSTOM, Compression.ZSTD, scratch_db, pg_bin_dir())
 
+    restored = namespaces_in_use(scratch_db)
     with psycopg.connect(scratch_db) as conn:
-        restored = [
-            r[0]
-            for r in conn.execute(
-                "SELECT nspname FROM pg_namespace WHERE nspname <> ALL(%s)"
-                " AND nspname NOT LIKE 'pg\\_%%'",
-                (["public", "information_schema"],),
-            )
-        ]
         owners = conn.execute(
             sql.SQL("SELECT name FROM {}.owner").format(sql.Identifier(schema))
         ).fetchall()

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 import httpx
 
 from backup.errors import NotificationFailed
 from backup.models import Notification
 from backup.notify.render import short_text
+from backup.storage.telegram import redact_token
 
 
 class TelegramChannel:
@@ -56,6 +55,4 @@ class TelegramChannel:
         )
 
     def _redact(self, text: str) -> str:
-        for form in (self._token, quote(self._token, safe="")):  # as given and as in a URL
-            text = text.replace(form, "<TELEGRAM_BOT_TOKEN>")
-        return text
+        return redact_token(text, self._token)

@@ -402,11 +402,8 @@ class S3Storage:
         key = self._key(key)
         aborted = 0
         async with self._client() as s3:
-            listed = await s3.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
-            for upload in listed.get("Uploads", []):
-                await s3.abort_multipart_upload(
-                    Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
-                )
+            for upload in await self._uploads(s3, key):
+                await self._abort(s3, upload["Key"], upload["UploadId"])
                 aborted += 1
         return aborted
 

@@ -25,7 +25,7 @@ import math
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, quote, urlparse
 
 import httpx
 
@@ -65,6 +65,13 @@ class UnknownFile(StorageError):
     retryable = False
 
 
+def redact_token(text: str, token: str) -> str:
+    """`text` without the bot token, as given or URL-encoded (as it appears in a URL)."""
+    for form in (token, quote(token, safe="")):
+        text = text.replace(form, "<TELEGRAM_BOT_TOKEN>")
+    return text
+
+
 def is_cloud(api_url: str) -> bool:
     return urlparse(api_url).hostname == urlparse(CLOUD_API).hostname
 
@@ -90,16 +97,14 @@ class TelegramStorage:
         self.part_size = part_size
         self._timeout = timeout
         self._sign = sign
-        if part_size > self.max_part_size and is_cloud(self.api_url):
+        if part_size > self.max_part_size:
             raise ConfigurationError(
                 f"TELEGRAM_PART_BYTES={part_size} is above the {CLOUD_DOWNLOAD_LIMIT} bytes the "
                 f"cloud Bot API serves back through getFile (TELEGRAM_API_URL={self.api_url}): "
                 f"set TELEGRAM_PART_BYTES to at most {CLOUD_DOWNLOAD_LIMIT} (default 19 MiB), or "
                 "point TELEGRAM_API_URL at a self-hosted Bot API server (parts up to 2000 MB)"
-            )
-        if part_size > self.max_part_size:
-            raise ConfigurationError(
-                f"TELEGRAM_PART_BYTES={part_size} is above the {SELF_HOSTED_LIMIT} bytes a "
+                if is_cloud(self.api_url)
+                else f"TELEGRAM_PART_BYTES={part_size} is above the {SELF_HOSTED_LIMIT} bytes a "
                 f"self-hosted Bot API server (TELEGRAM_API_URL={self.api_url}) takes"
             )
 
@@ -108,7 +113,7 @@ class TelegramStorage:
         return CLOUD_DOWNLOAD_LIMIT if is_cloud(self.api_url) else SELF_HOSTED_LIMIT
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._token, "<TELEGRAM_BOT_TOKEN>")
+        return redact_token(text, self._token)
 
     async def _call(
         self,
