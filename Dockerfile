@@ -21,6 +21,8 @@ COPY backup/ backup/
 COPY activities/ activities/
 COPY workflows/ workflows/
 COPY devstack/ devstack/
+# The Telegram Bot API emulator (tests and reliability import it): `pip install .` installs it.
+COPY emulators/ emulators/
 COPY worker.py starter.py codec_server.py ./
 # README.md is the package's long description (pyproject `readme`).
 COPY README.md ./

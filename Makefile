@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 NODE_STAMP := clients/typescript/node_modules/.installed
 
-.PHONY: setup demo dev test lint clean age-cli bench reliability
+.PHONY: setup demo dev test test-fast lint clean age-cli bench reliability
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,9 +34,13 @@ demo: $(STAMP)
 dev: $(STAMP)
 	$(BIN)/python -m devstack up
 
-## make test: every test, against real PostgreSQL, Temporal and the worker.
+## make test: every test, against real PostgreSQL, Temporal and the worker (what CI runs).
 test: $(STAMP) $(NODE_STAMP) age-cli
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## make test-fast: tests/unit and tests/workflow, no server but the time-skipping one (< 1 min).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests/unit tests/workflow $(PYTEST_ARGS)
 
 ## make bench: the full workflow against pg_dump -Fc side by side, then 100 tiny backups at once;
 ## writes bench/results.md and bench/results.png. QUICK=1: small schemas (minutes, not a quarter hour).
@@ -49,7 +53,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench $(if $(QUICK),--quick) $(BENCH_ARGS)
 
 ## make reliability: crash matrix, faults, hostile inputs, secrets audit → reliability/report.md
-## (about a quarter hour; tests/test_crash_matrix.py and friends run a subset in `make test`).
+## (about a quarter hour; tests/reliability/ runs a subset in `make test`).
 reliability: $(STAMP) age-cli
 	$(BIN)/python reliability/crash_matrix.py
 	$(BIN)/python -m reliability.faults

@@ -2,7 +2,7 @@
 dev server, the notification receivers and the spool disk fail under a real worker process.
 
     .venv/bin/python -m reliability.faults                 # every scenario (about 20 minutes)
-    .venv/bin/python -m reliability.faults --fast          # only those tests/test_faults.py runs
+    .venv/bin/python -m reliability.faults --fast          # only those tests/reliability/test_faults.py runs
     .venv/bin/python -m reliability.faults --only s3_restart_during_upload
 
 One dev stack of its own (own ports and home, so stopping its servers disturbs nobody) serves
@@ -415,8 +415,8 @@ async def notifications_down(stack: DevStack, work: Path) -> str:
     """Nothing listens at the SMTP server's or the webhook's address: the backup succeeds after
     the full delivery budget (6 attempts, 135 s of backoff when the port is closed) and records
     both failures.
-    Script only; in CI tests/test_workflow.py::test_failed_notification_never_fails_a_good_backup
-    and tests/test_notify_channels.py::test_smtp_down_is_a_retryable_failure_without_the_password
+    Script only; in CI tests/workflow/test_workflow.py::test_failed_notification_never_fails_a_good_backup
+    and tests/unit/test_notify_channels.py::test_smtp_down_is_a_retryable_failure_without_the_password
     cover it."""
     env = {"SMTP_PORT": str(free_port()), "WEBHOOK_URL": f"http://127.0.0.1:{free_port()}/hook"}
     with worker(stack, work, "notify-down", env) as w:
@@ -521,7 +521,7 @@ async def temporal_restart_mid_workflow(stack: DevStack, work: Path) -> str:
 
 Scenario = Callable[[DevStack, Path], Awaitable[str]]
 
-# name → (scenario, run by tests/test_faults.py)
+# name → (scenario, run by tests/reliability/test_faults.py)
 SCENARIOS: dict[str, tuple[Scenario, bool]] = {
     "postgres_restart_during_dump": (postgres_restart_during_dump, True),
     "s3_restart_during_upload": (s3_restart_during_upload, True),

@@ -37,7 +37,7 @@ from temporalio.client import Client, WorkflowFailureError
 from devstack.ports import free_port
 from devstack.stack import DevStack
 from devstack.temporal import temporal_cli
-from tests.telegram_api import FakeTelegramAPI
+from emulators.telegram_api import FakeTelegramAPI
 from workflows.client import connect
 
 RESULTS = Path(__file__).resolve().parent / "results" / "secrets_audit.json"

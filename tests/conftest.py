@@ -1,4 +1,10 @@
-"""Shared fixtures: the Temporal test servers, real PostgreSQL, and worker settings."""
+"""Shared fixtures for every tier: the Temporal test servers, real PostgreSQL, SeaweedFS, the dev
+stack, and worker settings.
+
+Tiers (folders): unit/ starts no server process (in-process receivers and the Telegram emulator
+are fine), workflow/ only the time-skipping test server, integration/ real servers,
+reliability/ crashes, faults, hostile inputs and the secrets audit. `make test-fast` runs the
+first two; a test there that asks for a heavier server fails at collection (see below)."""
 
 from __future__ import annotations
 
@@ -24,6 +30,30 @@ from workflows.client import register_search_attributes
 from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
 
 SEED_SCALE = 0.05
+
+# Fixtures that start a server process; the fast tiers may use only what their folder allows.
+SERVERS = {
+    "postgres",
+    "scratch_db",
+    "seaweed",
+    "stack",
+    "dev_env",
+    "server_dir",
+    "time_skipping_env",
+}
+ALLOWED = {"unit": set[str](), "workflow": {"time_skipping_env"}}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = Path(str(item.path)).parent.name
+        if tier not in ALLOWED:
+            continue
+        heavy = SERVERS.intersection(getattr(item, "fixturenames", ())) - ALLOWED[tier]
+        if heavy:
+            raise pytest.UsageError(
+                f"{item.nodeid} needs {sorted(heavy)}: move it to tests/integration/"
+            )
 
 
 @pytest.fixture(scope="session")

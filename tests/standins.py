@@ -7,6 +7,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from temporalio import activity
@@ -174,8 +175,16 @@ class Harness:
             if self.unsandboxed
             else SandboxedWorkflowRunner(),
         )
+        # Heartbeats reach the server at most every second (not 0.8 x the policy's one-minute
+        # heartbeat timeout), so a cancellation reaches a blocked stand-in at once.
         pinned = [
-            Worker(self.env.client, task_queue=h, activities=self.fakes.pinned()) for h in hosts
+            Worker(
+                self.env.client,
+                task_queue=h,
+                activities=self.fakes.pinned(),
+                max_heartbeat_throttle_interval=timedelta(seconds=1),
+            )
+            for h in hosts
         ]
         return [shared, *pinned]
 

@@ -20,8 +20,8 @@ from backup.models import ExportResult, NotificationOutcome
 from backup.settings import Settings
 from devstack.ports import free_port
 from devstack.receivers import webhook_receiver
+from tests.notifications import succeeded
 from tests.standins import Harness, harness, running
-from tests.test_notify_channels import succeeded
 from workflows import policies
 
 SECRET = "whsec-workflow-test"

@@ -18,7 +18,7 @@ from backup.manifest import ManifestPart
 from backup.storage import Transfer
 from backup.storage import telegram as telegram_module
 from backup.storage.telegram import TelegramStorage
-from tests.test_storage_contract import CHAT, KEY, MIB, TOKEN, artifact
+from tests.backends import CHAT, KEY, MIB, TOKEN, artifact
 
 PART = 48 * MIB
 LIMIT = 16 * MIB  # peak traced memory allowed: a third of one part

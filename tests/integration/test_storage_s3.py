@@ -18,7 +18,7 @@ from backup.storage import Transfer
 from backup.storage import s3 as s3_module
 from backup.storage.s3 import S3Storage
 from devstack.seaweed import SeaweedS3
-from tests.test_storage_contract import KEY, MIB, Backend, _crash_after, _parts_sent, _s3, artifact
+from tests.backends import KEY, MIB, Backend, artifact, crash_after, parts_sent, s3_backend
 
 # Every call that answers with an ETag or says how the object is encrypted.
 ANSWERS = ("PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload")
@@ -72,7 +72,7 @@ async def test_default_sse_kms_etags_are_not_taken_for_md5s(
 ) -> None:
     """S3_SERVER_SIDE_ENCRYPTION unset, yet S3 answers as a bucket with default SSE-KMS does:
     opaque ETags and the ServerSideEncryption field. The upload must succeed."""
-    backend = _s3(seaweed, monkeypatch)
+    backend = s3_backend(seaweed, monkeypatch)
     assert backend.settings.s3_server_side_encryption is None
     LikeDefaultKms(encryption).install(monkeypatch)
     source, manifest = artifact(tmp_path, int(backend.part_size * parts))
@@ -87,7 +87,7 @@ async def test_without_sse_a_wrong_etag_is_still_refused(
 ) -> None:
     """The same opaque ETags from a store that reports no encryption: they must be MD5s, and
     they are not, so the upload fails (part check for multipart, HeadObject for one PUT)."""
-    backend = _s3(seaweed, monkeypatch)
+    backend = s3_backend(seaweed, monkeypatch)
     LikeDefaultKms(None).install(monkeypatch)
     source, manifest = artifact(tmp_path, int(backend.part_size * parts))
     with pytest.raises(StorageError, match="ETag"):
@@ -119,16 +119,16 @@ async def test_resume_pages_through_list_parts(
     """More parts stored than one ListParts page holds (pages of 2 here, 1,000 on AWS): every
     page is read, so none of the stored parts is sent again."""
     monkeypatch.setattr(s3_module, "LIST_PARTS_PAGE", 2)
-    backend = _one_at_a_time(_s3(seaweed, monkeypatch))
+    backend = _one_at_a_time(s3_backend(seaweed, monkeypatch))
     source, manifest = artifact(tmp_path, int(backend.part_size * 5.5))
-    crash = Transfer(on_progress=_crash_after(backend.part_size * 5))
+    crash = Transfer(on_progress=crash_after(backend.part_size * 5))
     with pytest.raises(ConnectionAbortedError):
         await backend.storage.store(source, manifest, KEY, crash)
     retry = Transfer(resume=crash.resume)
     stored = await backend.storage.store(source, manifest, KEY, retry)
 
-    assert _parts_sent(crash) == {"1", "2", "3", "4", "5"}
-    assert _parts_sent(retry) == {"6"}
+    assert parts_sent(crash) == {"1", "2", "3", "4", "5"}
+    assert parts_sent(retry) == {"6"}
     assert retry.requests.count("ListParts") >= 3
     await download(stored.location, tmp_path / "fetched", backend.settings)
     assert (tmp_path / "fetched").read_bytes() == source.read_bytes()
@@ -139,9 +139,9 @@ async def test_resume_keeps_the_checkpointed_part_size(
 ) -> None:
     """S3_PART_SIZE_MIB changed between attempts (5 -> 6 MiB): the parts already stored were
     cut at 5 MiB, so the retry keeps 5 MiB and sends only what is missing."""
-    backend = _one_at_a_time(_s3(seaweed, monkeypatch))
+    backend = _one_at_a_time(s3_backend(seaweed, monkeypatch))
     source, manifest = artifact(tmp_path, int(5 * MIB * 3.5))
-    crash = Transfer(on_progress=_crash_after(5 * MIB * 2))
+    crash = Transfer(on_progress=crash_after(5 * MIB * 2))
     with pytest.raises(ConnectionAbortedError):
         await backend.storage.store(source, manifest, KEY, crash)
     assert crash.resume is not None and crash.resume["part_size"] == 5 * MIB
@@ -150,7 +150,7 @@ async def test_resume_keeps_the_checkpointed_part_size(
     retry = Transfer(resume=crash.resume)
     stored = await changed.storage.store(source, manifest, KEY, retry)
 
-    assert _parts_sent(crash) == {"1", "2"} and _parts_sent(retry) == {"3", "4"}
+    assert parts_sent(crash) == {"1", "2"} and parts_sent(retry) == {"3", "4"}
     assert "CreateMultipartUpload" not in retry.requests
     await download(stored.location, tmp_path / "fetched", backend.settings)
     assert (tmp_path / "fetched").read_bytes() == source.read_bytes()
@@ -161,9 +161,9 @@ async def test_a_redumped_artifact_starts_a_fresh_upload_and_aborts_the_old_one(
 ) -> None:
     """The checkpoint belongs to other bytes (the dump was redone): nothing of it is reused,
     and its multipart upload does not linger."""
-    backend = _one_at_a_time(_s3(seaweed, monkeypatch))
+    backend = _one_at_a_time(s3_backend(seaweed, monkeypatch))
     source, manifest = artifact(tmp_path, int(backend.part_size * 2.5))
-    crash = Transfer(on_progress=_crash_after(backend.part_size))
+    crash = Transfer(on_progress=crash_after(backend.part_size))
     with pytest.raises(ConnectionAbortedError):
         await backend.storage.store(source, manifest, KEY, crash)
 
@@ -171,7 +171,7 @@ async def test_a_redumped_artifact_starts_a_fresh_upload_and_aborts_the_old_one(
     retry = Transfer(resume=crash.resume)
     stored = await backend.storage.store(source, manifest, KEY, retry)
 
-    assert "CreateMultipartUpload" in retry.requests and _parts_sent(retry) == {"1", "2", "3"}
+    assert "CreateMultipartUpload" in retry.requests and parts_sent(retry) == {"1", "2", "3"}
     uploads = seaweed.client().list_multipart_uploads(
         Bucket=seaweed.bucket, Prefix=backend.settings.s3_prefix
     )

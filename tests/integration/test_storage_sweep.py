@@ -23,7 +23,7 @@ from backup.storage import s3 as s3_module
 from backup.storage import sweep_abandoned_uploads
 from backup.storage.s3 import S3Storage
 from devstack.seaweed import SeaweedS3
-from tests.test_storage_contract import _s3
+from tests.backends import s3_backend
 from workflows import policies
 
 HOURS = timedelta(hours=72)
@@ -53,7 +53,7 @@ def _open(seaweed: SeaweedS3, prefix: str) -> set[str]:
 async def test_old_uploads_under_the_prefix_are_aborted_fresh_and_foreign_ones_kept(
     seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch, uploads: dict[str, str]
 ) -> None:
-    backend = _s3(seaweed, monkeypatch)  # each call picks another S3_PREFIX
+    backend = s3_backend(seaweed, monkeypatch)  # each call picks another S3_PREFIX
     prefix = backend.settings.s3_prefix
     old = f"{prefix}/backups/acme/20261120T120000Z-00000001.dump.zst"
     foreign = [
@@ -80,7 +80,7 @@ async def test_old_uploads_under_the_prefix_are_aborted_fresh_and_foreign_ones_k
 async def test_every_page_of_the_listing_is_swept(
     seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch, uploads: dict[str, str]
 ) -> None:
-    backend = _s3(seaweed, monkeypatch)
+    backend = s3_backend(seaweed, monkeypatch)
     prefix = backend.settings.s3_prefix
     monkeypatch.setattr(s3_module, "LIST_UPLOADS_PAGE", 2)
     for i in range(7):
@@ -93,7 +93,7 @@ async def test_every_page_of_the_listing_is_swept(
 async def test_worker_sweep_uses_the_setting_and_keeps_live_uploads(
     seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch, uploads: dict[str, str]
 ) -> None:
-    settings = _s3(seaweed, monkeypatch).settings
+    settings = s3_backend(seaweed, monkeypatch).settings
     live = f"{settings.s3_prefix}/backups/acme/live.dump.zst"
     _create(seaweed, uploads, live)
     assert await sweep_abandoned_uploads(settings) == 0  # 72 hours by default
@@ -118,7 +118,7 @@ def _closed_port() -> int:
 async def test_unreachable_s3_is_one_warning_not_an_exception(
     seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = _s3(seaweed, monkeypatch).settings
+    settings = s3_backend(seaweed, monkeypatch).settings
     gone = settings.model_copy(update={"s3_endpoint_url": f"http://127.0.0.1:{_closed_port()}"})
     with caplog.at_level(logging.INFO, logger="export_backup.storage"):
         assert await sweep_abandoned_uploads(gone) == 0
@@ -130,7 +130,7 @@ async def test_unreachable_s3_is_one_warning_not_an_exception(
 async def test_denied_listing_is_one_warning_without_the_secret(
     seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = _s3(seaweed, monkeypatch).settings
+    settings = s3_backend(seaweed, monkeypatch).settings
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret-value")
     with caplog.at_level(logging.INFO, logger="export_backup.storage"):
         assert await sweep_abandoned_uploads(settings) == 0
@@ -142,7 +142,7 @@ async def test_denied_listing_is_one_warning_without_the_secret(
 async def test_a_sweep_that_hangs_is_cut_short(
     seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = _s3(seaweed, monkeypatch).settings
+    settings = s3_backend(seaweed, monkeypatch).settings
 
     async def hang(*_: object, **__: object) -> int:
         await asyncio.sleep(30)

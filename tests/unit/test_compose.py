@@ -21,7 +21,7 @@ from pydantic import AliasChoices
 from backup.settings import Settings
 from backup.storage.s3 import CREDENTIAL_ENV
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"

@@ -8,7 +8,6 @@ import hmac
 import json
 import logging
 import time
-from datetime import UTC, datetime
 
 import pytest
 from temporalio.exceptions import ApplicationError
@@ -16,34 +15,15 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.notify import NotifyActivities
 from backup.errors import NotificationFailed
-from backup.models import BackupEvent, DumpFormat, Notification, Step
 from backup.notify import open_channel
 from backup.settings import Settings
 from devstack.ports import free_port
 from devstack.receivers import smtp_server, webhook_receiver
-from tests.telegram_api import FakeTelegramAPI
+from emulators.telegram_api import FakeTelegramAPI
+from tests.notifications import LINK, failed, succeeded
 
-LINK = "http://ui.example/namespaces/default/workflows/w/r/history"
 SECRET = "whsec-test-secret"
 SMTP_PASSWORD = "smtp-pass-never-logged"
-
-
-def succeeded() -> Notification:
-    return Notification(
-        event=BackupEvent.SUCCEEDED, project_id="acme", workflow_id="export-backup-acme-1",
-        run_id="run-1", notify_email="owner@example.com", location="s3://backups/acme/x.dump.zst",
-        size_bytes=2_271_370, sha256="ab" * 32, table_count=5, format=DumpFormat.CUSTOM,
-        duration_seconds=1.6, occurred_at=datetime(2026, 11, 26, 12, 0, tzinfo=UTC),
-    )  # fmt: skip
-
-
-def failed() -> Notification:
-    return Notification(
-        event=BackupEvent.FAILED, project_id="acme", workflow_id="export-backup-acme-2",
-        run_id="run-2", notify_email="owner@example.com", failed_step=Step.DUMPING,
-        error="pg_dump exited with code 1: connection refused", duration_seconds=3.0,
-        occurred_at=datetime(2026, 11, 26, 12, 0, tzinfo=UTC),
-    )  # fmt: skip
 
 
 def email_settings(port: int) -> Settings:
@@ -189,7 +169,7 @@ async def test_telegram_bad_token_is_permanent_and_redacted() -> None:
     [
         ("console,email,webhook", None, "owner@example.com", ["console", "email", "webhook"]),
         # Email without a recipient and channels the deployment lacks stay in the plan, to be
-        # reported as skipped (tests/test_notify_skipped.py).
+        # reported as skipped (tests/unit/test_notify_skipped.py).
         ("console,email,webhook", None, None, ["console", "email", "webhook"]),
         ("console,email,webhook", ["email"], "owner@example.com", ["email"]),
         ("console", ["telegram"], None, ["telegram"]),

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from backup.notify.webhook import payload, timestamp
-from tests.test_notify_channels import LINK, failed, succeeded
+from tests.notifications import LINK, failed, succeeded
 
 RFC3339_MILLIS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 

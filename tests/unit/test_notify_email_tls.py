@@ -28,7 +28,7 @@ from backup.errors import NotificationFailed
 from backup.notify import open_channel
 from backup.settings import Settings
 from devstack.ports import free_port
-from tests.test_notify_channels import LINK, succeeded
+from tests.notifications import LINK, succeeded
 
 USERNAME, PASSWORD = "backups", "tls-smtp-password"
 

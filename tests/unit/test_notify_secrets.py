@@ -25,7 +25,7 @@ from backup.notify import open_channel
 from backup.settings import Settings
 from devstack.ports import free_port
 from devstack.receivers import webhook_receiver
-from tests.test_notify_channels import LINK, failed, succeeded
+from tests.notifications import LINK, failed, succeeded
 
 SLACK_PATH = "/services/T0SECRET1/B0SECRET2/hUnTeR2xYzSecretPath"
 QUERY_TOKEN = "qs-token-hunter3"

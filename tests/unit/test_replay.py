@@ -20,7 +20,7 @@ from workflows.export_backup import ExportBackupWorkflow
 from workflows.fleet import BackupAllProjectsWorkflow
 from workflows.restore_backup import RestoreBackupWorkflow
 
-HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+HISTORIES = sorted((Path(__file__).parents[1] / "histories").glob("*.json"))
 
 # Workflow type (as recorded in the history) → the class that must replay it.
 WORKFLOWS: dict[str, type] = {

@@ -13,44 +13,34 @@ import os
 import socket
 import subprocess
 import traceback
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
 
 import pyrage
 import pytest
 
 from backup.download import download
 from backup.errors import ConfigurationError, IntegrityError, StorageError
-from backup.files import sha256_of
-from backup.manifest import Manifest
-from backup.models import Compression, DumpFormat
 from backup.settings import Settings
 from backup.signing import generate_keypair
-from backup.storage import Storage, Stored, Transfer, open_storage
+from backup.storage import Transfer, open_storage
 from backup.storage.s3 import S3Storage, _b64
 from devstack.seaweed import SeaweedS3
-from tests.telegram_api import DOWNLOAD_LIMIT, UPLOAD_LIMIT, FakeTelegramAPI
-
-KEY = "backups/acme/20261126T120000Z-abcdef12.dump.zst"
-TOKEN = "123456:test-token-secret"
-CHAT = -1001234
-MIB = 1024 * 1024
-
-
-@dataclass
-class Backend:
-    name: str
-    settings: Settings
-    part_size: int  # bytes per part (S3 multipart part, Telegram message)
-    tamper: Callable[[Stored], Awaitable[None]]
-    tamper_manifest: Callable[[Stored], Awaitable[None]]
-
-    @property
-    def storage(self) -> Storage:
-        return open_storage(self.settings)
+from emulators.telegram_api import DOWNLOAD_LIMIT, UPLOAD_LIMIT, FakeTelegramAPI
+from tests.backends import (
+    CHAT,
+    KEY,
+    TOKEN,
+    Backend,
+    artifact,
+    crash_after,
+    edited_manifest,
+    local_backend,
+    manifest_for,
+    parts_sent,
+    s3_backend,
+    telegram_backend,
+)
 
 
 @pytest.fixture
@@ -60,88 +50,21 @@ def telegram() -> Iterator[FakeTelegramAPI]:
         yield api
 
 
-def _local(tmp_path: Path) -> Backend:
-    settings = Settings(storage_backend="local", local_storage_dir=tmp_path / "store")
-
-    async def tamper(stored: Stored) -> None:
-        path = settings.local_storage_dir / KEY
-        _flip_middle_byte(path)
-
-    async def tamper_manifest(stored: Stored) -> None:
-        path = settings.local_storage_dir / (KEY + ".manifest.json")
-        path.write_bytes(_edited(path.read_bytes()))
-
-    return Backend("local", settings, 1 * MIB, tamper, tamper_manifest)
-
-
-def _s3(seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch) -> Backend:
-    for name, value in seaweed.env().items():
-        monkeypatch.setenv(name, value)
-    settings = Settings(
-        storage_backend="s3",
-        s3_bucket=seaweed.bucket,
-        s3_endpoint_url=seaweed.endpoint_url,
-        s3_region="us-east-1",
-        s3_part_size_mib=5,
-        s3_prefix=f"contract-{os.urandom(4).hex()}",
-    )
-
-    async def tamper(stored: Stored) -> None:
-        key = stored.location.removeprefix(f"s3://{seaweed.bucket}/")
-        s3 = seaweed.client()
-        body = bytearray(s3.get_object(Bucket=seaweed.bucket, Key=key)["Body"].read())
-        body[len(body) // 2] ^= 0xFF
-        s3.put_object(Bucket=seaweed.bucket, Key=key, Body=bytes(body))
-
-    async def tamper_manifest(stored: Stored) -> None:
-        key = stored.manifest_location.removeprefix(f"s3://{seaweed.bucket}/")
-        s3 = seaweed.client()
-        body = s3.get_object(Bucket=seaweed.bucket, Key=key)["Body"].read()
-        s3.put_object(Bucket=seaweed.bucket, Key=key, Body=_edited(body))
-
-    return Backend("s3", settings, 5 * MIB, tamper, tamper_manifest)
-
-
-def _telegram(api: FakeTelegramAPI) -> Backend:
-    settings = Settings(
-        storage_backend="telegram",
-        telegram_bot_token=TOKEN,  # type: ignore[arg-type]
-        telegram_chat_id=str(CHAT),
-        telegram_api_url=api.base_url,
-        telegram_part_bytes=900_000,
-    )
-
-    async def tamper(stored: Stored) -> None:
-        first_part = min(api.documents)
-        file_id = api.documents[first_part].file_id
-        original = api._files[file_id]
-        data = bytearray(original.data)
-        data[len(data) // 2] ^= 0xFF
-        api._files[file_id] = dataclasses.replace(original, data=bytes(data))
-
-    async def tamper_manifest(stored: Stored) -> None:
-        file_id = parse_qs(urlparse(stored.location).query)["file_id"][0]
-        original = api._files[file_id]
-        api._files[file_id] = dataclasses.replace(original, data=_edited(original.data))
-
-    return Backend("telegram", settings, 900_000, tamper, tamper_manifest)
-
-
 @pytest.fixture(params=["local", "s3", "telegram"])
 def backend(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Backend:
     if request.param == "local":
-        return _local(tmp_path)
+        return local_backend(tmp_path)
     if request.param == "s3":
-        return _s3(request.getfixturevalue("seaweed"), monkeypatch)
-    return _telegram(request.getfixturevalue("telegram"))
+        return s3_backend(request.getfixturevalue("seaweed"), monkeypatch)
+    return telegram_backend(request.getfixturevalue("telegram"))
 
 
 def _remote(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Backend:
     if request.param == "s3":
-        return _s3(request.getfixturevalue("seaweed"), monkeypatch)
-    return _telegram(request.getfixturevalue("telegram"))
+        return s3_backend(request.getfixturevalue("seaweed"), monkeypatch)
+    return telegram_backend(request.getfixturevalue("telegram"))
 
 
 @pytest.fixture(params=["s3", "telegram"])
@@ -156,28 +79,6 @@ def remote(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> B
     return _remote(request, monkeypatch)
 
 
-def artifact(tmp_path: Path, size: int) -> tuple[Path, Manifest]:
-    path = tmp_path / "artifact.dump.zst"
-    path.write_bytes(os.urandom(size))
-    return path, manifest_for(path)
-
-
-def manifest_for(path: Path) -> Manifest:
-    now = datetime.now(UTC)
-    size = path.stat().st_size
-    return Manifest(
-        project_id="acme", project_name="Acme", schema_name="acme", format=DumpFormat.CUSTOM,
-        compression=Compression.ZSTD, artifact=path.name, size_bytes=size, raw_bytes=size * 3,
-        sha256=sha256_of(path), tables=["t"], table_count=1, pg_dump_version="pg_dump 18",
-        server_version="18", started_at=now, finished_at=now, dump_seconds=0.1,
-    )  # fmt: skip
-
-
-def _edited(manifest: bytes) -> bytes:
-    """A plausible forgery: the same manifest claiming another schema."""
-    return manifest.replace(b'"schema_name": "acme"', b'"schema_name": "evil"')
-
-
 def signed(backend: Backend, key_file: Path) -> Backend:
     settings = backend.settings.model_copy(update={"manifest_signing_key_file": key_file})
     return dataclasses.replace(backend, settings=settings)
@@ -190,12 +91,6 @@ def signing_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     (folder / "signing.pem").write_bytes(private)
     (folder / "signing.pub.pem").write_bytes(public)
     return folder / "signing.pem", folder / "signing.pub.pem"
-
-
-def _flip_middle_byte(path: Path) -> None:
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    path.write_bytes(bytes(data))
 
 
 @pytest.mark.parametrize("parts", [0.3, 2.5])
@@ -235,14 +130,14 @@ async def test_a_crash_between_parts_resumes_without_resending(
     resumable: Backend, tmp_path: Path
 ) -> None:
     source, manifest = artifact(tmp_path, int(resumable.part_size * 3.5))
-    crash = Transfer(on_progress=_crash_after(resumable.part_size))
+    crash = Transfer(on_progress=crash_after(resumable.part_size))
     with pytest.raises(ConnectionAbortedError):
         await resumable.storage.store(source, manifest, KEY, crash)
     assert crash.resume is not None, "nothing was checkpointed before the crash"
     retry = Transfer(resume=crash.resume)
     stored = await resumable.storage.store(source, manifest, KEY, retry)
 
-    before, after = _parts_sent(crash), _parts_sent(retry)
+    before, after = parts_sent(crash), parts_sent(retry)
     assert before, "the crash came before any part was stored"
     assert not before & after, f"parts sent twice: {before & after}"
     assert len(after) < 4
@@ -251,30 +146,13 @@ async def test_a_crash_between_parts_resumes_without_resending(
     assert fetched.read_bytes() == source.read_bytes()
 
 
-def _crash_after(limit: int) -> Callable[[int], None]:
-    def on_progress(done: int) -> None:
-        if done >= limit:
-            raise ConnectionAbortedError("worker killed")
-
-    return on_progress
-
-
-def _parts_sent(transfer: Transfer) -> set[str]:
-    """Part numbers the attempt stored: UploadPart(n) for S3, sendDocument(n) for Telegram
-    (not sendDocument(signature) or sendDocument(manifest))."""
-    calls = (r.removesuffix(")").split("(") for r in transfer.requests if r.endswith(")"))
-    return {
-        arg for method, arg in calls if method in ("UploadPart", "sendDocument") and arg.isdigit()
-    }
-
-
 async def test_s3_abort_removes_unfinished_multipart_uploads(
     seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    backend = _s3(seaweed, monkeypatch)
+    backend = s3_backend(seaweed, monkeypatch)
     source, manifest = artifact(tmp_path, int(backend.part_size * 2.5))
     with pytest.raises(ConnectionAbortedError):
-        await backend.storage.store(source, manifest, KEY, Transfer(on_progress=_crash_after(1)))
+        await backend.storage.store(source, manifest, KEY, Transfer(on_progress=crash_after(1)))
     prefix = backend.settings.s3_prefix
     s3 = seaweed.client()
     before = s3.list_multipart_uploads(Bucket=seaweed.bucket, Prefix=prefix)
@@ -287,7 +165,7 @@ async def test_s3_abort_removes_unfinished_multipart_uploads(
 async def test_s3_wrong_credentials_and_missing_bucket_are_permanent(
     seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    backend = _s3(seaweed, monkeypatch)
+    backend = s3_backend(seaweed, monkeypatch)
     source, manifest = artifact(tmp_path, 1000)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret")
     with pytest.raises(StorageError) as caught:
@@ -310,7 +188,7 @@ async def test_s3_unknown_access_key_is_permanent_and_names_the_bucket(
     seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """The dev store knows one identity; any other access key id is unknown to it."""
-    backend = _s3(seaweed, monkeypatch)
+    backend = s3_backend(seaweed, monkeypatch)
     source, manifest = artifact(tmp_path, 1000)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "EBUNKNOWN" + os.urandom(5).hex().upper())
     with pytest.raises(StorageError) as caught:
@@ -359,7 +237,7 @@ async def test_download_takes_the_bucket_or_chat_from_the_location(
 
 
 async def test_telegram_honours_429_retry_after(telegram: FakeTelegramAPI, tmp_path: Path) -> None:
-    backend = _telegram(telegram)
+    backend = telegram_backend(telegram)
     source, manifest = artifact(tmp_path, 1000)
     telegram.rate_limit_next("sendDocument", retry_after=1, times=1)
     await backend.storage.store(source, manifest, KEY, Transfer())
@@ -370,7 +248,7 @@ async def test_telegram_honours_429_retry_after(telegram: FakeTelegramAPI, tmp_p
 async def test_telegram_bad_token_is_permanent_and_redacted(
     telegram: FakeTelegramAPI, tmp_path: Path
 ) -> None:
-    backend = _telegram(telegram)
+    backend = telegram_backend(telegram)
     bad_token = "999999:not-the-token"
     settings = Settings.model_validate(
         {**backend.settings.model_dump(), "telegram_bot_token": bad_token}
@@ -385,7 +263,7 @@ async def test_telegram_bad_token_is_permanent_and_redacted(
 async def test_telegram_parts_respect_the_download_limit(
     telegram: FakeTelegramAPI, tmp_path: Path
 ) -> None:
-    backend = _telegram(telegram)
+    backend = telegram_backend(telegram)
     source, manifest = artifact(tmp_path, 2_500_000)
     stored = await backend.storage.store(source, manifest, KEY, Transfer())
     sizes = [len(d.data) for d in telegram.documents.values()]
@@ -397,7 +275,7 @@ async def test_s3_refuses_a_part_whose_checksum_does_not_match(
     seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """The SHA-256 additional checksum travels with every part and the store verifies it."""
-    backend = _s3(seaweed, monkeypatch)
+    backend = s3_backend(seaweed, monkeypatch)
     source, manifest = artifact(tmp_path, int(backend.part_size * 1.5))
     monkeypatch.setattr(
         S3Storage, "_part_checksum", lambda self, sha256: {"ChecksumSHA256": _b64(b"\0" * 32)}
@@ -437,7 +315,7 @@ async def test_openssl_verifies_a_manifest_signature(
     tmp_path: Path, signing_key: tuple[Path, Path]
 ) -> None:
     """The README recipe: standard tools, nothing of this project."""
-    backend = signed(_local(tmp_path), signing_key[0])
+    backend = signed(local_backend(tmp_path), signing_key[0])
     source, manifest = artifact(tmp_path, 1000)
     await backend.storage.store(source, manifest, KEY, Transfer())
     manifest_path = backend.settings.local_storage_dir / (KEY + ".manifest.json")
@@ -446,7 +324,7 @@ async def test_openssl_verifies_a_manifest_signature(
         "-in", str(manifest_path), "-sigfile", f"{manifest_path}.sig",
     ]  # fmt: skip
     assert subprocess.run(verify, capture_output=True, text=True).returncode == 0
-    manifest_path.write_bytes(_edited(manifest_path.read_bytes()))
+    manifest_path.write_bytes(edited_manifest(manifest_path.read_bytes()))
     assert subprocess.run(verify, capture_output=True, text=True).returncode != 0
 
 
@@ -494,7 +372,7 @@ async def test_telegram_default_part_size_against_the_real_limits(tmp_path: Path
     TELEGRAM_PART_BYTES: a 45 MB artifact goes up in three parts and comes back whole."""
     with FakeTelegramAPI(TOKEN, {CHAT}) as api:
         assert (api.upload_limit, api.download_limit) == (UPLOAD_LIMIT, DOWNLOAD_LIMIT)
-        settings = _telegram(api).settings.model_copy(
+        settings = telegram_backend(api).settings.model_copy(
             update={"telegram_part_bytes": Settings().telegram_part_bytes}
         )
         source, manifest = artifact(tmp_path, 45_000_000)
@@ -522,7 +400,7 @@ def _once(action: Callable[[], None]) -> Callable[[int], None]:
 async def test_telegram_5xx_is_retryable_and_the_retry_resumes(
     telegram: FakeTelegramAPI, tmp_path: Path, status: int
 ) -> None:
-    backend = _telegram(telegram)
+    backend = telegram_backend(telegram)
     source, manifest = artifact(tmp_path, int(backend.part_size * 2.5))
     first = Transfer(on_progress=_once(lambda: telegram.fail_next("sendDocument", status)))
     with pytest.raises(StorageError) as caught:
@@ -531,7 +409,7 @@ async def test_telegram_5xx_is_retryable_and_the_retry_resumes(
     retry = Transfer(resume=first.resume)
     stored = await backend.storage.store(source, manifest, KEY, retry)
 
-    assert _parts_sent(first) == {"1", "2"} and _parts_sent(retry) == {"2", "3"}
+    assert parts_sent(first) == {"1", "2"} and parts_sent(retry) == {"2", "3"}
     assert len(telegram.documents) == 4  # the refused part 2 was not stored
     await download(stored.location, tmp_path / "fetched", backend.settings)
     assert (tmp_path / "fetched").read_bytes() == source.read_bytes()
@@ -542,7 +420,7 @@ async def test_telegram_a_lost_answer_posts_a_part_twice_but_the_manifest_names_
 ) -> None:
     """Telegram stored part 2, then the answer was lost (504): the retry posts it again (no
     idempotency key in the Bot API), and the manifest lists exactly one message per part."""
-    backend = _telegram(telegram)
+    backend = telegram_backend(telegram)
     source, manifest = artifact(tmp_path, int(backend.part_size * 2.5))
     first = Transfer(on_progress=_once(lambda: telegram.lose_answer_next("sendDocument")))
     with pytest.raises(StorageError):
@@ -566,7 +444,7 @@ class Killed(Exception):
 async def test_telegram_retry_does_not_post_signature_or_manifest_again(
     telegram: FakeTelegramAPI, tmp_path: Path, signing_key: tuple[Path, Path], after: str
 ) -> None:
-    backend = signed(_telegram(telegram), signing_key[0])
+    backend = signed(telegram_backend(telegram), signing_key[0])
     source, manifest = artifact(tmp_path, int(backend.part_size * 1.5))
 
     def killed_after(state: dict[str, object]) -> None:
@@ -583,7 +461,7 @@ async def test_telegram_retry_does_not_post_signature_or_manifest_again(
     assert sum(n.endswith(".manifest.json.sig") for n in names) == 1
     assert sum(n.endswith(".manifest.json") for n in names) == 1
     assert len(names) == 4  # 2 parts, signature, manifest
-    assert _parts_sent(retry) == set()
+    assert parts_sent(retry) == set()
     readers = backend.settings.model_copy(update={"manifest_verify_key_file": signing_key[1]})
     await download(stored.location, tmp_path / "fetched", readers)
 
@@ -592,16 +470,16 @@ async def test_telegram_resume_keeps_the_checkpointed_part_size(
     telegram: FakeTelegramAPI, tmp_path: Path
 ) -> None:
     """TELEGRAM_PART_BYTES changed between attempts: the parts posted stay valid."""
-    backend = _telegram(telegram)
+    backend = telegram_backend(telegram)
     source, manifest = artifact(tmp_path, int(backend.part_size * 2.5))
-    crash = Transfer(on_progress=_crash_after(backend.part_size))
+    crash = Transfer(on_progress=crash_after(backend.part_size))
     with pytest.raises(ConnectionAbortedError):
         await backend.storage.store(source, manifest, KEY, crash)
     smaller = backend.settings.model_copy(update={"telegram_part_bytes": 600_000})
     retry = Transfer(resume=crash.resume)
     stored = await open_storage(smaller).store(source, manifest, KEY, retry)
 
-    assert _parts_sent(crash) == {"1"} and _parts_sent(retry) == {"2", "3"}
+    assert parts_sent(crash) == {"1"} and parts_sent(retry) == {"2", "3"}
     assert len(telegram.documents) == 4
     await download(stored.location, tmp_path / "fetched", smaller)
     assert (tmp_path / "fetched").read_bytes() == source.read_bytes()
@@ -622,7 +500,7 @@ async def test_telegram_token_is_not_in_errors_httpx_raises(
 ) -> None:
     """httpx's own errors: a refused connection, and a status error whose message is the
     download URL (which holds the token)."""
-    backend = _telegram(telegram)
+    backend = telegram_backend(telegram)
     source, manifest = artifact(tmp_path, 1000)
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))

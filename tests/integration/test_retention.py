@@ -31,8 +31,8 @@ from backup.settings import Settings
 from backup.signing import generate_keypair
 from backup.storage import Storage, Transfer, open_storage
 from devstack.seaweed import SeaweedS3
-from tests.telegram_api import DELETE_WINDOW_SECONDS, FakeTelegramAPI
-from tests.test_storage_contract import CHAT, TOKEN, _local, _s3, _telegram, artifact
+from emulators.telegram_api import DELETE_WINDOW_SECONDS, FakeTelegramAPI
+from tests.backends import CHAT, TOKEN, artifact, local_backend, s3_backend, telegram_backend
 
 # The policy, on fixed timestamps
 
@@ -356,7 +356,7 @@ def listing(
     """Settings of a signing backend, a function listing every stored key, and one that writes
     a raw object (to plant an orphan)."""
     if request.param == "local":
-        backend = _local(tmp_path)
+        backend = local_backend(tmp_path)
         root = backend.settings.local_storage_dir
 
         def stored_local() -> set[str]:
@@ -369,7 +369,7 @@ def listing(
         yield config, stored_local, put_local
         return
     seaweed: SeaweedS3 = request.getfixturevalue("seaweed")
-    backend = _s3(seaweed, monkeypatch)
+    backend = s3_backend(seaweed, monkeypatch)
     prefix = backend.settings.s3_prefix + "/"
     s3 = seaweed.client()
 
@@ -439,14 +439,14 @@ async def test_a_dry_run_deletes_nothing(
 
 
 async def test_no_rule_lists_and_deletes_nothing(tmp_path: Path) -> None:
-    storage = open_storage(_local(tmp_path).settings)
+    storage = open_storage(local_backend(tmp_path).settings)
     await store_backups(storage, tmp_path)
     outcome = await apply_retention(storage, "acme", RetentionPolicy())
     assert outcome.pruned == [] and "no retention rule" in (outcome.skipped_reason or "")
 
 
 async def test_a_delete_failure_is_recorded_not_raised(tmp_path: Path) -> None:
-    storage = open_storage(_local(tmp_path).settings)
+    storage = open_storage(local_backend(tmp_path).settings)
     await store_backups(storage, tmp_path)
 
     async def refuse(backup: StoredBackup) -> None:
@@ -462,7 +462,7 @@ async def test_s3_listing_pages_through_many_objects(
     seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """More objects than one ListObjectsV2 page (1000) holds."""
-    backend = _s3(seaweed, monkeypatch)
+    backend = s3_backend(seaweed, monkeypatch)
     prefix = backend.settings.s3_prefix + "/"
     s3 = seaweed.client()
     start = datetime(2026, 1, 1, tzinfo=UTC)
@@ -486,7 +486,7 @@ def telegram() -> Iterator[FakeTelegramAPI]:
 async def test_telegram_retention_is_not_applied_and_says_why(
     telegram: FakeTelegramAPI, tmp_path: Path
 ) -> None:
-    storage = _telegram(telegram).storage
+    storage = telegram_backend(telegram).storage
     source, manifest = artifact(tmp_path, 1000)
     for stamp in STAMPS:
         await storage.store(source, manifest, key(stamp), Transfer())
@@ -500,7 +500,7 @@ async def test_telegram_retention_is_not_applied_and_says_why(
 async def test_telegram_delete_works_within_48_hours_and_refuses_clearly_after(
     telegram: FakeTelegramAPI, tmp_path: Path
 ) -> None:
-    storage = _telegram(telegram).storage
+    storage = telegram_backend(telegram).storage
     source, manifest = artifact(tmp_path, 2_000_000)  # 3 parts and the manifest
 
     async def stored_backup(stamp: str) -> StoredBackup:
@@ -526,7 +526,7 @@ async def test_telegram_delete_works_within_48_hours_and_refuses_clearly_after(
 
 
 async def test_the_activity_applies_the_configured_policy(tmp_path: Path) -> None:
-    config = _local(tmp_path).settings.model_copy(
+    config = local_backend(tmp_path).settings.model_copy(
         update={"retention_project_policies": '{"acme": {"keep_last": 1}}'}
     )
     await store_backups(open_storage(config), tmp_path)
@@ -536,7 +536,7 @@ async def test_the_activity_applies_the_configured_policy(tmp_path: Path) -> Non
 
 
 async def test_the_activity_reports_a_bad_setting_instead_of_failing(tmp_path: Path) -> None:
-    config = _local(tmp_path).settings.model_copy(update={"retention_keep_daily": "-3"})
+    config = local_backend(tmp_path).settings.model_copy(update={"retention_keep_daily": "-3"})
     await store_backups(open_storage(config), tmp_path)
     outcome = await ActivityEnvironment().run(RetentionActivities(config).apply_retention, "acme")
     assert outcome.pruned == [] and "RETENTION_KEEP_DAILY='-3'" in outcome.errors[0]

@@ -1,0 +1,1 @@
+"""Stand-ins for clouds the tests and the reliability scripts cannot reach (Telegram)."""
