@@ -2,7 +2,8 @@
 worker takes over (same HOST_ID and spool, or another host), and the backup must still end with
 exactly one verified artifact, no leftovers, one notification per channel and no needless dump.
 
-Shared by `reliability/crash_matrix.py` (every cell) and `tests/reliability/test_crash_matrix.py` (a few).
+Shared by `reliability/crash_matrix.py` (every cell) and
+`tests/reliability/test_crash_matrix.py` (a few).
 Workers run `reliability.crashy_worker` (the production worker plus a harness interceptor and
 shortened timeouts, see there).
 """

@@ -2,7 +2,7 @@
 dev server, the notification receivers and the spool disk fail under a real worker process.
 
     .venv/bin/python -m reliability.faults                 # every scenario (about 20 minutes)
-    .venv/bin/python -m reliability.faults --fast          # only those tests/reliability/test_faults.py runs
+    .venv/bin/python -m reliability.faults --fast          # those tests/reliability/ runs
     .venv/bin/python -m reliability.faults --only s3_restart_during_upload
 
 One dev stack of its own (own ports and home, so stopping its servers disturbs nobody) serves
@@ -415,9 +415,8 @@ async def notifications_down(stack: DevStack, work: Path) -> str:
     """Nothing listens at the SMTP server's or the webhook's address: the backup succeeds after
     the full delivery budget (6 attempts, 135 s of backoff when the port is closed) and records
     both failures.
-    Script only; in CI tests/workflow/test_workflow.py::test_failed_notification_never_fails_a_good_backup
-    and tests/unit/test_notify_channels.py::test_smtp_down_is_a_retryable_failure_without_the_password
-    cover it."""
+    Script only; in CI test_failed_notification_never_fails_a_good_backup (tests/workflow/)
+    and test_smtp_down_is_a_retryable_failure_without_the_password (tests/unit/) cover it."""
     env = {"SMTP_PORT": str(free_port()), "WEBHOOK_URL": f"http://127.0.0.1:{free_port()}/hook"}
     with worker(stack, work, "notify-down", env) as w:
         handle = await start(stack, w, "acme")
