@@ -20,6 +20,7 @@ subprocess.check_call([sys.executable, '-m', 'pip', 'install', '--no-cache-dir',
 COPY backup/ backup/
 COPY activities/ activities/
 COPY workflows/ workflows/
+COPY client/ client/
 COPY devstack/ devstack/
 # The Telegram Bot API emulator (tests and reliability import it): `pip install .` installs it.
 COPY emulators/ emulators/

@@ -22,7 +22,7 @@ from temporalio.api.common.v1 import Payloads
 
 from backup.errors import ConfigurationError
 from backup.settings import Settings
-from workflows.codec import EncryptionCodec
+from client.codec import EncryptionCodec
 
 
 def make_handler(

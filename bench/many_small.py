@@ -24,7 +24,7 @@ from psycopg import sql
 from backup.models import ExportRequest
 from bench.schema import register_bench_project
 from bench.stack import BenchStack, BenchWorker
-from starter import start_export
+from client import start_export
 
 ROOT = Path(__file__).resolve().parent.parent
 LIMITS = {"MAX_CONCURRENT_ACTIVITIES": "8", "MAX_CONCURRENT_DUMPS": "2"}

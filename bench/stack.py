@@ -16,11 +16,10 @@ from temporalio.client import Client
 
 from backup.models import DumpFormat, ExportRequest, ExportResult
 from bench.machine import PeakRss, vm_hwm
+from client import connect_with, start_export
 from devstack.process import stop_process
 from devstack.seed import seed
 from devstack.stack import DevStack, step
-from starter import start_export
-from workflows.client import connect_with
 
 # Peers neither encrypt nor sign: off for the comparison, on for one extra run.
 SECURITY = ("ENCRYPTION_RECIPIENTS", "MANIFEST_SIGNING_KEY_FILE", "MANIFEST_VERIFY_KEY_FILE")

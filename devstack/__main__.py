@@ -1,4 +1,4 @@
+from client import exit_without_finalizing
 from devstack.stack import main
-from workflows.client import exit_without_finalizing
 
 exit_without_finalizing(main())

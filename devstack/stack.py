@@ -29,14 +29,13 @@ from backup.pgconn import redact
 from backup.pgdump import pg_bin_dir
 from backup.restore import restore, row_counts
 from backup.settings import Settings
+from client import connect_with, follow, result_table, start_export
 from devstack.postgres import PostgresServer
 from devstack.process import stop_process
 from devstack.receivers import WebhookReceiver, smtp_server, webhook_receiver
 from devstack.seaweed import SeaweedS3
 from devstack.seed import seed
 from devstack.temporal import TemporalDevServer, venv_binary
-from starter import follow, result_table, start_export
-from workflows.client import connect_with
 
 ROOT = Path(__file__).resolve().parent.parent
 

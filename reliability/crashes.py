@@ -33,11 +33,10 @@ from temporalio.client import Client, WorkflowHandle
 
 from backup.download import download
 from backup.models import ExportRequest, ExportResult, short_run_id
+from client import connect_with, start_export
 from devstack.process import stop_process
 from devstack.seed import register_project
 from devstack.stack import DevStack
-from starter import start_export
-from workflows.client import connect_with
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "crashmx"

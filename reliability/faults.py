@@ -40,11 +40,10 @@ from temporalio.service import RPCError
 from backup.download import download
 from backup.files import sha256_of
 from backup.models import ExportRequest, ExportResult
+from client import connect, start_export
 from devstack.ports import free_port
 from devstack.seed import register_project
 from devstack.stack import ROOT, DevStack
-from starter import start_export
-from workflows.client import connect
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "faults.json"

@@ -31,10 +31,10 @@ from backup.encryption import decrypt_file
 from backup.models import Compression, DumpFormat, ExportResult
 from backup.pgdump import pg_bin_dir
 from backup.restore import restore, scratch_database
+from client import connect
 from devstack.ports import free_port
 from devstack.seed import register_project
 from devstack.stack import DevStack
-from workflows.client import connect
 
 RESULTS = Path(__file__).resolve().parent / "results" / "hostile_inputs.json"
 # A rejection is a validation query at most, then notifications: seconds, not a retry backoff.

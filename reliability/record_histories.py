@@ -25,9 +25,9 @@ import psycopg
 from psycopg import sql
 from temporalio.client import Client
 
+from client import connect
 from devstack.ports import free_port
 from devstack.stack import DevStack
-from workflows.client import connect
 
 HISTORIES = Path(__file__).resolve().parent.parent / "tests" / "histories"
 

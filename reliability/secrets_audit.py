@@ -34,11 +34,11 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from psycopg import sql
 from temporalio.client import Client, WorkflowFailureError
 
+from client import connect
 from devstack.ports import free_port
 from devstack.stack import DevStack
 from devstack.temporal import temporal_cli
 from emulators.telegram_api import FakeTelegramAPI
-from workflows.client import connect
 
 RESULTS = Path(__file__).resolve().parent / "results" / "secrets_audit.json"
 BOT_TOKEN = f"{4242}:{'AAH' + uuid.uuid4().hex}"

@@ -20,13 +20,13 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from backup.settings import Settings
+from client import register_search_attributes
 from devstack.ports import free_port
 from devstack.postgres import PostgresServer
 from devstack.seaweed import SeaweedS3
 from devstack.seed import seed
 from devstack.stack import DevStack
 from devstack.temporal import venv_binary
-from workflows.client import register_search_attributes
 from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
 
 SEED_SCALE = 0.05

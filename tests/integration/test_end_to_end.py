@@ -24,10 +24,9 @@ from temporalio.client import Client, WorkflowFailureError
 from backup.models import DumpFormat, ExportRequest, ExportResult
 from backup.pgdump import pg_bin_dir
 from backup.restore import restore, row_counts
+from client import connect, start_export
 from devstack.stack import ROOT, DevStack, demo
 from devstack.temporal import temporal_cli
-from starter import start_export
-from workflows.client import connect
 
 CONTRACT_KEYS = {
     "project_id", "location", "size_bytes", "sha256", "table_count", "format", "compression",
@@ -295,7 +294,7 @@ async def test_restore_backup_workflow_puts_the_data_back_beside_the_original(
     backup = await (
         await start_export(client, stack.settings(), ExportRequest(project_id="acme"))
     ).result()
-    starter_cli = [sys.executable, str(ROOT / "starter.py"), "restore", backup.location]
+    starter_cli = [sys.executable, str(ROOT / "starter.py"), "restore", backup.location, "--json"]
     schema = f"acme_restored_{uuid.uuid4().hex[:6]}"
     env = {**os.environ, **stack.env}
 

@@ -21,11 +21,11 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from backup.errors import ConfigurationError
+from client.codec import EncryptionCodec, data_converter
 from codec_server import serve
 from devstack.ports import free_port
 from devstack.temporal import temporal_cli
 from tests.standins import harness, run_with_workers
-from workflows.codec import EncryptionCodec, data_converter
 
 KEY = base64.b64encode(os.urandom(32)).decode()
 EMAIL = "alice.personal@tenant.example"

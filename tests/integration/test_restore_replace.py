@@ -18,10 +18,9 @@ from temporalio.client import Client, WorkflowFailureError
 from backup.download import download
 from backup.models import ExportRequest, ExportResult
 from backup.restore import row_counts
+from client import connect, start_export
 from devstack.seed import register_project
 from devstack.stack import ROOT, DevStack
-from starter import start_export
-from workflows.client import connect
 from workflows.restore_backup import RestoreBackupWorkflow
 
 PROJECT = "ledger"
@@ -51,7 +50,7 @@ async def backup_of(stack: DevStack, client: Client, project: str) -> ExportResu
 
 def starter(stack: DevStack, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(ROOT / "starter.py"), "restore", *args],
+        [sys.executable, str(ROOT / "starter.py"), "restore", "--json", *args],
         env={**os.environ, **stack.env}, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
 

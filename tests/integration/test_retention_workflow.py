@@ -15,10 +15,9 @@ import psycopg
 from temporalio.client import Client
 
 from backup.models import ExportRequest, ExportResult
+from client import connect, start_export
 from devstack.seed import register_project
 from devstack.stack import ROOT, DevStack
-from starter import start_export
-from workflows.client import connect
 
 
 def stored_path(location: str) -> Path:

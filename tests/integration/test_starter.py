@@ -20,10 +20,9 @@ from temporalio.client import Client
 from backup.manifest import manifest_name
 from backup.models import ExportRequest
 from backup.signing import SIGNATURE_SUFFIX, generate_keypair
+from client import connect, start_export
 from devstack.stack import ROOT, DevStack
 from devstack.temporal import temporal_cli
-from starter import start_export
-from workflows.client import connect
 
 STARTER = [sys.executable, str(ROOT / "starter.py")]
 

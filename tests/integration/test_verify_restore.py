@@ -14,11 +14,10 @@ from backup.files import sha256_of
 from backup.models import ExportRequest
 from backup.pgdump import pg_bin_dir
 from backup.restore import check_by_restore
+from client import connect, start_export
 from devstack.postgres import PostgresServer
 from devstack.stack import DevStack
-from starter import start_export
 from tests.dumps import dump
-from workflows.client import connect
 
 
 def scratch_databases(url: str) -> list[str]:

@@ -17,10 +17,9 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 
 from backup.models import ExportRequest
+from client import connect, start_export
 from devstack.seed import register_project
 from devstack.stack import DevStack
-from starter import start_export
-from workflows.client import connect
 
 CRASH_QUEUE = "crash-test"
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 from temporalio.client import Client
 
+from client import connect
 from devstack.stack import DevStack
 from reliability.hostile_inputs import (
     CASES,
@@ -18,7 +19,6 @@ from reliability.hostile_inputs import (
     drop_lookalikes,
     run_case,
 )
-from workflows.client import connect
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,55 @@
+"""restore: put a backup back under a new schema, or replace the project's schema."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from pydantic import ValidationError
+
+from backup.models import RestoreRequest
+from backup.settings import Settings
+from client.cli.backups import started, watch
+from client.cli.output import fail
+from client.connection import connect_with
+from client.starting import start_restore
+from workflows.inputs import problems
+
+
+async def restore(args: argparse.Namespace, settings: Settings) -> int:
+    """Waits for the result: with --follow showing step, bytes and rate; exit 1 unless the
+    restored rows match the manifest."""
+    try:
+        request = RestoreRequest(
+            location=args.location,
+            into_schema=args.into,
+            database=args.database,
+            replace=args.replace,
+            confirm_replace=args.confirm_replace,
+        )
+    except ValidationError as err:
+        fail("invalid request", problems(err))
+        return 2
+    client = await connect_with(settings)
+    handle = await start_restore(client, settings, request)
+    started(handle, client, settings)
+    return await watch(handle, client, settings, args.json, live=args.follow)
+
+
+def add(sub: Any) -> None:
+    p = sub.add_parser(
+        "restore", help="restore a backup under a new schema beside the original, or replace"
+    )
+    p.set_defaults(run=restore)
+    p.add_argument("location", help="location from an export result")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--into", help="the new schema name")
+    target.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace the project's schema (after a safety backup); needs --confirm-replace",
+    )
+    p.add_argument("--confirm-replace", action="store_true", help="yes, replace it")
+    p.add_argument("--database", help="another database on the same server (with --into)")
+    p.add_argument("--follow", action="store_true", help="show step, bytes and rate meanwhile")
+    p.add_argument("--json", action="store_true", help="the result as JSON")
