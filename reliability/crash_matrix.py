@@ -13,11 +13,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import sys
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,10 +24,12 @@ if str(ROOT) not in sys.path:  # run as a script: reliability/crash_matrix.py
 
 from devstack.ports import free_port  # noqa: E402
 from devstack.stack import DevStack  # noqa: E402
+from reliability import harness  # noqa: E402
 from reliability.crashes import CELLS, HOSTS, Matrix, Row, seed_project  # noqa: E402
 from reliability.crashy_worker import describe_shortening  # noqa: E402
+from reliability.harness import text_table, write_json  # noqa: E402
 
-RESULTS = ROOT / "reliability" / "results" / "crash_matrix.json"
+RESULTS = harness.RESULTS / "crash_matrix.json"
 
 
 async def run_matrix(
@@ -45,14 +45,6 @@ async def run_matrix(
                       f"({row.seconds:.0f} s): {row.detail}", flush=True)  # fmt: skip
                 rows.append(row)
     return rows
-
-
-def table(rows: list[Row]) -> str:
-    lines = [f"{'cell':<16} {'host':<6} {'result':<6} {'seconds':>7}  detail"]
-    for r in rows:
-        verdict = "PASS" if r.passed else "FAIL"
-        lines.append(f"{r.cell:<16} {r.host:<6} {verdict:<6} {r.seconds:>7.1f}  {r.detail}")
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,9 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         with stack:
             seed_project(stack.postgres.url())
             rows = asyncio.run(run_matrix(stack, Path(home) / "cells", cells, hosts))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps([asdict(r) for r in rows], indent=2) + "\n")
-    print(table(rows))
+    write_json(rows, args.out)
+    print(text_table(rows, ["cell", "host", "passed", "seconds", "detail"]))
     if keep:
         print(f"logs, events and spools kept in {keep}")
     passed = sum(r.passed for r in rows)

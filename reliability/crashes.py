@@ -28,7 +28,6 @@ from urllib.parse import urlparse
 
 import psutil
 import psycopg
-from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 
 from backup.download import download
@@ -37,6 +36,7 @@ from client import connect_with, start_export
 from devstack.process import stop_process
 from devstack.seed import register_project
 from devstack.stack import DevStack
+from reliability.harness import activity_history
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "crashmx"
@@ -381,17 +381,8 @@ class _Run:
 
     async def _check_dumps(self) -> str:
         assert self.handle is not None
-        history = await self.handle.fetch_history()
-        scheduled = {
-            e.event_id for e in history.events
-            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-            and e.activity_task_scheduled_event_attributes.activity_type.name == "dump_schema"
-        }  # fmt: skip
-        attempts = [
-            e.activity_task_started_event_attributes.attempt for e in history.events
-            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
-            and e.activity_task_started_event_attributes.scheduled_event_id in scheduled
-        ]  # fmt: skip
+        history = await activity_history(self.handle)
+        scheduled, attempts = history.scheduled["dump_schema"], history.started["dump_schema"]
         runs = [e for e in self.read_events() if e.get("activity") == "dump_schema"]
         hosts = ",".join(e["host"] for e in runs)
         allowed = self.cell.dumps[self.host]
@@ -400,7 +391,7 @@ class _Run:
             f"dump_schema ran {len(runs)}x ({hosts}), expected {' or '.join(map(str, allowed))}",
         )
         return (
-            f"dump ran {len(runs)}x ({hosts}); history: {len(scheduled)} scheduled, "
+            f"dump ran {len(runs)}x ({hosts}); history: {scheduled} scheduled, "
             f"started attempts {attempts}"
         )
 

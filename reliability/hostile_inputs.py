@@ -16,13 +16,12 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import sql
-from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 
@@ -35,8 +34,10 @@ from client import connect
 from devstack.ports import free_port
 from devstack.seed import register_project
 from devstack.stack import DevStack
+from reliability import harness
+from reliability.harness import activity_history, text_table, write_json
 
-RESULTS = Path(__file__).resolve().parent / "results" / "hostile_inputs.json"
+RESULTS = harness.RESULTS / "hostile_inputs.json"
 # A rejection is a validation query at most, then notifications: seconds, not a retry backoff.
 MAX_SECONDS = 15.0
 WORKFLOW = "ExportBackupWorkflow"
@@ -197,25 +198,6 @@ def describe(body: Any) -> str:
     return text if len(text) <= 80 else f"{text[:40]}… ({len(text)} characters)"
 
 
-async def attempts(handle: WorkflowHandle[Any, Any]) -> tuple[dict[str, int], int]:
-    """Highest attempt of each activity type, and the number of failed workflow tasks."""
-    scheduled: dict[int, str] = {}
-    highest: dict[str, int] = {}
-    task_failures = 0
-    async for event in handle.fetch_history_events():
-        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            attrs = event.activity_task_scheduled_event_attributes
-            scheduled[event.event_id] = attrs.activity_type.name
-            highest.setdefault(attrs.activity_type.name, 0)
-        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
-            started = event.activity_task_started_event_attributes
-            name = scheduled[started.scheduled_event_id]
-            highest[name] = max(highest[name], started.attempt)
-        elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
-            task_failures += 1
-    return highest, task_failures
-
-
 async def run_case(stack: DevStack, client: Client, case: Case) -> Row:
     if case.error_type is None:
         return await _run_lookalike(stack, client, case)
@@ -252,7 +234,8 @@ async def _judge_failure(
         problems.append(f"message does not name {case.names!r}")
     if seconds >= MAX_SECONDS:
         problems.append(f"took {seconds} s")
-    highest, task_failures = await attempts(handle)
+    history = await activity_history(handle)
+    highest, task_failures = history.highest_attempts(), history.workflow_task_failures
     retried = {name: n for name, n in highest.items() if n > 1}
     if retried or task_failures:
         problems.append(f"retried: {retried}, failed workflow tasks: {task_failures}")
@@ -324,19 +307,6 @@ async def restored_contents(
     return schemas, owners, list(manifest.tables)
 
 
-def print_table(rows: list[Row]) -> None:
-    width = max(len(r.input) for r in rows)
-    print(f"{'input':<{width}}  {'ok':<4} {'error type':<16} {'seconds':>7}  detail")
-    for r in rows:
-        ok = "PASS" if r.passed else "FAIL"
-        print(f"{r.input:<{width}}  {ok:<4} {r.error_type:<16} {r.seconds:>7.2f}  {r.detail[:90]}")
-
-
-def write_results(rows: list[Row], path: Path = RESULTS) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps([asdict(r) for r in rows], indent=2, ensure_ascii=False) + "\n")
-
-
 async def run_all(stack: DevStack) -> list[Row]:
     client = await connect(stack.temporal.address, "default")
     create_lookalikes(stack.postgres.url())
@@ -352,8 +322,8 @@ def main() -> int:
                          metrics_port=free_port(), scale=0.05)  # fmt: skip
         with stack:
             rows = asyncio.run(run_all(stack))
-    print_table(rows)
-    write_results(rows)
+    print(text_table(rows, ["input", "passed", "error_type", "seconds", "detail"], clip=90))
+    write_json(rows, RESULTS)
     print(f"{sum(r.passed for r in rows)}/{len(rows)} passed; results in {RESULTS}")
     return 0 if all(r.passed for r in rows) else 1
 

@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -39,8 +39,10 @@ from devstack.ports import free_port
 from devstack.stack import DevStack
 from devstack.temporal import temporal_cli
 from emulators.telegram_api import FakeTelegramAPI
+from reliability import harness
+from reliability.harness import text_table, write_json
 
-RESULTS = Path(__file__).resolve().parent / "results" / "secrets_audit.json"
+RESULTS = harness.RESULTS / "secrets_audit.json"
 BOT_TOKEN = f"{4242}:{'AAH' + uuid.uuid4().hex}"
 CHAT = -1007
 SMTP_USER = "export-backup"
@@ -289,11 +291,6 @@ def _read(path: Path) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
 
 
-def write_results(rows: list[Row], path: Path = RESULTS) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps([asdict(r) for r in rows], indent=2) + "\n")
-
-
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="secrets-audit-") as home:
         stack = DevStack(Path(home, "stack"), temporal_port=None, ui_port=None,
@@ -305,11 +302,10 @@ def main() -> int:
             rows = audit.rows()
     for problem in audit.unused():
         print(f"WARNING: {problem}")
-    for row in rows:
-        print(f"{row.secret:<26} {row.occurrences:>3} occurrences  {row.found_in or ''}")
+    print(text_table(rows, ["secret", "occurrences", "found_in"]))
     print(f"places scanned: {len(rows[0].places_scanned)}; pg_dump seen in argv: "
           f"{audit.sampler.saw('pg_dump')}; {time.monotonic() - started:.0f} s")  # fmt: skip
-    write_results(rows)
+    write_json(rows, RESULTS)
     return 0 if all(r.occurrences == 0 for r in rows) else 1
 
 

@@ -1,0 +1,3 @@
+from reliability.faults.runner import main
+
+raise SystemExit(main())
