@@ -28,7 +28,7 @@ NONCE_BYTES = 12
 
 class EncryptionCodec(PayloadCodec):
     """Encrypts with the current key; decrypts with it or with a previous key of another id, so
-    workflows started before a key rotation keep running (README "Key rotation")."""
+    workflows started before a key rotation keep running (docs/security.md "Rotation")."""
 
     def __init__(
         self, key: bytes, key_id: str = "default", previous: dict[str, bytes] | None = None

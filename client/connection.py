@@ -49,7 +49,7 @@ async def ensure_search_attributes(client: Client) -> list[str]:
     """Register ProjectId and BackupStep when missing; returns the names it added.
 
     Without them every workflow task fails in a loop, so the worker calls this at start and
-    refuses to run with a clear message when the cluster does not allow it (README)."""
+    refuses to run with a clear message when the cluster does not allow it (docs/operations.md)."""
     listed = await client.operator_service.list_search_attributes(
         ListSearchAttributesRequest(namespace=client.namespace)
     )

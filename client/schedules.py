@@ -1,4 +1,4 @@
-"""Temporal Schedules for backups (client side; README "Schedules").
+"""Temporal Schedules for backups (client side; docs/operations.md "Schedules").
 
 One schedule per project, `export-backup-<project_id>`, starting ExportBackupWorkflow, and one
 for the fleet, `export-backup-fleet`, starting BackupAllProjectsWorkflow. Temporal appends the
