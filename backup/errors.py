@@ -71,3 +71,40 @@ class SpoolFull(BackupError):
 
 class IntegrityError(BackupError):
     """A downloaded artifact does not match its manifest: refuse to use it."""
+
+
+# Types that are raised as ApplicationError by a workflow or an activity rather than as one of
+# the classes above; defined here so their names live in one place.
+
+
+class BackupFailed(BackupError):
+    """How a failed ExportBackupWorkflow ends: the message names the step and the cause, the
+    details carry `failed_step` and `error_type` (the root error's type)."""
+
+
+class RestoreVerificationFailed(BackupError):
+    """The test restore (`verify_restore`) did not give back the manifest's tables and rows;
+    nothing was uploaded."""
+
+
+class NotificationSkipped(BackupError):
+    """A channel the run asked for that the deployment can not serve (not configured, no
+    recipient): recorded as skipped, never retried."""
+
+
+def error_type(error: type[BackupError]) -> str:
+    """The ApplicationError type an error class travels as (its name): compare with this,
+    never with a string literal."""
+    return error.__name__
+
+
+# What no retry can fix, for RetryPolicy.non_retryable_error_types: every class here whose own
+# `retryable` is False (the activity layer already marks each raise non-retryable from it; the
+# list also stops retries of these types raised as ApplicationError elsewhere). Retryable classes
+# (DumpFailed, StorageError, NotificationFailed) are absent: a raise site marks their permanent
+# cases with retryable=False.
+PERMANENT: tuple[str, ...] = tuple(
+    error_type(cls)
+    for cls in BackupError.__subclasses__()
+    if cls.__module__ == __name__ and not cls.retryable
+)

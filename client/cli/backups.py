@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 
+from backup.errors import InvalidRequest, error_type
 from backup.fleet_models import FleetRequest, FleetSummary
 from backup.models import (
     PROJECT_ID_PATTERN,
@@ -46,7 +47,7 @@ async def export(args: argparse.Namespace, settings: Settings) -> int:
     except ValidationError as err:
         fail("invalid request", problems(err))
         if args.json:
-            failure = {"status": "INVALID_REQUEST", "error_type": "InvalidRequest"}
+            failure = {"status": "INVALID_REQUEST", "error_type": error_type(InvalidRequest)}
             show_json({**NO_RUN, **failure, "message": problems(err)})
         return 2
     client = await connect_with(settings)
