@@ -1,12 +1,15 @@
-"""The client's own errors: what a person asked for does not exist, and failures told in one
-line. The CLI prints them and exits 1; a library caller catches NotFound."""
+"""The client's own errors: what a person asked for does not exist, and a failed workflow told
+in one line. The CLI prints them and exits 1; a library caller catches NotFound."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
 
+from temporalio.client import WorkflowFailureError
 from temporalio.service import RPCError, RPCStatusCode
+
+from workflows.export_backup import root_message
 
 
 class NotFound(LookupError):
@@ -29,8 +32,8 @@ def not_found_as(what: str, hint: str) -> Iterator[None]:
         raise NotFound(what, hint) from None
 
 
-def root_cause(err: BaseException) -> str:
-    """The innermost message: 'Activity task failed' says nothing to a person."""
-    while err.__cause__ is not None:
-        err = err.__cause__
-    return str(err)
+def root_cause(err: WorkflowFailureError) -> str:
+    """What a person reads when a workflow failed: the message of the error it ended with, or of
+    the step's error beneath the activity and child-workflow wrappers ("Activity task failed"
+    says nothing); the same words the workflows put in notifications (root_message)."""
+    return root_message(err.cause or err)

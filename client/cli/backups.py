@@ -23,7 +23,7 @@ from backup.settings import Settings
 from client.cli.output import fail, say, show, show_json, show_listing
 from client.connection import connect_with
 from client.errors import not_found_as, root_cause
-from client.progress import FLEET, TRANSFER, View, follow, live_bytes
+from client.progress import FLEET, TRANSFER, View, follow
 from client.render import Column, fleet_table, restore_table, result_table, workflow_link
 from client.reports import NO_RUN, failure_report
 from client.starting import start_export, start_fleet
@@ -83,6 +83,10 @@ async def fleet(args: argparse.Namespace, settings: Settings) -> int:
     return await watch(handle, client, settings, args.json)
 
 
+def view_of(workflow_type: str) -> View:
+    return FLEET if workflow_type == "BackupAllProjectsWorkflow" else TRANSFER
+
+
 FAILED = {
     "ExportBackupWorkflow": "backup failed",
     "RestoreBackupWorkflow": "restore failed",
@@ -96,16 +100,16 @@ async def watch(
     settings: Settings,
     as_json: bool,
     live: bool = True,
+    failure_json: bool = False,
 ) -> int:
     """Wait for the workflow's end (showing progress when `live`); print its result as its
-    type's table, or JSON."""
+    type's table, or JSON (a failure as JSON also with `failure_json`)."""
     kind = (await handle.describe()).workflow_type
-    view: View = FLEET if kind == "BackupAllProjectsWorkflow" else TRANSFER
     try:
-        result = await (follow(handle, view) if live else handle.result())
+        result = await (follow(handle, view_of(kind)) if live else handle.result())
     except WorkflowFailureError as err:
         fail(FAILED[kind], root_cause(err))
-        if as_json:
+        if as_json or failure_json:
             show_json(await failure_report(handle, err))
         return 1
     link = workflow_link(settings.temporal_ui_url, client.namespace, handle.id)
@@ -137,35 +141,24 @@ LIST = "starter.py list"
 
 
 async def status(args: argparse.Namespace, settings: Settings) -> int:
+    """A running backup, restore or fleet as JSON (step, bytes, details); a finished one as
+    its result table (JSON with --json); a failed one as the failure report (always JSON)."""
     client = await connect_with(settings)
-    handle = client.get_workflow_handle(args.workflow_id, result_type=ExportResult)
+    handle = client.get_workflow_handle(args.workflow_id)
     with not_found_as(f"workflow {args.workflow_id!r} in namespace {client.namespace}", LIST):
         description = await handle.describe()
-    state = description.status
-    if state == WorkflowExecutionStatus.COMPLETED:
-        result = await handle.result()
-        if args.json:
-            show_json(result)
-        else:
-            show(result_table(result, settings.temporal_ui_url, settings.temporal_namespace))
-        return 0
-    if state == WorkflowExecutionStatus.RUNNING:
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        return await watch(handle, client, settings, args.json, live=False, failure_json=True)
+    kind = description.workflow_type
+    state = await view_of(kind).poll(handle)
+    info: dict[str, Any] = {"status": "RUNNING", "workflow_type": kind}
+    if kind == "ExportBackupWorkflow":
         progress = await handle.query(ExportBackupWorkflow.progress)
-        done, total = await live_bytes(description)
-        show_json(
-            {
-                "status": "RUNNING",
-                "progress": progress.model_dump(mode="json") if progress else None,
-                "live_bytes": done,
-                "live_total_bytes": total,
-            }
-        )
-        return 0
-    try:
-        await handle.result()
-    except WorkflowFailureError as err:
-        show_json(await failure_report(handle, err))
-    return 1
+        info["progress"] = progress.model_dump(mode="json") if progress else None
+    show_json(
+        {**info, "state": state.text, "live_bytes": state.done, "live_total_bytes": state.total}
+    )
+    return 0
 
 
 LIST_COLUMNS = (
@@ -241,7 +234,7 @@ def add(sub: Any) -> None:
     p.add_argument("workflow_id")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("status", help="state or result of one backup")
+    p = sub.add_parser("status", help="state or result of a backup, restore or fleet backup")
     p.set_defaults(run=status)
     p.add_argument("workflow_id")
     p.add_argument("--json", action="store_true")

@@ -6,6 +6,7 @@ stand-in children that finish only when told); and a restore followed to its tab
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -131,6 +132,16 @@ async def test_restore_follow_ends_with_a_table_naming_the_location_whole(stack:
         assert backup.location in flat and schema in flat
         assert "rows match the manifest" in done.stdout
         assert max(len(line) for line in done.stdout.splitlines()) <= 80
+
+        # status of that restore: its result, as the restore's JSON.
+        restore_id = done.stderr.split()[1]
+        status = subprocess.run(
+            [sys.executable, str(ROOT / "starter.py"), "status", restore_id, "--json"],
+            env={**os.environ, **stack.env}, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert status.returncode == 0, status.stderr
+        restored = json.loads(status.stdout)
+        assert (restored["schema_name"], restored["verified"]) == (schema, True)
     finally:
         with psycopg.connect(stack.postgres.url(), autocommit=True) as conn:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
