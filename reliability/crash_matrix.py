@@ -41,8 +41,11 @@ async def run_matrix(
         for host in HOSTS:
             if c.name in cells and host in hosts:
                 row = await matrix.run(c, host)
-                print(f"  {'PASS' if row.passed else 'FAIL'} {row.cell} / {row.host} "
-                      f"({row.seconds:.0f} s): {row.detail}", flush=True)  # fmt: skip
+                print(
+                    f"  {'PASS' if row.passed else 'FAIL'} {row.cell} / {row.host} "
+                    f"({row.seconds:.0f} s): {row.detail}",
+                    flush=True,
+                )
                 rows.append(row)
     return rows
 
@@ -65,9 +68,13 @@ def main(argv: list[str] | None = None) -> int:
         else tempfile.TemporaryDirectory(prefix="crash-matrix-") as home
     ):
         stack = DevStack(
-            Path(home) / "stack", temporal_port=None, ui_port=None,
-            metrics_port=free_port(), scale=0.05, storage="s3",
-        )  # fmt: skip
+            Path(home) / "stack",
+            temporal_port=None,
+            ui_port=None,
+            metrics_port=free_port(),
+            scale=0.05,
+            storage="s3",
+        )
         with stack:
             seed_project(stack.postgres.url())
             rows = asyncio.run(run_matrix(stack, Path(home) / "cells", cells, hosts))

@@ -213,9 +213,11 @@ class _Run:
         if c.crash_at:
             crash_env |= {"CRASH_AT": c.crash_at, "CRASH_MARKER": str(self.marker)}
         first = await asyncio.to_thread(
-            spawn_worker, self.m.stack, self.folder / "worker-a.log",
+            spawn_worker,
+            self.m.stack,
+            self.folder / "worker-a.log",
             self.env("host-a", self.spool_a, crash_env),
-        )  # fmt: skip
+        )
         self.workers.append(first)
         client = await self.m.client()
         settings = self.m.stack.settings().model_copy(update={"temporal_task_queue": self.queue})
@@ -233,9 +235,11 @@ class _Run:
 
         host_b = "host-a" if self.host == "same" else "host-b"
         second = await asyncio.to_thread(
-            spawn_worker, self.m.stack, self.folder / "worker-b.log",
+            spawn_worker,
+            self.m.stack,
+            self.folder / "worker-b.log",
             self.env(host_b, self.spool_b, {}),
-        )  # fmt: skip
+        )
         self.workers.append(second)
         result = await asyncio.wait_for(self.handle.result(), timeout=300)
         notes.append(f"completed in {result.duration_seconds:.0f} s")
@@ -303,8 +307,10 @@ class _Run:
         return f"journal has upload {state['upload_id'][:8]}…, {len(parts)} part(s) stored"
 
     def _upload_finished(self) -> bool:
-        return any(e.get("event") == "store" and "CompleteMultipartUpload" in e["requests"]
-                   for e in self.read_events())  # fmt: skip
+        return any(
+            e.get("event") == "store" and "CompleteMultipartUpload" in e["requests"]
+            for e in self.read_events()
+        )
 
     def read_events(self) -> list[dict[str, Any]]:
         if not self.events.exists():
@@ -365,17 +371,21 @@ class _Run:
     def _check_notifications(self, result: ExportResult) -> str:
         receiver = self.m.stack.webhooks
         assert receiver is not None
-        hooks = [d for d in receiver.deliveries
-                 if _header(d.headers, "Idempotency-Key").startswith(result.run_id)]  # fmt: skip
+        hooks = [
+            d
+            for d in receiver.deliveries
+            if _header(d.headers, "Idempotency-Key").startswith(result.run_id)
+        ]
         keys = Counter(_header(d.headers, "Idempotency-Key") for d in hooks)
         wanted = f"{result.run_id}:backup.succeeded"
         check(set(keys) == {wanted}, f"webhook events {dict(keys)}, expected only {wanted}")
         check(all(d.verified for d in hooks), "a webhook delivery failed its signature check")
         check(len({d.body for d in hooks}) == 1, "webhook redeliveries differ in body")
         mails = Counter(
-            str(m.get("X-Export-Backup-Id", "")) for m in self.m.stack.mailbox
+            str(m.get("X-Export-Backup-Id", ""))
+            for m in self.m.stack.mailbox
             if str(m.get("X-Export-Backup-Id", "")).startswith(result.run_id)
-        )  # fmt: skip
+        )
         check(mails == Counter({wanted: 1}), f"emails {dict(mails)}, expected one of {wanted}")
         return f"webhook x{keys[wanted]} (one Idempotency-Key), email x1"
 

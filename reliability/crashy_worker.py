@@ -105,8 +105,14 @@ class CrashInterceptor(Interceptor):
 class _CrashInbound(ActivityInboundInterceptor):
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
         info = activity.info()
-        record({"event": "start", "activity": info.activity_type, "attempt": info.attempt,
-                "t": time.time()})  # fmt: skip
+        record(
+            {
+                "event": "start",
+                "activity": info.activity_type,
+                "attempt": info.attempt,
+                "t": time.time(),
+            }
+        )
         if info.activity_type == os.environ.get("CRASH_AT"):
             marker = Path(os.environ["CRASH_MARKER"])
             marker.write_text(json.dumps({"activity": info.activity_type, "pid": os.getpid()}))
@@ -152,8 +158,15 @@ def instrument_s3() -> None:
         try:
             return await store(self, artifact, manifest, key, transfer)
         finally:
-            record({"event": "store", "key": key, "requests": transfer.requests,
-                    "resumed": transfer.resume is not None, "t": time.time()})  # fmt: skip
+            record(
+                {
+                    "event": "store",
+                    "key": key,
+                    "requests": transfer.requests,
+                    "resumed": transfer.resume is not None,
+                    "t": time.time(),
+                }
+            )
 
     s3.S3Storage.store = logged_store  # type: ignore[method-assign]
 

@@ -286,8 +286,13 @@ async def restored_contents(
             artifact = plain
         scratch = f"hostile_{uuid.uuid4().hex[:8]}"
         with scratch_database(stack.postgres.url(), scratch) as url:
-            restore(artifact, DumpFormat(result.format), Compression(result.compression), url,
-                    pg_bin_dir())  # fmt: skip
+            restore(
+                artifact,
+                DumpFormat(result.format),
+                Compression(result.compression),
+                url,
+                pg_bin_dir(),
+            )
             with psycopg.connect(url) as conn:
                 schemas = [
                     r[0]
@@ -318,8 +323,9 @@ async def run_all(stack: DevStack) -> list[Row]:
 
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="hostile-stack-") as home:
-        stack = DevStack(Path(home), temporal_port=None, ui_port=None,
-                         metrics_port=free_port(), scale=0.05)  # fmt: skip
+        stack = DevStack(
+            Path(home), temporal_port=None, ui_port=None, metrics_port=free_port(), scale=0.05
+        )
         with stack:
             rows = asyncio.run(run_all(stack))
     print(text_table(rows, ["input", "passed", "error_type", "seconds", "detail"], clip=90))

@@ -52,29 +52,43 @@ async def record_all(stack: DevStack, folder: Path, fleet: bool) -> None:
     client = await connect(stack.temporal.address, "default")
     queue = stack.settings().temporal_task_queue
     verified = await record(
-        client, "succeeded_verify_restore", "ExportBackupWorkflow",
-        {"project_id": "acme", "verify_restore": True}, queue,
-    )  # fmt: skip
+        client,
+        "succeeded_verify_restore",
+        "ExportBackupWorkflow",
+        {"project_id": "acme", "verify_restore": True},
+        queue,
+    )
     assert verified["verification"]["verified"], verified
     await record(
-        client, "restore_into_new_schema", "RestoreBackupWorkflow",
-        {"location": verified["location"], "into_schema": "acme_recorded"}, queue,
-    )  # fmt: skip
+        client,
+        "restore_into_new_schema",
+        "RestoreBackupWorkflow",
+        {"location": verified["location"], "into_schema": "acme_recorded"},
+        queue,
+    )
     with psycopg.connect(stack.postgres.url(), autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier("acme_recorded")))
 
     # Retention that prunes: a worker keeping the newest backup only, and two backups.
     retention_queue = "record-retention"
-    worker = stack.spawn_worker(folder / "retention-worker.log", {
-        "TEMPORAL_TASK_QUEUE": retention_queue, "HOST_ID": "record-retention", "METRICS_PORT": "0",
-        "SPOOL_DIR": str(folder / "spool"), "RETENTION_KEEP_LAST": "1",
-    })  # fmt: skip
+    worker = stack.spawn_worker(
+        folder / "retention-worker.log",
+        {
+            "TEMPORAL_TASK_QUEUE": retention_queue,
+            "HOST_ID": "record-retention",
+            "METRICS_PORT": "0",
+            "SPOOL_DIR": str(folder / "spool"),
+            "RETENTION_KEEP_LAST": "1",
+        },
+    )
     try:
         body = {"project_id": "globex"}
         first = await client.execute_workflow(
-            "ExportBackupWorkflow", body, id=f"record-{uuid.uuid4().hex[:8]}",
+            "ExportBackupWorkflow",
+            body,
+            id=f"record-{uuid.uuid4().hex[:8]}",
             task_queue=retention_queue,
-        )  # fmt: skip
+        )
         await asyncio.sleep(1.1)  # backups are ordered by their key's one-second timestamp
         pruned = await record(
             client, "succeeded_retention_pruned", "ExportBackupWorkflow", body, retention_queue
@@ -96,8 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fleet", action="store_true", help="record BackupAllProjectsWorkflow")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="record-histories-") as home:
-        stack = DevStack(Path(home, "stack"), temporal_port=None, ui_port=None,
-                         metrics_port=free_port(), scale=0.05)  # fmt: skip
+        stack = DevStack(
+            Path(home, "stack"),
+            temporal_port=None,
+            ui_port=None,
+            metrics_port=free_port(),
+            scale=0.05,
+        )
         with stack:
             asyncio.run(record_all(stack, Path(home), args.fleet))
     return 0

@@ -113,9 +113,12 @@ def smtp_with_auth(password: str) -> Iterator[tuple[int, _AuthMailbox]]:
 
     # AUTH is offered and checked; the client logs in because SMTP_USERNAME is set.
     controller = Controller(
-        mailbox, hostname="127.0.0.1", port=free_port(), authenticator=authenticate,
+        mailbox,
+        hostname="127.0.0.1",
+        port=free_port(),
+        authenticator=authenticate,
         auth_require_tls=False,
-    )  # fmt: skip
+    )
     controller.start()
     try:
         yield controller.port, mailbox
@@ -193,20 +196,29 @@ class Audit:
         log = self.folder / f"worker-{backend}.log"
         self.worker_logs.append(log)
         overrides = {
-            "TEMPORAL_TASK_QUEUE": queue, "HOST_ID": f"{queue}-host", "METRICS_PORT": "0",
-            "SPOOL_DIR": str(self.folder / f"spool-{backend}"), "STORAGE_BACKEND": backend,
+            "TEMPORAL_TASK_QUEUE": queue,
+            "HOST_ID": f"{queue}-host",
+            "METRICS_PORT": "0",
+            "SPOOL_DIR": str(self.folder / f"spool-{backend}"),
+            "STORAGE_BACKEND": backend,
             "NOTIFY_CHANNELS": "console,email,webhook,telegram",
-            "SMTP_PORT": str(smtp_port), "SMTP_USERNAME": SMTP_USER,
-            "SMTP_PASSWORD": self.smtp_password, "SMTP_STARTTLS": "false",
-            "TELEGRAM_BOT_TOKEN": BOT_TOKEN, "TELEGRAM_CHAT_ID": str(CHAT),
-            "TELEGRAM_API_URL": self.telegram.base_url, "TELEGRAM_PART_BYTES": str(256 * 1024),
-        }  # fmt: skip
+            "SMTP_PORT": str(smtp_port),
+            "SMTP_USERNAME": SMTP_USER,
+            "SMTP_PASSWORD": self.smtp_password,
+            "SMTP_STARTTLS": "false",
+            "TELEGRAM_BOT_TOKEN": BOT_TOKEN,
+            "TELEGRAM_CHAT_ID": str(CHAT),
+            "TELEGRAM_API_URL": self.telegram.base_url,
+            "TELEGRAM_PART_BYTES": str(256 * 1024),
+        }
         worker = self.stack.spawn_worker(log, overrides)
         try:
             result = await self._run(
-                client, "ExportBackupWorkflow", queue,
+                client,
+                "ExportBackupWorkflow",
+                queue,
                 {"project_id": "umbrella", "verify_restore": True},
-            )  # fmt: skip
+            )
             self.results.append(result)
             try:
                 await self._run(client, "ExportBackupWorkflow", queue, {"project_id": "initech"})
@@ -214,9 +226,11 @@ class Audit:
                 self.results.append({"failed": str(err.cause)})
             into = f"audit_restore_{backend}"
             restored = await self._run(
-                client, "RestoreBackupWorkflow", queue,
+                client,
+                "RestoreBackupWorkflow",
+                queue,
                 {"location": result["location"], "into_schema": into},
-            )  # fmt: skip
+            )
             self.results.append(restored)
             self._drop_schema(into)
         finally:
@@ -240,16 +254,33 @@ class Audit:
             f"process argv (/proc/*/cmdline, {self.sampler.samples} samples every 50 ms, "
             f"{len(self.sampler.argv)} distinct)": "\n".join(sorted(self.sampler.argv)),
         }
-        logs = [*self.worker_logs, stack.worker_log, stack.temporal.log_file,
-                stack.postgres.log_file, *([stack.s3.log_file] if stack.s3 else [])]  # fmt: skip
+        logs = [
+            *self.worker_logs,
+            stack.worker_log,
+            stack.temporal.log_file,
+            stack.postgres.log_file,
+            *([stack.s3.log_file] if stack.s3 else []),
+        ]
         for path in logs:
             places[f"log {path.name} ({path.parent.name})"] = _read(path)
         for workflow_id in self.workflow_ids:
             shown = subprocess.run(
-                [temporal_cli(), "workflow", "show", "--workflow-id", workflow_id,
-                 "--output", "json", "--address", stack.temporal.address],
-                capture_output=True, text=True, timeout=120, check=True,
-            ).stdout  # fmt: skip
+                [
+                    temporal_cli(),
+                    "workflow",
+                    "show",
+                    "--workflow-id",
+                    workflow_id,
+                    "--output",
+                    "json",
+                    "--address",
+                    stack.temporal.address,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=True,
+            ).stdout
             places[f"history {workflow_id} (payloads decoded)"] = decoded_history(shown)
         places["workflow results"] = json.dumps(self.results, default=str)
         places["webhook deliveries"] = "\n".join(
@@ -293,8 +324,13 @@ def _read(path: Path) -> str:
 
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="secrets-audit-") as home:
-        stack = DevStack(Path(home, "stack"), temporal_port=None, ui_port=None,
-                         metrics_port=free_port(), scale=0.05)  # fmt: skip
+        stack = DevStack(
+            Path(home, "stack"),
+            temporal_port=None,
+            ui_port=None,
+            metrics_port=free_port(),
+            scale=0.05,
+        )
         with stack:
             audit = Audit(stack, Path(home))
             started = time.monotonic()
@@ -303,8 +339,10 @@ def main() -> int:
     for problem in audit.unused():
         print(f"WARNING: {problem}")
     print(text_table(rows, ["secret", "occurrences", "found_in"]))
-    print(f"places scanned: {len(rows[0].places_scanned)}; pg_dump seen in argv: "
-          f"{audit.sampler.saw('pg_dump')}; {time.monotonic() - started:.0f} s")  # fmt: skip
+    print(
+        f"places scanned: {len(rows[0].places_scanned)}; pg_dump seen in argv: "
+        f"{audit.sampler.saw('pg_dump')}; {time.monotonic() - started:.0f} s"
+    )
     write_json(rows, RESULTS)
     return 0 if all(r.occurrences == 0 for r in rows) else 1
 

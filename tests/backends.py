@@ -117,11 +117,23 @@ def manifest_for(path: Path) -> Manifest:
     now = datetime.now(UTC)
     size = path.stat().st_size
     return Manifest(
-        project_id="acme", project_name="Acme", schema_name="acme", format=DumpFormat.CUSTOM,
-        compression=Compression.ZSTD, artifact=path.name, size_bytes=size, raw_bytes=size * 3,
-        sha256=sha256_of(path), tables=["t"], table_count=1, pg_dump_version="pg_dump 18",
-        server_version="18", started_at=now, finished_at=now, dump_seconds=0.1,
-    )  # fmt: skip
+        project_id="acme",
+        project_name="Acme",
+        schema_name="acme",
+        format=DumpFormat.CUSTOM,
+        compression=Compression.ZSTD,
+        artifact=path.name,
+        size_bytes=size,
+        raw_bytes=size * 3,
+        sha256=sha256_of(path),
+        tables=["t"],
+        table_count=1,
+        pg_dump_version="pg_dump 18",
+        server_version="18",
+        started_at=now,
+        finished_at=now,
+        dump_seconds=0.1,
+    )
 
 
 def edited_manifest(manifest: bytes) -> bytes:

@@ -132,10 +132,16 @@ async def list_schedules(client: Client, settings: Settings, args: argparse.Name
         show_json(rows)
         return 0
     cells = [
-        [r["id"], r["workflow"], r["cron"], r["timezone"], "yes" if r["paused"] else "no",
-         (r["next"] or "")[:16].replace("T", " ")]
+        [
+            r["id"],
+            r["workflow"],
+            r["cron"],
+            r["timezone"],
+            "yes" if r["paused"] else "no",
+            (r["next"] or "")[:16].replace("T", " "),
+        ]
         for r in rows
-    ]  # fmt: skip
+    ]
     show_listing(COLUMNS, cells)
     return 0
 

@@ -120,11 +120,20 @@ async def test_restore_follow_ends_with_a_table_naming_the_location_whole(stack:
     schema = f"acme_followed_{uuid.uuid4().hex[:6]}"
     try:
         done = subprocess.run(
-            [sys.executable, str(ROOT / "starter.py"), "restore", backup.location,
-             "--into", schema, "--follow"],
-            env={**os.environ, **stack.env, "COLUMNS": "80"}, capture_output=True, text=True,
+            [
+                sys.executable,
+                str(ROOT / "starter.py"),
+                "restore",
+                backup.location,
+                "--into",
+                schema,
+                "--follow",
+            ],
+            env={**os.environ, **stack.env, "COLUMNS": "80"},
+            capture_output=True,
+            text=True,
             timeout=180,
-        )  # fmt: skip
+        )
         assert done.returncode == 0, done.stderr
         assert done.stderr.startswith("started restore-backup-")
         assert not done.stdout.lstrip().startswith("{")
@@ -137,8 +146,11 @@ async def test_restore_follow_ends_with_a_table_naming_the_location_whole(stack:
         restore_id = done.stderr.split()[1]
         status = subprocess.run(
             [sys.executable, str(ROOT / "starter.py"), "status", restore_id, "--json"],
-            env={**os.environ, **stack.env}, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            env={**os.environ, **stack.env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert status.returncode == 0, status.stderr
         restored = json.loads(status.stdout)
         assert (restored["schema_name"], restored["verified"]) == (schema, True)

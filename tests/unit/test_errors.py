@@ -11,9 +11,10 @@ def test_permanent_is_every_class_no_retry_can_fix() -> None:
     defined = [
         cls
         for cls in vars(errors).values()
-        if isinstance(cls, type) and issubclass(cls, errors.BackupError)
+        if isinstance(cls, type)
+        and issubclass(cls, errors.BackupError)
         and cls is not errors.BackupError
-    ]  # fmt: skip
+    ]
     assert set(errors.PERMANENT) == {c.__name__ for c in defined if not c.retryable}
     assert {"DumpFailed", "StorageError", "NotificationFailed"}.isdisjoint(errors.PERMANENT)
     assert errors.error_type(errors.SpoolFull) == "SpoolFull"

@@ -39,11 +39,23 @@ def unfolded(text: str) -> str:
 
 def test_schedule_list_at_80_columns_keeps_ids_whole_and_drops_the_least_needed() -> None:
     rows = [
-        ["export-backup-umbrella", "ExportBackupWorkflow", "30 4 * * 1-5", "Europe/Berlin",
-         "yes", "2026-12-03 04:30"],
-        ["export-backup-fleet", "BackupAllProjectsWorkflow", "@daily", "UTC", "no",
-         "2026-12-03 00:00"],
-    ]  # fmt: skip
+        [
+            "export-backup-umbrella",
+            "ExportBackupWorkflow",
+            "30 4 * * 1-5",
+            "Europe/Berlin",
+            "yes",
+            "2026-12-03 04:30",
+        ],
+        [
+            "export-backup-fleet",
+            "BackupAllProjectsWorkflow",
+            "@daily",
+            "UTC",
+            "no",
+            "2026-12-03 00:00",
+        ],
+    ]
     lines, hidden = listing(schedule.COLUMNS, rows, 80)
     assert all(len(line) <= 80 for line in lines)
     assert lines[1].split()[:2] == ["export-backup-umbrella", "ExportBackupWorkflow"]
@@ -79,11 +91,18 @@ def test_columns_go_lowest_drop_first_and_kept_ones_never() -> None:
 
 def test_the_restore_table_names_the_location_and_verdict_whole_at_80_columns() -> None:
     result = RestoreResult(
-        location=LOCATION, schema_name="globex_restored_1a2b3c", database=None,
-        table_count=5, row_counts={"a": 1200, "b": 34}, verified=True, started_at=NOW,
-        finished_at=NOW.replace(second=42), project_id="globex", source_schema="globex",
+        location=LOCATION,
+        schema_name="globex_restored_1a2b3c",
+        database=None,
+        table_count=5,
+        row_counts={"a": 1200, "b": 34},
+        verified=True,
+        started_at=NOW,
+        finished_at=NOW.replace(second=42),
+        project_id="globex",
+        source_schema="globex",
         safety_backup_location=LOCATION.replace("abcdef", "fedcba"),
-    )  # fmt: skip
+    )
     link = "http://localhost:8233/namespaces/default/workflows/restore-backup-globex_restored-1"
     text = rendered(restore_table(result, link))
     assert max(len(line) for line in text.splitlines()) <= 80
@@ -96,9 +115,15 @@ def test_the_restore_table_names_the_location_and_verdict_whole_at_80_columns() 
 
 def test_a_restore_whose_rows_differ_says_so() -> None:
     result = RestoreResult(
-        location=LOCATION, schema_name="x", database="other", table_count=1,
-        row_counts={"a": 1}, verified=False, started_at=NOW, finished_at=NOW,
-    )  # fmt: skip
+        location=LOCATION,
+        schema_name="x",
+        database="other",
+        table_count=1,
+        row_counts={"a": 1},
+        verified=False,
+        started_at=NOW,
+        finished_at=NOW,
+    )
     text = rendered(restore_table(result, "link"))
     assert "ROWS DIFFER" in text and "x in database other" in text
 
@@ -119,12 +144,22 @@ def test_the_fleet_table_lists_every_failure_and_says_how_many_more() -> None:
 
 def test_the_export_table_keeps_location_and_workflow_link_whole_at_80_columns() -> None:
     result = ExportResult(
-        project_id="globex", schema_name="globex", location=LOCATION,
-        manifest_location=LOCATION + ".manifest.json", size_bytes=2048, raw_bytes=8192,
-        sha256="ab" * 32, table_count=5, format=DumpFormat.CUSTOM,
-        compression=Compression.ZSTD, started_at=NOW, finished_at=NOW, duration_seconds=1.5,
-        workflow_id=LONG_ID, run_id="0194d3c2-run",
-    )  # fmt: skip
+        project_id="globex",
+        schema_name="globex",
+        location=LOCATION,
+        manifest_location=LOCATION + ".manifest.json",
+        size_bytes=2048,
+        raw_bytes=8192,
+        sha256="ab" * 32,
+        table_count=5,
+        format=DumpFormat.CUSTOM,
+        compression=Compression.ZSTD,
+        started_at=NOW,
+        finished_at=NOW,
+        duration_seconds=1.5,
+        workflow_id=LONG_ID,
+        run_id="0194d3c2-run",
+    )
     text = rendered(result_table(result, "http://localhost:8233", "default"))
     assert max(len(line) for line in text.splitlines()) <= 80
     flat = unfolded(text)
