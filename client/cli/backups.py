@@ -94,6 +94,14 @@ FAILED = {
 }
 
 
+def ours(workflow_id: str, kind: str) -> bool:
+    """One of this project's workflows; else said so (the starter can not render it)."""
+    if kind in FAILED:
+        return True
+    fail(f"{workflow_id} is a {kind}", "not a backup, restore or fleet backup")
+    return False
+
+
 async def watch(
     handle: WorkflowHandle[Any, Any],
     client: Client,
@@ -105,6 +113,8 @@ async def watch(
     """Wait for the workflow's end (showing progress when `live`); print its result as its
     type's table, or JSON (a failure as JSON also with `failure_json`)."""
     kind = (await handle.describe()).workflow_type
+    if not ours(handle.id, kind):
+        return 2
     try:
         result = await (follow(handle, view_of(kind)) if live else handle.result())
     except WorkflowFailureError as err:
@@ -115,11 +125,17 @@ async def watch(
     link = workflow_link(settings.temporal_ui_url, client.namespace, handle.id)
     if kind == "BackupAllProjectsWorkflow":
         summary = FleetSummary.model_validate(result)
-        show_json(summary) if as_json else show(fleet_table(summary, link))
+        if as_json:
+            show_json(summary)
+        else:
+            show(fleet_table(summary, link))
         return 1 if summary.failed else 0
     if kind == "RestoreBackupWorkflow":
         restored = RestoreResult.model_validate(result)
-        show_json(restored) if as_json else show(restore_table(restored, link))
+        if as_json:
+            show_json(restored)
+        else:
+            show(restore_table(restored, link))
         return 0 if restored.verified else 1
     backup = ExportResult.model_validate(result)
     if as_json:
@@ -150,6 +166,8 @@ async def status(args: argparse.Namespace, settings: Settings) -> int:
     if description.status != WorkflowExecutionStatus.RUNNING:
         return await watch(handle, client, settings, args.json, live=False, failure_json=True)
     kind = description.workflow_type
+    if not ours(handle.id, kind):
+        return 2
     state = await view_of(kind).poll(handle)
     info: dict[str, Any] = {"status": "RUNNING", "workflow_type": kind}
     if kind == "ExportBackupWorkflow":
