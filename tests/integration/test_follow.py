@@ -6,8 +6,10 @@ stand-in children that finish only when told); and a restore followed to its tab
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -25,11 +27,11 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from backup.fleet_models import FleetRequest, FleetSummary
 from backup.models import ExportRequest
 from backup.settings import Settings
-from client import FLEET, connect, follow, start_export, start_fleet
+from client import FLEET, TRANSFER, connect, follow, start_export, start_fleet
 from client.progress import fleet_state
 from client.render import fleet_table
 from devstack.stack import ROOT, DevStack
-from tests.standins import running
+from tests.standins import harness, running
 from workflows.fleet import BackupAllProjectsWorkflow, child_workflow_id
 
 PROJECTS = ["alpha", "broken", "gamma"]
@@ -96,7 +98,9 @@ async def test_a_fleet_backup_shows_done_running_and_failed_then_its_table(
         await release(client, handle.id, "alpha")
         await eventually_state(handle, "done 1, running 1, failed 1")
 
-        shown = Console(record=True, width=80, force_terminal=True, force_interactive=True)
+        shown = Console(
+            file=io.StringIO(), record=True, width=80, force_terminal=True, force_interactive=True
+        )
         following = asyncio.create_task(follow(handle, FLEET, shown))
         await asyncio.sleep(1.5)  # a few polls with the progress line on screen
         await release(client, handle.id, "gamma")
@@ -108,6 +112,29 @@ async def test_a_fleet_backup_shows_done_running_and_failed_then_its_table(
     table.print(fleet_table(summary, f"http://ui/namespaces/default/workflows/{handle.id}"))
     text = table.export_text()
     assert "3: 2 backed up, 1 failed" in text and "broken: schema broken does not exist" in text
+
+
+async def test_following_a_backup_shows_its_step_bytes_and_rate(
+    dev_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    """The export view: the BackupStep search attribute, the bytes the running activity last
+    heartbeated and the rate, from the server's description (a dump held by its stand-in)."""
+    h = harness(dev_env, task_queue)
+    h.fakes.block_dump = True
+    shown = Console(
+        file=io.StringIO(), record=True, width=100, force_terminal=True, force_interactive=True
+    )
+    async with running(h.workers(h.fakes.host_queues)):
+        handle = await h.start({"project_id": "acme"})
+        await h.fakes.dump_started.wait()
+        following = asyncio.create_task(follow(handle, TRANSFER, shown))
+        await asyncio.sleep(3)  # heartbeats reach the server at most every second
+        h.fakes.block_dump = False
+        result = await following
+    assert result.location.endswith(".dump.zst")
+    text = shown.export_text()
+    # e.g. "dumping ━━━━ 655.4/? kB 580.8 kB/s 0:00:01": step, bytes of no known total, rate
+    assert re.search(r"dumping ━+ [0-9.]+/\? [kM]B [0-9.]+ [kM]B/s", text), text[-300:]
 
 
 async def test_restore_follow_ends_with_a_table_naming_the_location_whole(stack: DevStack) -> None:
