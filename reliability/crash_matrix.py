@@ -22,12 +22,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: reliability/crash_matrix.py
     sys.path.insert(0, str(ROOT))
 
-from devstack.ports import free_port  # noqa: E402
 from devstack.stack import DevStack  # noqa: E402
 from reliability import harness  # noqa: E402
 from reliability.crashes import CELLS, HOSTS, Matrix, Row, seed_project  # noqa: E402
 from reliability.crashy_worker import describe_shortening  # noqa: E402
-from reliability.harness import text_table, write_json  # noqa: E402
+from reliability.harness import own_stack, text_table, write_json  # noqa: E402
 
 RESULTS = harness.RESULTS / "crash_matrix.json"
 
@@ -67,14 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         if keep
         else tempfile.TemporaryDirectory(prefix="crash-matrix-") as home
     ):
-        stack = DevStack(
-            Path(home) / "stack",
-            temporal_port=None,
-            ui_port=None,
-            metrics_port=free_port(),
-            scale=0.05,
-            storage="s3",
-        )
+        stack = own_stack(Path(home) / "stack", storage="s3")
         with stack:
             seed_project(stack.postgres.url())
             rows = asyncio.run(run_matrix(stack, Path(home) / "cells", cells, hosts))

@@ -1,6 +1,7 @@
-"""What every reliability script shares: reading a workflow's history (activity attempts and
-failures, failed workflow tasks), the plain-text table each prints, and the JSON each writes to
-reliability/results/ for report.py. The scripts keep only their own rows and checks."""
+"""What every reliability script shares: a dev stack of its own, reading a workflow's history
+(activity attempts and failures, failed workflow tasks), the plain-text table each prints, and
+the JSON each writes to reliability/results/ for report.py. The scripts keep only their own rows
+and checks."""
 
 from __future__ import annotations
 
@@ -16,7 +17,19 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHandle
 
+from devstack.ports import free_port
+from devstack.stack import DevStack
+
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def own_stack(home: Path, **options: Any) -> DevStack:
+    """A dev stack of the script's own (free ports, small seed), so stopping its servers
+    disturbs nobody; `options` as DevStack takes them (storage="s3", s3=True). Start it with
+    `with`, outside the event loop (it seeds the tenants with asyncio.run)."""
+    return DevStack(
+        home, temporal_port=None, ui_port=None, metrics_port=free_port(), scale=0.05, **options
+    )
 
 
 @dataclass

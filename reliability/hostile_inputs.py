@@ -31,11 +31,10 @@ from backup.models import Compression, DumpFormat, ExportResult
 from backup.pgdump import pg_bin_dir
 from backup.restore import restore, scratch_database
 from client import connect
-from devstack.ports import free_port
 from devstack.seed import register_project
 from devstack.stack import DevStack
 from reliability import harness
-from reliability.harness import activity_history, text_table, write_json
+from reliability.harness import activity_history, own_stack, text_table, write_json
 
 RESULTS = harness.RESULTS / "hostile_inputs.json"
 # A rejection is a validation query at most, then notifications: seconds, not a retry backoff.
@@ -323,9 +322,7 @@ async def run_all(stack: DevStack) -> list[Row]:
 
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="hostile-stack-") as home:
-        stack = DevStack(
-            Path(home), temporal_port=None, ui_port=None, metrics_port=free_port(), scale=0.05
-        )
+        stack = own_stack(Path(home))
         with stack:
             rows = asyncio.run(run_all(stack))
     print(text_table(rows, ["input", "passed", "error_type", "seconds", "detail"], clip=90))

@@ -26,8 +26,8 @@ from psycopg import sql
 from temporalio.client import Client
 
 from client import connect
-from devstack.ports import free_port
 from devstack.stack import DevStack
+from reliability.harness import own_stack
 
 HISTORIES = Path(__file__).resolve().parent.parent / "tests" / "histories"
 
@@ -110,13 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fleet", action="store_true", help="record BackupAllProjectsWorkflow")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="record-histories-") as home:
-        stack = DevStack(
-            Path(home, "stack"),
-            temporal_port=None,
-            ui_port=None,
-            metrics_port=free_port(),
-            scale=0.05,
-        )
+        stack = own_stack(Path(home, "stack"))
         with stack:
             asyncio.run(record_all(stack, Path(home), args.fleet))
     return 0

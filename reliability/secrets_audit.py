@@ -40,7 +40,7 @@ from devstack.stack import DevStack
 from devstack.temporal import temporal_cli
 from emulators.telegram_api import FakeTelegramAPI
 from reliability import harness
-from reliability.harness import text_table, write_json
+from reliability.harness import own_stack, text_table, write_json
 
 RESULTS = harness.RESULTS / "secrets_audit.json"
 BOT_TOKEN = f"{4242}:{'AAH' + uuid.uuid4().hex}"
@@ -324,13 +324,7 @@ def _read(path: Path) -> str:
 
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="secrets-audit-") as home:
-        stack = DevStack(
-            Path(home, "stack"),
-            temporal_port=None,
-            ui_port=None,
-            metrics_port=free_port(),
-            scale=0.05,
-        )
+        stack = own_stack(Path(home, "stack"))
         with stack:
             audit = Audit(stack, Path(home))
             started = time.monotonic()

@@ -6,17 +6,30 @@ import argparse
 import json
 import shutil
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from rich.console import Console, RenderableType
 
 from backup.settings import Settings
 from client.render import Column, listing
+from workflows.inputs import problems
 
 console = Console(stderr=True)
 
 Command = Callable[[argparse.Namespace, Settings], Awaitable[int]]
+M = TypeVar("M", bound=BaseModel)
+
+
+class BadRequest(Exception):
+    """A request the model refuses; the message names each field. The CLI exits 2."""
+
+
+def build(model: type[M], **fields: Any) -> M:
+    try:
+        return model(**fields)
+    except ValidationError as err:
+        raise BadRequest(problems(err)) from None
 
 
 def say(message: str) -> None:

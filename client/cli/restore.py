@@ -5,31 +5,25 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from pydantic import ValidationError
-
 from backup.models import RestoreRequest
 from backup.settings import Settings
-from client.cli.backups import started, watch
-from client.cli.output import fail
+from client.cli.output import build
+from client.cli.watching import started, watch
 from client.connection import connect_with
 from client.starting import start_restore
-from workflows.inputs import problems
 
 
 async def restore(args: argparse.Namespace, settings: Settings) -> int:
     """Waits for the result: with --follow showing step, bytes and rate; exit 1 unless the
     restored rows match the manifest."""
-    try:
-        request = RestoreRequest(
-            location=args.location,
-            into_schema=args.into,
-            database=args.database,
-            replace=args.replace,
-            confirm_replace=args.confirm_replace,
-        )
-    except ValidationError as err:
-        fail("invalid request", problems(err))
-        return 2
+    request = build(
+        RestoreRequest,
+        location=args.location,
+        into_schema=args.into,
+        database=args.database,
+        replace=args.replace,
+        confirm_replace=args.confirm_replace,
+    )
     client = await connect_with(settings)
     handle = await start_restore(client, settings, request)
     started(handle, client, settings)

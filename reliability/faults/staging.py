@@ -23,10 +23,9 @@ from temporalio.service import RPCError
 
 from backup.models import ExportRequest, ExportResult
 from client import connect, start_export
-from devstack.ports import free_port
 from devstack.seed import register_project
 from devstack.stack import ROOT, DevStack
-from reliability.harness import activity_history
+from reliability.harness import activity_history, own_stack
 
 HERE = Path(__file__).resolve().parent.parent  # reliability/
 HOOKS = HERE / "worker_hooks"  # sitecustomize.py: shorter retry budgets, FAULTS_RETRY_BUDGETS
@@ -53,9 +52,7 @@ class NotRunnable(Exception):
 
 def fault_stack(home: Path) -> DevStack:
     """A dev stack on free ports with S3, for the scenarios (start it with `with`)."""
-    return DevStack(
-        home, temporal_port=None, ui_port=None, metrics_port=free_port(), scale=0.05, s3=True
-    )
+    return own_stack(home, s3=True)
 
 
 @dataclass
