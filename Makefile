@@ -30,9 +30,10 @@ age-cli:
 demo: $(STAMP)
 	$(BIN)/python -m devstack demo $(if $(PROJECT),--project $(PROJECT)) $(if $(FORMAT),--format $(FORMAT)) $(if $(STORAGE),--storage $(STORAGE))
 
-## make dev: the embedded stack in the foreground (Web UI on :8233) until Ctrl-C.
+## make dev: the embedded stack in the foreground (Web UI on :8233) until Ctrl-C or SIGTERM.
+## DEV_ARGS: e.g. --home DIR --temporal-port 0 --ui-port 0 --metrics-port 0 (0: a free port).
 dev: $(STAMP)
-	$(BIN)/python -m devstack up
+	$(BIN)/python -m devstack up $(DEV_ARGS)
 
 ## make test: every test, against real PostgreSQL, Temporal and the worker.
 test: $(STAMP) $(NODE_STAMP) age-cli

@@ -24,7 +24,7 @@ from botocore.session import get_session
 
 from devstack.ports import free_port, port_in_use
 from devstack.postgres import _write_private
-from devstack.process import Service, stop_process
+from devstack.process import Service, bound_to_parent, stop_process
 from devstack.temporal import venv_binary
 
 HOST = "127.0.0.1"
@@ -285,6 +285,7 @@ class SeaweedS3(Service):
                 stdin=subprocess.DEVNULL,
                 cwd=self.data_dir,  # weed also reads *.toml from its working directory
                 env=env,
+                **bound_to_parent(),
             )
 
     def _remove_grpc_sockets(self) -> None:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from devstack.ports import free_port, port_in_use, wait_for_port
-from devstack.process import Service, stop_process
+from devstack.process import Service, bound_to_parent, stop_process
 from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
 
 
@@ -71,7 +71,11 @@ class TemporalDevServer(Service):
             args += ["--search-attribute", f"{key.name}=Keyword"]
         with self.log_file.open("ab") as log:
             self._proc = subprocess.Popen(
-                args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                args,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                **bound_to_parent(),
             )
         if not wait_for_port(self.port, timeout) or not wait_for_port(self.ui_port, timeout):
             self.stop()
