@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 NODE_STAMP := clients/typescript/node_modules/.installed
 
-.PHONY: setup demo dev test lint clean age-cli bench reliability
+.PHONY: setup demo dev test lint clean age-cli chromium bench reliability
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ age-cli:
 	  { apt-get update -qq && apt-get install -y -qq age; } >/dev/null 2>&1 || \
 	  { echo "could not install age: get it from your package manager (age-encryption.org)"; exit 1; }; }
 
+# The browser tests drive Debian's chromium with Playwright (never `playwright install`).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { echo "installing Chromium (Debian package chromium)"; \
+	  { apt-get update -qq && apt-get install -y -qq chromium; } >/dev/null 2>&1 || \
+	  { echo "could not install chromium: get it from your package manager"; exit 1; }; }
+
 ## make demo: start the embedded stack, back up a sample project, restore-check it, stop.
 demo: $(STAMP)
 	$(BIN)/python -m devstack demo $(if $(PROJECT),--project $(PROJECT)) $(if $(FORMAT),--format $(FORMAT)) $(if $(STORAGE),--storage $(STORAGE))
@@ -36,7 +42,7 @@ dev: $(STAMP)
 	$(BIN)/python -m devstack up $(DEV_ARGS)
 
 ## make test: every test, against real PostgreSQL, Temporal and the worker.
-test: $(STAMP) $(NODE_STAMP) age-cli
+test: $(STAMP) $(NODE_STAMP) age-cli chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## make bench: the full workflow against pg_dump -Fc side by side, then 100 tiny backups at once;

@@ -38,11 +38,13 @@ class TemporalDevServer(Service):
         port: int | None = None,
         ui_port: int | None = None,
         log_file: Path | None = None,
+        codec_endpoint: str | None = None,
     ) -> None:
         self.db_file = db_file
         self.port = port or free_port()
         self.ui_port = ui_port or free_port()
         self.log_file = log_file or db_file.with_suffix(".log")
+        self.codec_endpoint = codec_endpoint  # the Web UI decodes payloads through it
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -67,6 +69,8 @@ class TemporalDevServer(Service):
             "--log-level", "warn",
             "--ui-disable-news-fetch",
         ]  # fmt: skip
+        if self.codec_endpoint:
+            args += ["--ui-codec-endpoint", self.codec_endpoint]
         for key in SEARCH_ATTRIBUTES:
             args += ["--search-attribute", f"{key.name}=Keyword"]
         with self.log_file.open("ab") as log:
