@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 NODE_STAMP := clients/typescript/node_modules/.installed
 
-.PHONY: setup demo dev test lint clean age-cli chromium bench reliability
+.PHONY: setup demo dev test lint clean age-cli chromium prometheus bench reliability
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ chromium:
 	  { apt-get update -qq && apt-get install -y -qq chromium; } >/dev/null 2>&1 || \
 	  { echo "could not install chromium: get it from your package manager"; exit 1; }; }
 
+# tests/test_dashboard.py evaluates the dashboard's queries in a real Prometheus (Debian's).
+prometheus:
+	@command -v prometheus >/dev/null 2>&1 || { echo "installing Prometheus (Debian package prometheus)"; \
+	  { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus; } >/dev/null 2>&1 || \
+	  { echo "could not install prometheus: get it from your package manager"; exit 1; }; }
+
 ## make demo: start the embedded stack, back up a sample project, restore-check it, stop.
 demo: $(STAMP)
 	$(BIN)/python -m devstack demo $(if $(PROJECT),--project $(PROJECT)) $(if $(FORMAT),--format $(FORMAT)) $(if $(STORAGE),--storage $(STORAGE))
@@ -42,7 +48,7 @@ dev: $(STAMP)
 	$(BIN)/python -m devstack up $(DEV_ARGS)
 
 ## make test: every test, against real PostgreSQL, Temporal and the worker.
-test: $(STAMP) $(NODE_STAMP) age-cli chromium
+test: $(STAMP) $(NODE_STAMP) age-cli chromium prometheus
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## make bench: the full workflow against pg_dump -Fc side by side, then 100 tiny backups at once;

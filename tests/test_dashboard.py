@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
+import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +19,17 @@ import pytest
 from temporalio.client import WorkflowFailureError
 
 from backup.models import ExportRequest
+from devstack.ports import free_port, wait_for_port
+from devstack.process import bound_to_parent, stop_process
 from devstack.stack import DevStack
 from starter import start_export
 from workflows.client import connect_with
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "export-backup.json"
+PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+# What Grafana puts in for its variables when the time range is the last hour, all projects.
+GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__range": "1h", "$project": ".*"}
 
 GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)")
 KEYWORDS = {"bool", "and", "or", "unless", "offset", "by", "without", "on", "ignoring"}
@@ -171,3 +180,74 @@ def test_outcomes_are_counted_per_project(exported: dict[str, set[str]], stack: 
     series = [line for line in text.splitlines() if line.startswith("export_backup_backups{")]
     assert any('project_id="acme"' in s and 'outcome="backup.succeeded"' in s for s in series)
     assert any('project_id="initech"' in s and 'outcome="backup.failed"' in s for s in series)
+
+
+# --- a real Prometheus (Debian's package, make prometheus) evaluates every query ----------------
+
+
+def test_the_compose_prometheus_config_is_valid() -> None:
+    checked = subprocess.run(
+        ["promtool", "check", "config", str(PROMETHEUS_CONFIG)], capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+@pytest.fixture(scope="module")
+def prometheus(
+    stack: DevStack, exported: dict[str, set[str]], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Prometheus scraping the dev stack's worker every second, as compose's scrapes the
+    worker service; its base URL once it holds two scrapes (what rate() needs)."""
+    home = tmp_path_factory.mktemp("prometheus")
+    config = home / "prometheus.yml"
+    job: dict[str, Any] = {
+        "job_name": "export-backup-worker",
+        "scrape_interval": "1s",
+        "static_configs": [{"targets": [f"127.0.0.1:{stack.metrics_port}"]}],
+    }
+    config.write_text(json.dumps({"scrape_configs": [job]}))  # JSON is YAML
+    port = free_port()
+    with (home / "prometheus.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                shutil.which("prometheus") or "prometheus",
+                f"--config.file={config}",
+                f"--storage.tsdb.path={home / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            **bound_to_parent(),
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert wait_for_port(port, 60), (home / "prometheus.log").read_text()[-2000:]
+        deadline = time.monotonic() + 60
+        while not instant(url, 'count_over_time(up{job="export-backup-worker"}[1m]) >= 2'):
+            assert time.monotonic() < deadline, "Prometheus did not scrape the worker twice"
+            time.sleep(0.5)
+        yield url
+    finally:
+        stop_process(proc)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def instant(url: str, query: str) -> list[dict[str, Any]]:
+    answer = httpx.get(f"{url}/api/v1/query", params={"query": query}, timeout=10).json()
+    assert answer["status"] == "success", f"{query}: {answer.get('error')}"
+    result: list[dict[str, Any]] = answer["data"]["result"]
+    return result
+
+
+def with_variables(expr: str) -> str:
+    for name, value in GRAFANA_VARIABLES.items():
+        expr = expr.replace(name, value)
+    assert "$" not in expr, f"a Grafana variable this test does not know: {expr}"
+    return expr
+
+
+def test_prometheus_answers_every_panel_query_with_series(prometheus: str) -> None:
+    """Valid PromQL, and each query finds series: a typo in a metric or label name, or a
+    matcher that never matches, gives an empty answer."""
+    for title, expr, _ in queries():
+        assert instant(prometheus, with_variables(expr)), f"{title}: no series for {expr}"
