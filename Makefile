@@ -40,7 +40,7 @@ prometheus:
 
 ## make demo: start the embedded stack, back up a sample project, restore-check it, stop.
 demo: $(STAMP)
-	$(BIN)/python -m devstack demo $(if $(PROJECT),--project $(PROJECT)) $(if $(FORMAT),--format $(FORMAT)) $(if $(STORAGE),--storage $(STORAGE))
+	$(BIN)/python -m devstack demo $(if $(PROJECT),--project $(PROJECT)) $(if $(FORMAT),--format $(FORMAT)) $(if $(STORAGE),--storage $(STORAGE)) $(DEV_ARGS)
 
 ## make dev: the embedded stack in the foreground (Web UI on :8233) until Ctrl-C or SIGTERM.
 ## DEV_ARGS: e.g. --home DIR --temporal-port 0 --ui-port 0 --metrics-port 0 (0: a free port).

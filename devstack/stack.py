@@ -301,9 +301,9 @@ def main(argv: list[str] | None = None) -> int:
         scale=args.scale,
         storage=args.storage,
     )
-    signals = StopSignals()
     code = 0
     try:
+        signals = StopSignals()
         try:
             stack.start()
             if args.command == "demo":
@@ -317,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     except StopRequested as stop:
         print(f"\n  {stop}: stopping the stack")
         code = 0 if args.command == "up" else 128 + stop.signum
+    except RuntimeError as err:  # a server that would not start, a port or home in use
+        print(f"\n  dev stack: {err}", file=sys.stderr)
+        code = 1
     finally:
         stack.stop()
         print(f"  stack stopped ({time.monotonic() - started:.1f} s after start)")

@@ -22,6 +22,7 @@ import pytest
 
 from backup.models import ExportRequest
 from backup.settings import Settings
+from devstack.lifecycle import lock_home
 from devstack.postgres import PostgresServer
 from starter import start_export
 from workflows.client import connect_with
@@ -37,13 +38,13 @@ pytestmark = pytest.mark.timeout(900)
 class MakeDev:
     """One `make dev` run, the job of an imaginary shell (its own process group)."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, target: str = "dev", ready: str = READY_LINE) -> None:
         self.home = home
         self.log_file = home.with_name(home.name + ".log")
         ports = "--temporal-port 0 --ui-port 0 --metrics-port 0"
         with self.log_file.open("wb") as log:
             self.make = subprocess.Popen(
-                ["make", "--no-print-directory", "dev", f"DEV_ARGS=--home {home} {ports}"],
+                ["make", "--no-print-directory", target, f"DEV_ARGS=--home {home} {ports}"],
                 cwd=ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -51,7 +52,7 @@ class MakeDev:
                 start_new_session=True,
             )
         deadline = time.monotonic() + START_TIMEOUT_S
-        while READY_LINE not in self.log():
+        while ready not in self.log():
             assert self.make.poll() is None, f"make dev exited:\n{self.log()}"
             assert time.monotonic() < deadline, f"make dev did not start:\n{self.log()}"
             time.sleep(0.2)
@@ -191,6 +192,17 @@ async def test_right_after_a_backup(make_dev: MakeDev) -> None:
     assert "stack stopped" in make_dev.log()
 
 
+def test_make_demo_stopped_during_its_backup(dev_home: Path) -> None:
+    run = MakeDev(dev_home, target="demo", ready="backing up project")
+    try:
+        seen = run.processes()
+        run.signal_group(signal.SIGINT)
+        run.assert_nothing_left(seen)
+        assert "stack stopped" in run.log() and "restore check" not in run.log()
+    finally:
+        run.kill()
+
+
 def test_twice_in_a_row(make_dev: MakeDev) -> None:
     """A second Ctrl-C while it is stopping must not cut the stop short."""
     seen = make_dev.processes()
@@ -241,3 +253,15 @@ def test_next_start_stops_a_leftover_postgres(dev_home: Path) -> None:
         run.assert_nothing_left(seen)
     finally:
         run.kill()
+
+
+def test_a_second_stack_on_the_same_home_is_refused(tmp_path: Path) -> None:
+    held = lock_home(tmp_path)
+    try:
+        with pytest.raises(
+            RuntimeError, match=rf"another dev stack is running .*pid {os.getpid()}"
+        ):
+            lock_home(tmp_path)
+    finally:
+        os.close(held)
+    os.close(lock_home(tmp_path))  # free again once its holder let go
