@@ -47,6 +47,15 @@ def bound_to_parent(on_parent_death: int = signal.SIGTERM) -> dict[str, Any]:
     return {"preexec_fn": preexec, "start_new_session": True}
 
 
+def signal_me_when_parent_dies(signum: int = signal.SIGTERM) -> None:
+    """Have the kernel send this process `signum` when its parent (make, a shell) dies, so a
+    `make dev` whose make was killed still stops its stack, in order."""
+    parent = os.getppid()
+    _libc.prctl(PR_SET_PDEATHSIG, signum)
+    if os.getppid() != parent:  # it died before prctl took effect
+        os.kill(os.getpid(), signum)
+
+
 class Service:
     """`with Server(...) as s:` starts it and always stops it."""
 

@@ -31,7 +31,7 @@ from backup.settings import Settings
 from devstack.lifecycle import StopRequested, StopSignals, lock_home
 from devstack.ports import free_port
 from devstack.postgres import PostgresServer
-from devstack.process import bound_to_parent, stop_process
+from devstack.process import bound_to_parent, signal_me_when_parent_dies, stop_process
 from devstack.receivers import WebhookReceiver, smtp_server, webhook_receiver
 from devstack.seaweed import SeaweedS3
 from devstack.seed import seed
@@ -304,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     code = 0
     try:
         signals = StopSignals()
+        signal_me_when_parent_dies()  # a killed make: stop as on its SIGTERM
         try:
             stack.start()
             if args.command == "demo":

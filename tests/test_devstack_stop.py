@@ -215,6 +215,13 @@ def test_twice_in_a_row(make_dev: MakeDev) -> None:
     assert "stack stopped" in make_dev.log()
 
 
+def test_sigkill_of_make_alone_stops_the_stack_in_order(make_dev: MakeDev) -> None:
+    seen = make_dev.processes()
+    make_dev.make.kill()
+    make_dev.assert_nothing_left(seen)
+    assert "stack stopped" in make_dev.log()  # the stack got SIGTERM when make died
+
+
 @pytest.mark.parametrize("target", ["group", "stack"])
 def test_sigkill_takes_the_servers_along(make_dev: MakeDev, target: str) -> None:
     """An OOM kill of the stack (or of the whole job) gives it no chance to stop anything: its
