@@ -49,16 +49,14 @@ from workflows.client import connect_with
 from workflows.codec import EncryptionCodec
 from workflows.search_attributes import BACKUP_STEP
 
-pytestmark = [
-    pytest.mark.timeout(300),
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="make chromium installs it"),
-]
+pytestmark = pytest.mark.timeout(300)
 
 EMAIL = "ui-reader@tenant.example"  # in the input only: visible only when decoded
 
 
 @pytest.fixture(scope="module")
 async def browser() -> AsyncIterator[Browser]:
+    assert Path(CHROMIUM).exists(), f"no {CHROMIUM}: `make chromium` installs Debian's chromium"
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(
             executable_path=CHROMIUM, args=chromium_args(), headless=True

@@ -186,6 +186,7 @@ def test_outcomes_are_counted_per_project(exported: dict[str, set[str]], stack: 
 
 
 def test_the_compose_prometheus_config_is_valid() -> None:
+    assert shutil.which("promtool"), "`make prometheus` installs Debian's prometheus (promtool)"
     checked = subprocess.run(
         ["promtool", "check", "config", str(PROMETHEUS_CONFIG)], capture_output=True, text=True
     )
@@ -206,11 +207,13 @@ def prometheus(
         "static_configs": [{"targets": [f"127.0.0.1:{stack.metrics_port}"]}],
     }
     config.write_text(json.dumps({"scrape_configs": [job]}))  # JSON is YAML
+    binary = shutil.which("prometheus")
+    assert binary, "`make prometheus` installs Debian's prometheus"
     port = free_port()
     with (home / "prometheus.log").open("wb") as log:
         proc = subprocess.Popen(
             [
-                shutil.which("prometheus") or "prometheus",
+                binary,
                 f"--config.file={config}",
                 f"--storage.tsdb.path={home / 'data'}",
                 f"--web.listen-address=127.0.0.1:{port}",
