@@ -33,7 +33,7 @@ IDENTITY = "export-backup"
 GRPC_OFFSET = 10_000  # SeaweedFS's default distance between a service's HTTP and gRPC port
 SOCKET_PATH_MAX = 100  # AF_UNIX paths are limited to 107 bytes
 PORT_ATTEMPTS = 3
-PORT_CLASH = ("address already in use", "is not available")
+PORT_CLASH = ("address already in use", "is not available", "is reserved for gRPC")
 
 # The services whose ports we choose. The admin server is absent: its worker ignores
 # -admin.port.grpc and always dials admin.port + 10000, so that pair is picked together.
