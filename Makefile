@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 NODE_STAMP := clients/typescript/node_modules/.installed
 
-.PHONY: setup demo dev test test-fast lint clean age-cli bench reliability
+.PHONY: setup demo dev test test-fast lint clean age-cli chromium prometheus bench reliability
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,16 +26,29 @@ age-cli:
 	  { apt-get update -qq && apt-get install -y -qq age; } >/dev/null 2>&1 || \
 	  { echo "could not install age: get it from your package manager (age-encryption.org)"; exit 1; }; }
 
+# The browser tests drive Debian's chromium with Playwright (never `playwright install`).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { echo "installing Chromium (Debian package chromium)"; \
+	  { apt-get update -qq && apt-get install -y -qq chromium; } >/dev/null 2>&1 || \
+	  { echo "could not install chromium: get it from your package manager"; exit 1; }; }
+
+# tests/test_dashboard.py evaluates the dashboard's queries in a real Prometheus (Debian's).
+prometheus:
+	@command -v prometheus >/dev/null 2>&1 || { echo "installing Prometheus (Debian package prometheus)"; \
+	  { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus; } >/dev/null 2>&1 || \
+	  { echo "could not install prometheus: get it from your package manager"; exit 1; }; }
+
 ## make demo: start the embedded stack, back up a sample project, restore-check it, stop.
 demo: $(STAMP)
-	$(BIN)/python -m devstack demo $(if $(PROJECT),--project $(PROJECT)) $(if $(FORMAT),--format $(FORMAT)) $(if $(STORAGE),--storage $(STORAGE))
+	$(BIN)/python -m devstack demo $(if $(PROJECT),--project $(PROJECT)) $(if $(FORMAT),--format $(FORMAT)) $(if $(STORAGE),--storage $(STORAGE)) $(DEV_ARGS)
 
-## make dev: the embedded stack in the foreground (Web UI on :8233) until Ctrl-C.
+## make dev: the embedded stack in the foreground (Web UI on :8233) until Ctrl-C or SIGTERM.
+## DEV_ARGS: e.g. --home DIR --temporal-port 0 --ui-port 0 --metrics-port 0 (0: a free port).
 dev: $(STAMP)
-	$(BIN)/python -m devstack up
+	$(BIN)/python -m devstack up $(DEV_ARGS)
 
-## make test: every test, against real PostgreSQL, Temporal and the worker (what CI runs).
-test: $(STAMP) $(NODE_STAMP) age-cli
+## make test: every test, against real PostgreSQL, Temporal, S3, Prometheus and a browser (what CI runs).
+test: $(STAMP) $(NODE_STAMP) age-cli chromium prometheus
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## make test-fast: tests/unit and tests/workflow, no server but the time-skipping one (< 1 min).

@@ -16,6 +16,7 @@ import hmac
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payloads
@@ -39,9 +40,14 @@ def make_handler(
                     "Access-Control-Allow-Headers", "content-type, x-namespace, authorization"
                 )
 
+        def end_headers(self) -> None:
+            # On every answer, errors too: the UI (and its console) then sees a 401 as a 401,
+            # not as a request the browser blocked.
+            self._cors()
+            super().end_headers()
+
         def do_OPTIONS(self) -> None:
             self.send_response(204)
-            self._cors()
             self.end_headers()
 
         def do_POST(self) -> None:
@@ -49,7 +55,9 @@ def make_handler(
             if expected and not hmac.compare_digest(offered, expected):
                 self.send_error(401, "Authorization: Bearer <CODEC_SERVER_TOKEN> required")
                 return
-            convert = {"/decode": codec.decode, "/encode": codec.encode}.get(self.path)
+            # The Web UI adds a query (?preserveStorageRefs=true): route on the path alone.
+            path = urlsplit(self.path).path
+            convert = {"/decode": codec.decode, "/encode": codec.encode}.get(path)
             if convert is None:
                 self.send_error(404, "POST /decode or /encode")
                 return
@@ -62,7 +70,6 @@ def make_handler(
                 return
             out = json_format.MessageToJson(result).encode()
             self.send_response(200)
-            self._cors()
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(out)))
             self.end_headers()

@@ -39,7 +39,7 @@ from backup.pgdump import pg_bin_dir
 from backup.settings import Settings
 from backup.spool import sweep_stale
 from backup.storage import open_storage, sweep_abandoned_uploads
-from workflows.client import connect_with, ensure_search_attributes, exit_without_finalizing
+from client import connect_with, ensure_search_attributes, exit_without_finalizing
 from workflows.export_backup import ExportBackupWorkflow
 from workflows.fleet import BackupAllProjectsWorkflow
 from workflows.restore_backup import RestoreBackupWorkflow

@@ -13,7 +13,7 @@ import asyncio
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.support import step_errors
+from activities.support import count_backup, step_errors
 from backup.models import Notification, NotificationOutcome
 from backup.notify import open_channel, open_channels, unavailable
 from backup.settings import Settings
@@ -34,6 +34,7 @@ class NotifyActivities:
         NOTIFY_CHANNELS. A channel the deployment can not serve, and email without a recipient,
         stay in the list: deliver_notification reports them as NotificationSkipped with what to
         configure, so the result names them instead of dropping them silently."""
+        count_backup(notification.project_id, notification.event.value)
         names = self._settings.notify_channel_names
         if notification.notify_channels is None:
             return names

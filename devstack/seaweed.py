@@ -24,7 +24,7 @@ from botocore.session import get_session
 
 from devstack.ports import free_port, port_in_use
 from devstack.postgres import _write_private
-from devstack.process import Service, stop_process
+from devstack.process import Service, bound_to_parent, stop_process
 from devstack.temporal import venv_binary
 
 HOST = "127.0.0.1"
@@ -33,7 +33,7 @@ IDENTITY = "export-backup"
 GRPC_OFFSET = 10_000  # SeaweedFS's default distance between a service's HTTP and gRPC port
 SOCKET_PATH_MAX = 100  # AF_UNIX paths are limited to 107 bytes
 PORT_ATTEMPTS = 3
-PORT_CLASH = ("address already in use", "is not available")
+PORT_CLASH = ("address already in use", "is not available", "is reserved for gRPC")
 
 # The services whose ports we choose. The admin server is absent: its worker ignores
 # -admin.port.grpc and always dials admin.port + 10000, so that pair is picked together.
@@ -285,6 +285,7 @@ class SeaweedS3(Service):
                 stdin=subprocess.DEVNULL,
                 cwd=self.data_dir,  # weed also reads *.toml from its working directory
                 env=env,
+                **bound_to_parent(),
             )
 
     def _remove_grpc_sockets(self) -> None:

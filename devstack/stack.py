@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -30,14 +29,17 @@ from backup.pgdump import pg_bin_dir
 from backup.restore import restore, row_counts
 from backup.settings import Settings
 from client import connect_with, follow, result_table, start_export
+from devstack.lifecycle import StopRequested, StopSignals, lock_home
+from devstack.ports import free_port
 from devstack.postgres import PostgresServer
-from devstack.process import stop_process
+from devstack.process import bound_to_parent, signal_me_when_parent_dies, stop_process
 from devstack.receivers import WebhookReceiver, smtp_server, webhook_receiver
 from devstack.seaweed import SeaweedS3
 from devstack.seed import seed
 from devstack.temporal import TemporalDevServer, venv_binary
 
 ROOT = Path(__file__).resolve().parent.parent
+DEV_SHUTDOWN_GRACE_S = 3  # with the rest of the stop, well within 10 s of Ctrl-C
 
 
 class DevStack:
@@ -75,6 +77,7 @@ class DevStack:
         self.smtp_port = 0
         self.mailbox: list[EmailMessage] = []
         self.webhooks: WebhookReceiver | None = None
+        self._lock: int | None = None
 
     @property
     def env(self) -> dict[str, str]:
@@ -90,6 +93,8 @@ class DevStack:
             "STORAGE_BACKEND": self.storage,
             "LOCAL_STORAGE_DIR": str(self.home / "storage"),
             "METRICS_PORT": str(self.metrics_port),
+            # A stop (Ctrl-C) gives a running backup this long; it resumes on the next start.
+            "SHUTDOWN_GRACE_SECONDS": str(DEV_SHUTDOWN_GRACE_S),
             **(self.s3.env() if self.s3 else {}),
             "NOTIFY_CHANNELS": "console,email,webhook",
             "SMTP_HOST": "127.0.0.1",
@@ -115,7 +120,10 @@ class DevStack:
         return Settings(**{k.lower(): v for k, v in self.env.items()})  # type: ignore[arg-type]
 
     def start(self) -> None:
-        self.home.mkdir(parents=True, exist_ok=True)
+        self._lock = lock_home(self.home)
+        if self.postgres.is_running():
+            print(f"  stopping the PostgreSQL an earlier stack left running in {self.home}")
+            self.postgres.stop()
         if not self.keys.exist():
             generate_keys(self.keys.folder)
         step("PostgreSQL 18", self.postgres.start)
@@ -198,6 +206,7 @@ class DevStack:
                 env={**os.environ, **self.env, **(overrides or {})},
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                **bound_to_parent(),
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -211,6 +220,8 @@ class DevStack:
         raise RuntimeError(f"the worker did not start; its log ends with:\n{output[-3000:]}")
 
     def stop(self) -> None:
+        if self._lock is None:
+            return  # not started, or another stack's home: nothing here is ours to stop
         if self._worker is not None:
             stop_process(self._worker, timeout=90)  # SIGTERM: the worker shuts down gracefully
         self._receivers.close()
@@ -218,6 +229,9 @@ class DevStack:
         if self.s3:
             self.s3.stop()
         self.postgres.stop()
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     def __enter__(self) -> DevStack:
         try:
@@ -274,15 +288,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", default="custom", choices=[f.value for f in DumpFormat])
     parser.add_argument("--scale", type=float, default=1.0, help="sample data size multiplier")
     parser.add_argument("--storage", default="local", choices=["local", "s3"])
+    for name, default in (("temporal", 7233), ("ui", 8233), ("metrics", 9464)):
+        parser.add_argument(f"--{name}-port", type=int, default=default, help="0: a free port")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    with DevStack(args.home, scale=args.scale, storage=args.storage) as stack:
-        if args.command == "demo":
-            code = asyncio.run(demo(stack, args.project, DumpFormat(args.format)))
-            print(f"  demo finished in {time.monotonic() - started:.1f} s; stopping the stack")
-            return code
-        print("  dev stack running; Ctrl-C stops it")
-        signals = {signal.SIGINT, signal.SIGTERM}
-        signal.pthread_sigmask(signal.SIG_BLOCK, signals)  # so sigwait, not a handler, gets them
-        signal.sigwait(signals)
-    return 0
+    stack = DevStack(
+        args.home,
+        temporal_port=args.temporal_port or None,
+        ui_port=args.ui_port or None,
+        metrics_port=args.metrics_port or free_port(),
+        scale=args.scale,
+        storage=args.storage,
+    )
+    code = 0
+    try:
+        signals = StopSignals()
+        signal_me_when_parent_dies()  # a killed make: stop as on its SIGTERM
+        try:
+            stack.start()
+            if args.command == "demo":
+                code = asyncio.run(demo(stack, args.project, DumpFormat(args.format)))
+                print(f"  demo finished in {time.monotonic() - started:.1f} s; stopping the stack")
+            else:
+                print("  dev stack running; Ctrl-C stops it")
+                signals.wait()
+        finally:
+            signals.stopping = True  # from here on, signals only get acknowledged
+    except StopRequested as stop:
+        print(f"\n  {stop}: stopping the stack")
+        code = 0 if args.command == "up" else 128 + stop.signum
+    except RuntimeError as err:  # a server that would not start, a port or home in use
+        print(f"\n  dev stack: {err}", file=sys.stderr)
+        code = 1
+    finally:
+        stack.stop()
+        print(f"  stack stopped ({time.monotonic() - started:.1f} s after start)")
+    return code

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from devstack.ports import free_port, port_in_use, wait_for_port
-from devstack.process import Service, stop_process
+from devstack.process import Service, bound_to_parent, stop_process
 from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
 
 
@@ -38,11 +38,13 @@ class TemporalDevServer(Service):
         port: int | None = None,
         ui_port: int | None = None,
         log_file: Path | None = None,
+        codec_endpoint: str | None = None,
     ) -> None:
         self.db_file = db_file
         self.port = port or free_port()
         self.ui_port = ui_port or free_port()
         self.log_file = log_file or db_file.with_suffix(".log")
+        self.codec_endpoint = codec_endpoint  # the Web UI decodes payloads through it
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -67,11 +69,17 @@ class TemporalDevServer(Service):
             "--log-level", "warn",
             "--ui-disable-news-fetch",
         ]  # fmt: skip
+        if self.codec_endpoint:
+            args += ["--ui-codec-endpoint", self.codec_endpoint]
         for key in SEARCH_ATTRIBUTES:
             args += ["--search-attribute", f"{key.name}=Keyword"]
         with self.log_file.open("ab") as log:
             self._proc = subprocess.Popen(
-                args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                args,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                **bound_to_parent(),
             )
         if not wait_for_port(self.port, timeout) or not wait_for_port(self.ui_port, timeout):
             self.stop()

@@ -193,6 +193,8 @@ def test_compose_parses_with_expected_services() -> None:
         "app-db",
         "s3",
         "worker",
+        "prometheus",
+        "grafana",
     }
     assert expected <= set(services()), f"missing services: {expected - set(services())}"
 
@@ -517,3 +519,59 @@ def test_dockerfile_runtime() -> None:
     runs = " ".join(args for instr, args in instructions if instr == "RUN")
     assert "--no-cache-dir" in runs
     assert "/var/lib/export-backup" in runs and "chown" in runs
+
+
+# --- metrics: Prometheus and Grafana ------------------------------------------------------------
+
+
+def container_file(service: dict[str, Any], container_path: str) -> Path:
+    """The repository file behind `container_path` in `service`, through its bind mounts."""
+    for source, target, _ in volume_mounts(service):
+        inside = container_path == target or container_path.startswith(target.rstrip("/") + "/")
+        if source and source.startswith(".") and inside:
+            return (ROOT / source / container_path[len(target) :].lstrip("/")).resolve()
+    raise AssertionError(f"nothing of the repository is mounted at {container_path}")
+
+
+def test_prometheus_scrapes_the_worker() -> None:
+    svcs = services()
+    prometheus = svcs["prometheus"]
+    flags = dict(arg.split("=", 1) for arg in prometheus["command"] if "=" in arg)
+    config_file = container_file(prometheus, flags["--config.file"])
+    assert config_file == ROOT / "deploy/prometheus/prometheus.yml"
+    config = yaml.safe_load(config_file.read_text())
+    targets = [
+        target
+        for job in config["scrape_configs"]
+        for static in job.get("static_configs", [])
+        for target in static["targets"]
+    ]
+    worker = environment(svcs["worker"])
+    metrics = f"worker:{worker['METRICS_PORT']}"
+    assert metrics in targets, f"Prometheus scrapes {targets}, not the worker at {metrics}"
+    assert worker.get("METRICS_HOST") == "0.0.0.0", "Prometheus could not reach the worker"
+    data_dir = flags["--storage.tsdb.path"]
+    assert any(t == data_dir and kind == "volume" for _, t, kind in volume_mounts(prometheus))
+
+
+def test_grafana_is_provisioned_with_prometheus_and_the_dashboard() -> None:
+    svcs = services()
+    grafana = svcs["grafana"]
+    env = environment(grafana)
+    assert depends_on(grafana).get("prometheus") == "service_healthy"
+    provisioning = container_file(grafana, "/etc/grafana/provisioning")  # where Grafana looks
+    assert provisioning == ROOT / "deploy/grafana/provisioning"
+
+    datasources = yaml.safe_load((provisioning / "datasources/prometheus.yml").read_text())
+    (prometheus,) = [d for d in datasources["datasources"] if d["type"] == "prometheus"]
+    ports = {target for _, _, target, _ in published_ports(svcs["prometheus"])}
+    assert prometheus["url"] in {f"http://prometheus:{port}" for port in ports}
+
+    providers = yaml.safe_load((provisioning / "dashboards/export-backup.yml").read_text())
+    folder = container_file(grafana, providers["providers"][0]["options"]["path"])
+    assert folder == ROOT / "deploy/grafana/dashboards"
+    home = container_file(grafana, env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"])
+    assert home.parent == folder and home.is_file()
+    variables = {v["name"]: v for v in json.loads(home.read_text())["templating"]["list"]}
+    assert variables["datasource"]["query"] == prometheus["type"]
+    assert env["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:-")
