@@ -71,3 +71,8 @@ class SpoolFull(BackupError):
 
 class IntegrityError(BackupError):
     """A downloaded artifact does not match its manifest: refuse to use it."""
+
+
+class MissingDependency(BackupError):
+    """The restore target lacks an extension or object the backup needs: a person installs it
+    (the message says what to run), or enables RESTORE_CREATE_EXTENSIONS for extensions."""

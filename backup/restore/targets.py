@@ -1,0 +1,184 @@
+"""Restore a backup into a target database, as it is (`restore`) or under a chosen schema name
+(`restore_as`): under the schema's own name where that is free (no copy: one pg_restore in one
+transaction), or under a new name beside the original (restored and renamed in a scratch
+database, then copied in one transaction). Either way the target gets the whole schema or none
+of it, and a target lacking a dependency fails before anything is created."""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from backup import large_objects
+from backup.dependencies import Dependencies
+from backup.manifest import Manifest
+from backup.models import Compression, DumpFormat
+from backup.pgconn import client_connection
+from backup.pgdump import exact_schema_pattern
+from backup.pgtools import StopCheck, ToolFailed, never_stop, start, wait
+from backup.restore.artifact import Unpacked, unpack
+from backup.restore.databases import (
+    RestoreFailed,
+    SchemaExists,
+    drop_schema,
+    rename_schema,
+    row_counts,
+    schema_exists,
+    scratch_database,
+)
+from backup.restore.load import load
+from backup.restore.provide import ensure, provide
+from backup.restore.rename import fix_renamed
+
+
+@dataclass
+class Restored:
+    row_counts: dict[str, int]
+    notes: list[str] = field(default_factory=list)  # what was done beyond a plain restore
+    warnings: list[str] = field(default_factory=list)  # what a person should look at
+    large_objects: int = 0
+
+
+def restore(
+    artifact: Path,
+    fmt: DumpFormat,
+    compression: Compression,
+    database_url: str,
+    bin_dir: Path,
+    jobs: int = 1,
+    should_stop: StopCheck = never_stop,
+) -> None:
+    """Restore into the database at `database_url` as it is (the schema keeps its name), with
+    `jobs` parallel workers for custom and directory formats. A large-object script appended to
+    the artifact is not run (restore_as and check_by_restore do that, given the manifest)."""
+    with tempfile.TemporaryDirectory(prefix="restore-") as scratch:
+        unpacked = unpack(artifact, fmt, compression, Path(scratch))
+        try:
+            load(unpacked.dump, fmt, database_url, bin_dir, jobs=jobs, should_stop=should_stop)
+        except ToolFailed as err:
+            raise RestoreFailed(str(err)) from err
+
+
+def restore_as(
+    artifact: Path, manifest: Manifest, target_url: str, new_schema: str, bin_dir: Path,
+    jobs: int = 2, *, scratch: str, create_extensions: bool = False,
+    should_stop: StopCheck = never_stop,
+) -> Restored:  # fmt: skip
+    """Restore the backup as `new_schema` in the target database, touching nothing else.
+    `scratch` names the scratch database a copy under a new name needs (deterministic per run,
+    so a retry replaces what a crashed attempt left)."""
+    deps = manifest.dependencies or Dependencies()
+    with psycopg.connect(target_url, autocommit=True) as conn:
+        if schema_exists(conn, new_schema):
+            raise SchemaExists(
+                f"schema {new_schema!r} already exists in the target database: choose another "
+                "name, or drop it first"
+            )
+    notes = ensure(target_url, deps, create_extensions)  # before anything is created
+    with tempfile.TemporaryDirectory(prefix="restore-") as work:
+        unpacked = unpack(
+            artifact, manifest.format, manifest.compression, Path(work), deps.large_objects
+        )
+        try:
+            if new_schema == manifest.schema_name:
+                load(
+                    unpacked.dump, manifest.format, target_url, bin_dir,
+                    single_transaction=True, should_stop=should_stop,
+                )  # fmt: skip
+                warnings: list[str] = []
+            else:
+                fixed, warnings = _copy_renamed(
+                    unpacked, manifest, deps, target_url, new_schema, bin_dir, jobs, scratch,
+                    should_stop,
+                )  # fmt: skip
+                notes += fixed
+            moved = _large_objects(unpacked, deps, target_url, new_schema)
+        except BaseException as err:
+            drop_schema(target_url, new_schema)  # ours: it did not exist when we started
+            if isinstance(err, ToolFailed):
+                raise RestoreFailed(str(err)) from err
+            raise
+    if moved:
+        notes.append(f"{moved} large objects got new oids (theirs are taken in the target)")
+    lo = deps.large_objects
+    return Restored(row_counts(target_url, new_schema), notes, warnings, lo.count if lo else 0)
+
+
+def _large_objects(unpacked: Unpacked, deps: Dependencies, target_url: str, schema: str) -> int:
+    if not (unpacked.large_objects and deps.large_objects):
+        return 0
+    # One transaction: objects that do not match the backup are not left behind either.
+    with psycopg.connect(target_url) as conn, conn.transaction():
+        moved = large_objects.restore(conn, unpacked.large_objects, schema, deps.large_objects)
+        problems = large_objects.problems(conn, schema, deps.large_objects)
+        if problems:
+            raise RestoreFailed("large objects do not match the backup: " + "; ".join(problems))
+    return moved
+
+
+def _copy_renamed(
+    unpacked: Unpacked, manifest: Manifest, deps: Dependencies, target_url: str,
+    new_schema: str, bin_dir: Path, jobs: int, scratch: str, should_stop: StopCheck,
+) -> tuple[list[str], list[str]]:  # fmt: skip
+    """pg_restore can only recreate a schema under its own name: restore into a scratch
+    database given the dependencies, rename and fix it there, then copy it into the target in
+    one transaction. Foreign keys into outside tables are validated in the target."""
+    with scratch_database(target_url, scratch) as scratch_url:
+        provide(scratch_url, deps, bin_dir, should_stop)
+        load(
+            unpacked.dump, manifest.format, scratch_url, bin_dir, jobs=jobs,
+            not_valid=deps.foreign_keys, should_stop=should_stop,
+        )  # fmt: skip
+        with psycopg.connect(scratch_url, autocommit=True) as conn:
+            rename_schema(conn, manifest.schema_name, new_schema)
+            fixed, warnings = fix_renamed(conn, manifest.schema_name, new_schema)
+        _copy_schema(scratch_url, target_url, new_schema, bin_dir, should_stop)
+    with psycopg.connect(target_url, autocommit=True) as conn:
+        for fk in deps.foreign_keys:
+            table = sql.Identifier(new_schema, _table_name(conn, fk.table))
+            try:
+                conn.execute(
+                    sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
+                        table, sql.Identifier(fk.name)
+                    )
+                )
+            except psycopg.errors.ForeignKeyViolation as err:
+                warnings.append(f"{table.as_string(conn)} {fk.name}: NOT VALID, {err}")
+    return fixed, warnings
+
+
+def _table_name(conn: psycopg.Connection, qualified: str) -> str:
+    row = conn.execute("SELECT (parse_ident(%s))[2]", (qualified,)).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def _copy_schema(
+    source_url: str, target_url: str, schema: str, bin_dir: Path, should_stop: StopCheck
+) -> None:
+    """pg_dump | pg_restore --single-transaction: all of the schema lands, or none of it."""
+    with client_connection(source_url) as source, client_connection(target_url) as target:
+        dump = start(
+            bin_dir, "pg_dump",
+            ["--format=custom", "--compress=0", "--no-owner", "--no-acl",
+             f"--schema={exact_schema_pattern(schema)}", "--strict-names"],
+            source, stdout=subprocess.PIPE,
+        )  # fmt: skip
+        assert dump.stdout is not None
+        try:
+            load_proc = start(
+                bin_dir, "pg_restore",
+                ["--single-transaction", "--no-owner", "--no-acl", "--exit-on-error"],
+                target, stdin=dump.stdout,
+            )  # fmt: skip
+        finally:
+            dump.stdout.close()
+        try:
+            wait(load_proc, should_stop)
+        finally:
+            wait(dump, should_stop)
