@@ -19,7 +19,7 @@ import psycopg
 from psycopg import sql
 
 from backup.compression import Compressor
-from backup.dependencies import LargeObjectColumn, LargeObjects
+from backup.dependency_models import LargeObjectColumn, LargeObjects
 
 CHUNK = 512 * 1024
 HEADER = b"-- export-backup: large objects referenced by the schema\n" + (

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from backup.dependencies import Dependencies
+from backup.dependency_models import Dependencies
 from backup.files import atomic_file
 from backup.models import Compression, DumpFormat, RestoreCheck
 

@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from backup.dependency_models import Dependencies
 from backup.retention import RetentionOutcome
 
 # Letters, digits, `_`, `-` and `.` (not first): safe in storage keys, file names and workflow ids.
@@ -211,6 +212,8 @@ class DumpedArtifact(BaseModel):
     # What the artifact really holds: a directory dump asked for zstd is gzip inside when the
     # pg_dump build has no zstd. None in histories recorded before it was reported.
     compression: Compression | None = None
+    # What the schema needs from outside itself (without the definitions' SQL).
+    dependencies: Dependencies | None = None
 
 
 class StoredArtifact(BaseModel):
@@ -300,3 +303,4 @@ class ExportResult(BaseModel):
     notifications: list[NotificationOutcome] = Field(default_factory=list)
     verification: RestoreCheck | None = None  # set when verify_restore was asked
     retention: RetentionOutcome | None = None  # what retention kept and pruned after this backup
+    dependencies: Dependencies | None = None  # outside the schema, as the manifest records them

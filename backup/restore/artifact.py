@@ -13,7 +13,7 @@ from pathlib import Path
 
 import zstandard
 
-from backup.dependencies import LargeObjects
+from backup.dependency_models import LargeObjects
 from backup.models import Compression, DumpFormat
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"

@@ -14,7 +14,7 @@ import psycopg
 import zstandard
 
 from backup import large_objects
-from backup.dependencies import Dependencies
+from backup.dependency_models import Dependencies
 from backup.manifest import Manifest
 from backup.models import RestoreCheck
 from backup.pgtools import StopCheck, ToolFailed, never_stop

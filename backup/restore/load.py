@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from backup.dependencies import OutsideForeignKey
+from backup.dependency_models import OutsideForeignKey
 from backup.models import DumpFormat
 from backup.pgconn import client_connection
 from backup.pgtools import StopCheck, never_stop, output, start, wait

@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from backup.dependencies import Dependencies, ExtensionDependency, OutsideObject
+from backup.dependency_models import Dependencies, ExtensionDependency, OutsideObject
 from backup.errors import MissingDependency
 from backup.pgconn import client_connection
 from backup.pgtools import StopCheck, never_stop, start, wait

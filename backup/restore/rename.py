@@ -57,7 +57,9 @@ def _qualifier(schema: str) -> re.Pattern[str]:
 def fix_renamed(conn: psycopg.Connection, original: str, new: str) -> tuple[list[str], list[str]]:
     """In the renamed schema `new`; returns (what was fixed, warnings)."""
     fixed: list[str] = []
-    new_quoted = sql.Identifier(new).as_string(conn)
+    row = conn.execute("SELECT quote_ident(%s)", (new,)).fetchone()  # quoted only if it must
+    assert row is not None
+    new_quoted = str(row[0])
     mention = _mention(original)
     for function, path in conn.execute(SEARCH_PATHS, (new,)).fetchall():
         if mention.search(path):
@@ -77,7 +79,12 @@ def fix_renamed(conn: psycopg.Connection, original: str, new: str) -> tuple[list
             assert row is not None
             definition = str(row[0])
             start = definition.index(body)  # rewrite the body only, never the header
-            rewritten = _qualifier(original).sub(new_quoted, body)
+            rewritten = _qualifier(original).sub(
+                lambda m: (
+                    f'"{new.replace(chr(34), chr(34) * 2)}"' if m[0][0] == '"' else new_quoted
+                ),
+                body,
+            )  # quoted where the original was, so the copy reads as the original does
             conn.execute(definition[:start] + rewritten + definition[start + len(body) :])  # type: ignore[arg-type]
             fixed.append(f"function {function}: body names {new} instead of {original}")
             body = rewritten

@@ -6,6 +6,7 @@ of it, and a target lacking a dependency fails before anything is created."""
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ import psycopg
 from psycopg import sql
 
 from backup import large_objects
-from backup.dependencies import Dependencies
+from backup.dependency_models import Dependencies
 from backup.manifest import Manifest
 from backup.models import Compression, DumpFormat
 from backup.pgconn import client_connection
@@ -66,13 +67,16 @@ def restore(
 
 def restore_as(
     artifact: Path, manifest: Manifest, target_url: str, new_schema: str, bin_dir: Path,
-    jobs: int = 2, *, scratch: str, create_extensions: bool = False,
+    jobs: int = 2, *, scratch: str | None = None, create_extensions: bool = False,
     should_stop: StopCheck = never_stop,
 ) -> Restored:  # fmt: skip
     """Restore the backup as `new_schema` in the target database, touching nothing else.
     `scratch` names the scratch database a copy under a new name needs (deterministic per run,
-    so a retry replaces what a crashed attempt left)."""
+    so a retry replaces what a crashed attempt left); by default one per new schema name."""
     deps = manifest.dependencies or Dependencies()
+    if scratch is None:
+        digest = hashlib.sha256(new_schema.encode()).hexdigest()[:12]
+        scratch = f"export_backup_restore_{digest}"
     with psycopg.connect(target_url, autocommit=True) as conn:
         if schema_exists(conn, new_schema):
             raise SchemaExists(

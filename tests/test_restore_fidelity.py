@@ -1,0 +1,239 @@
+"""Restores of a realistic tenant schema (tests/realistic_schema.py) in a platform database of
+its own: the dependencies in the manifest, a test restore in every format, every restore target
+(own name where it is free, a copy beside the original, another database), each compared with
+the live schema object by object and row by row; a target lacking a dependency refused first."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from backup.errors import MissingDependency
+from backup.models import Compression, DumpFormat
+from backup.pgdump import pg_bin_dir
+from backup.pipeline import DumpOutcome
+from backup.restore import check_by_restore, drop_schema, restore_as
+from devstack.postgres import PostgresServer
+from tests.catalog_compare import snapshot
+from tests.dumps import dump
+from tests.realistic_schema import create_shared, create_tenant
+
+TENANT = "fidelity"
+USER = "0190d3b2-0000-7000-8000-0000000000aa"
+
+
+@pytest.fixture(scope="module")
+def platform(postgres: PostgresServer) -> Iterator[str]:
+    """A platform database with the shared objects and the tenant; dropped afterwards."""
+    postgres.drop_database("fidelity_platform")
+    postgres.create_database("fidelity_platform")
+    url = postgres.url("fidelity_platform")
+    with psycopg.connect(url, autocommit=True) as conn:
+        create_shared(conn, USER)
+        create_tenant(conn, TENANT, USER)
+    yield url
+    postgres.drop_database("fidelity_platform")
+
+
+@pytest.fixture(scope="module")
+def dumps(platform: str, tmp_path_factory: pytest.TempPathFactory) -> dict[DumpFormat, DumpOutcome]:
+    return {
+        fmt: dump(platform, TENANT, tmp_path_factory.mktemp(fmt.value), fmt, Compression.ZSTD)
+        for fmt in DumpFormat
+    }
+
+
+def databases(url: str, prefix: str) -> list[str]:
+    with psycopg.connect(url) as conn:
+        query = "SELECT datname FROM pg_database WHERE datname LIKE %s"
+        return [row[0] for row in conn.execute(query, (prefix + "%",))]
+
+
+def test_the_manifest_records_what_the_schema_needs_from_outside(
+    dumps: dict[DumpFormat, DumpOutcome],
+) -> None:
+    deps = dumps[DumpFormat.CUSTOM].manifest.dependencies
+    assert deps is not None
+    assert {(e.name, e.schema_name) for e in deps.extensions} == {
+        ("vector", "public"),
+        ("citext", "extensions"),
+    }
+    assert all(e.version for e in deps.extensions)
+    objects = {(o.kind, o.identity) for o in deps.objects}
+    assert {
+        ("function", "auth.uid()"),
+        ("table", "public.users"),
+        ("type", "public.plan_tier"),
+    } <= objects
+    assert [fk.name for fk in deps.foreign_keys] == ["members_user_id_fkey"]
+    assert deps.foreign_keys[0].references == "public.users"
+    # Structure only: the shared table's definition, never its rows.
+    assert "CREATE TABLE public.users" in deps.definitions
+    assert "COPY" not in deps.definitions and "INSERT" not in deps.definitions
+    assert USER not in deps.definitions
+    lo = deps.large_objects
+    assert lo is not None and lo.count == 15 and lo.total_bytes > 0 and not lo.missing
+    assert [(c.table, c.column) for c in lo.columns] == [(f"{TENANT}.documents", "body")]
+
+
+def test_a_schema_without_outside_dependencies_says_so(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    with psycopg.connect(postgres.url(), autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS plain_tenant CASCADE")
+        conn.execute("CREATE SCHEMA plain_tenant")
+        conn.execute("CREATE TABLE plain_tenant.t AS SELECT g AS id FROM generate_series(1, 3) g")
+    deps = dump(postgres.url(), "plain_tenant", tmp_path).manifest.dependencies
+    assert deps is not None and deps.describe() == "none outside the schema"
+
+
+@pytest.mark.parametrize("fmt", list(DumpFormat))
+def test_every_format_test_restores_with_its_dependencies_and_large_objects(
+    platform: str, dumps: dict[DumpFormat, DumpOutcome], fmt: DumpFormat
+) -> None:
+    outcome = dumps[fmt]
+    check = check_by_restore(
+        outcome.artifact_path, outcome.manifest, platform, "export_backup_verify_fidelity",
+        pg_bin_dir(),
+    )  # fmt: skip
+    assert check.verified, check.describe()
+    assert check.tables_restored == len(outcome.manifest.row_counts) > 24  # partitions too
+    assert check.large_objects == 15
+    assert len(check.not_validated) == 1 and "members_user_id_fkey" in check.not_validated[0]
+    assert databases(platform, "export_backup_verify_") == []
+
+
+def test_a_test_restore_fails_when_a_large_object_is_not_in_the_artifact(
+    dumps: dict[DumpFormat, DumpOutcome], platform: str
+) -> None:
+    """A manifest from before large objects were appended: the references do not resolve."""
+    outcome = dumps[DumpFormat.CUSTOM]
+    deps = outcome.manifest.dependencies
+    assert deps is not None and deps.large_objects is not None
+    without = deps.model_copy(
+        update={"large_objects": deps.large_objects.model_copy(update={"offset": None})}
+    )
+    manifest = outcome.manifest.model_copy(update={"dependencies": without})
+    check = check_by_restore(
+        outcome.artifact_path, manifest, platform, "export_backup_verify_nolo", pg_bin_dir()
+    )
+    assert not check.verified
+    assert any("refers to no large object" in m for m in check.mismatches), check.mismatches
+
+
+@pytest.mark.parametrize("fmt", list(DumpFormat))
+def test_a_copy_beside_the_original_is_faithful_and_independent(
+    platform: str, dumps: dict[DumpFormat, DumpOutcome], fmt: DumpFormat
+) -> None:
+    copy = f"fidelity_copy_{fmt.value}"
+    drop_schema(platform, copy)
+    live = snapshot(platform, TENANT)
+    restored = restore_as(
+        dumps[fmt].artifact_path, dumps[fmt].manifest, platform, copy, pg_bin_dir(),
+        scratch=f"export_backup_restore_fid_{fmt.value}",
+    )  # fmt: skip
+    try:
+        assert restored.row_counts == dumps[fmt].manifest.row_counts
+        assert restored.large_objects == 15
+        assert snapshot(platform, copy, also=TENANT) == live
+        # Text that named the original now names the copy; what could not be fixed is listed.
+        assert any("touch()" in n and "search_path" in n for n in restored.notes), restored.notes
+        assert any("recent_events" in n for n in restored.notes), restored.notes
+        assert any("label()" in w for w in restored.warnings), restored.warnings
+        with psycopg.connect(platform) as conn:
+            config = conn.execute(
+                "SELECT proconfig FROM pg_proc WHERE oid = %s::regprocedure",
+                (f"{copy}.touch()",),
+            ).fetchone()
+            assert config == ([f"search_path={copy}, public"],)
+            shared = conn.execute(  # large objects of its own: never the live ones
+                f"SELECT count(*) FROM {copy}.documents c JOIN {TENANT}.documents d"
+                " ON c.body = d.body"
+            ).fetchone()
+            assert shared == (0,)
+            validated = conn.execute(
+                "SELECT convalidated FROM pg_constraint WHERE conname = 'members_user_id_fkey'"
+                " AND connamespace = to_regnamespace(%s)",
+                (copy,),
+            ).fetchone()
+            assert validated == (True,)  # the referenced rows are there in the platform database
+        assert snapshot(platform, TENANT) == live  # the original untouched
+    finally:
+        drop_schema(platform, copy)
+    assert databases(platform, "export_backup_restore_") == []
+
+
+def test_the_schema_restores_under_its_own_name_after_it_was_dropped(
+    platform: str, dumps: dict[DumpFormat, DumpOutcome]
+) -> None:
+    """The disaster: the schema and its large objects are gone."""
+    outcome = dumps[DumpFormat.CUSTOM]
+    live = snapshot(platform, TENANT)
+    with psycopg.connect(platform, autocommit=True) as conn:
+        conn.execute(f"SELECT lo_unlink(body) FROM {TENANT}.documents WHERE body IS NOT NULL")
+        conn.execute(f"DROP SCHEMA {TENANT} CASCADE")
+    restored = restore_as(
+        outcome.artifact_path, outcome.manifest, platform, TENANT, pg_bin_dir(),
+        scratch="export_backup_restore_own",
+    )  # fmt: skip
+    assert restored.row_counts == outcome.manifest.row_counts
+    assert restored.warnings == [] and restored.large_objects == 15
+    assert snapshot(platform, TENANT) == live
+
+
+def test_a_database_lacking_dependencies_is_refused_before_anything_is_created(
+    postgres: PostgresServer, dumps: dict[DumpFormat, DumpOutcome]
+) -> None:
+    postgres.drop_database("fidelity_empty")
+    postgres.create_database("fidelity_empty")
+    url = postgres.url("fidelity_empty")
+    try:
+        outcome = dumps[DumpFormat.CUSTOM]
+        for create_extensions in (False, True):  # objects of other schemas are never created
+            with pytest.raises(MissingDependency) as refused:
+                restore_as(
+                    outcome.artifact_path, outcome.manifest, url, TENANT, pg_bin_dir(),
+                    scratch="export_backup_restore_empty", create_extensions=create_extensions,
+                )  # fmt: skip
+            message = str(refused.value)
+            for needed in ("vector", "citext", "auth.uid()", "public.users", "public.plan_tier"):
+                assert needed in message
+            assert "CREATE EXTENSION" in message
+            with psycopg.connect(url) as conn:
+                created = conn.execute(
+                    "SELECT (SELECT count(*) FROM pg_namespace WHERE nspname = %s),"
+                    " (SELECT count(*) FROM pg_extension WHERE extname <> 'plpgsql')",
+                    (TENANT,),
+                ).fetchone()
+            assert created == (0, 0)
+    finally:
+        postgres.drop_database("fidelity_empty")
+
+
+def test_missing_extensions_are_created_only_when_the_setting_says_so(
+    postgres: PostgresServer, platform: str, tmp_path: Path
+) -> None:
+    with psycopg.connect(platform, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS vectors CASCADE")
+        conn.execute("CREATE SCHEMA vectors")
+        conn.execute("CREATE TABLE vectors.items (id int PRIMARY KEY, v public.vector(3))")
+        conn.execute("INSERT INTO vectors.items VALUES (1, '[1,2,3]'), (2, '[4,5,6]')")
+    outcome = dump(platform, "vectors", tmp_path)
+    postgres.drop_database("fidelity_other")
+    postgres.create_database("fidelity_other")
+    url = postgres.url("fidelity_other")
+    try:
+        with pytest.raises(MissingDependency, match="RESTORE_CREATE_EXTENSIONS"):
+            restore_as(outcome.artifact_path, outcome.manifest, url, "vectors", pg_bin_dir(),
+                       scratch="export_backup_restore_vec")  # fmt: skip
+        restored = restore_as(
+            outcome.artifact_path, outcome.manifest, url, "vectors", pg_bin_dir(),
+            scratch="export_backup_restore_vec", create_extensions=True,
+        )  # fmt: skip
+        assert restored.row_counts == outcome.manifest.row_counts == {"items": 2}
+        assert snapshot(url, "vectors") == snapshot(platform, "vectors")
+    finally:
+        postgres.drop_database("fidelity_other")
