@@ -83,8 +83,9 @@ def row_checksums(conn: psycopg.Connection, schema: str) -> dict[str, str]:
             for c, is_oid in columns
         ]
         row = sql.SQL("concat_ws('|', {})").format(sql.SQL(", ").join(parts))
-        query = sql.SQL("SELECT count(*), md5(string_agg(r, E'\\n' ORDER BY r)) FROM "
-                        "(SELECT {} AS r FROM {}) t").format(row, sql.Identifier(schema, name))  # fmt: skip
+        query = sql.SQL(
+            "SELECT count(*), md5(string_agg(r, E'\\n' ORDER BY r)) FROM (SELECT {} AS r FROM {}) t"
+        ).format(row, sql.Identifier(schema, name))
         found = conn.execute(query).fetchone()
         sums[name] = repr(found)
     return sums

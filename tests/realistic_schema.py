@@ -86,7 +86,8 @@ CREATE VIEW {s}.member_totals AS
     SELECT m.id, m.full_name, {s}.total(e.amount) AS total, {s}.member_events(m.id) AS events
     FROM {s}.members m LEFT JOIN {s}.events e ON e.member_id = m.id GROUP BY m.id;
 CREATE MATERIALIZED VIEW {s}.monthly AS
-    SELECT date_trunc('month', happened_at) AS month, kind, count(*) AS events, sum(amount) AS amount
+    SELECT date_trunc('month', happened_at) AS month, kind, count(*) AS events,
+           sum(amount) AS amount
     FROM {s}.events GROUP BY 1, 2;
 CREATE UNIQUE INDEX monthly_key ON {s}.monthly (month, kind);
 COMMENT ON MATERIALIZED VIEW {s}.monthly IS 'Refreshed nightly';
