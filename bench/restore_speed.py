@@ -28,9 +28,9 @@ FULL_SIZES = (500.0, 1000.0)
 QUICK_SIZES = (30.0,)
 
 
-def timed(action: Callable[[], object]) -> float:
+def timed(action: Callable[..., object], *args: object, **kwargs: object) -> float:
     started = time.monotonic()
-    action()
+    action(*args, **kwargs)
     return time.monotonic() - started
 
 
@@ -47,69 +47,50 @@ def bare_pg_restore(server: PostgresServer, schema: str, work: Path) -> float:
     server.drop_database("bench_bare")
     server.create_database("bench_bare")
     with client_connection(server.url("bench_bare")) as client:
+        args = [str(bin_dir / "pg_restore"), "-j", "2", "--no-owner",
+                f"--dbname={client.conninfo}", str(dump)]  # fmt: skip
         seconds = timed(
-            lambda: subprocess.run(
-                [
-                    str(bin_dir / "pg_restore"),
-                    "-j",
-                    "2",
-                    "--no-owner",
-                    f"--dbname={client.conninfo}",
-                    str(dump),
-                ],
-                check=True,
-                env={**client.env},
-                pass_fds=client.pass_fds,
-            )  # fmt: skip
+            subprocess.run, args, check=True, env={**client.env}, pass_fds=client.pass_fds
         )
     server.drop_database("bench_bare")
     dump.unlink()
     return seconds
 
 
+def measure_size(server: PostgresServer, size: float) -> str:
+    schema = f"bench_restore_{int(size)}"
+    relation_bytes = ensure_tenant(server.url(), schema, size)
+    with tempfile.TemporaryDirectory(prefix="restore-speed-") as folder:
+        work = Path(folder)
+        outcome = dump_schema(
+            database_url=server.url(),
+            project=Project(project_id=schema, name=schema, schema_name=schema),
+            fmt=DumpFormat.CUSTOM, compression=Compression.ZSTD, out_dir=work,
+            base_name="b", options=PipelineOptions(bin_dir=pg_bin_dir(), max_bytes=10**11),
+        )  # fmt: skip
+        bare = bare_pg_restore(server, schema, work)
+        copy = f"{schema}_copy"
+        drop_schema(server.url(), copy)
+        artifact, manifest = outcome.artifact_path, outcome.manifest
+        beside = timed(restore_as, artifact, manifest, server.url(), copy, pg_bin_dir())
+        drop_schema(server.url(), copy)
+        server.drop_database("bench_own")
+        server.create_database("bench_own")
+        own = timed(restore_as, artifact, manifest, server.url("bench_own"), schema, pg_bin_dir())
+        server.drop_database("bench_own")
+    return (
+        f"| {relation_bytes / 1e6:.0f} MB | {bare:.2f} s | {beside:.2f} s | {beside / bare:.2f}"
+        f" | {own:.2f} s | {own / bare:.2f} |"
+    )
+
+
 def measure(server: PostgresServer, sizes: tuple[float, ...]) -> list[str]:
-    lines = [
+    return [
         "| size | bare `pg_restore -j 2` | ours beside the original | x | ours, own name in an"
         " empty database | x |",
         "|---|---|---|---|---|---|",
+        *(measure_size(server, size) for size in sizes),
     ]
-    for size in sizes:
-        schema = f"bench_restore_{int(size)}"
-        relation_bytes = ensure_tenant(server.url(), schema, size)
-        with tempfile.TemporaryDirectory(prefix="restore-speed-") as folder:
-            work = Path(folder)
-            outcome = dump_schema(
-                database_url=server.url(),
-                project=Project(project_id=schema, name=schema, schema_name=schema),
-                fmt=DumpFormat.CUSTOM, compression=Compression.ZSTD, out_dir=work,
-                base_name="b", options=PipelineOptions(bin_dir=pg_bin_dir(), max_bytes=10**11),
-            )  # fmt: skip
-            bare = bare_pg_restore(server, schema, work)
-            copy = f"{schema}_copy"
-            drop_schema(server.url(), copy)
-            beside = timed(
-                lambda: restore_as(
-                    outcome.artifact_path, outcome.manifest, server.url(), copy, pg_bin_dir()
-                )
-            )
-            drop_schema(server.url(), copy)
-            server.drop_database("bench_own")
-            server.create_database("bench_own")
-            own = timed(
-                lambda: restore_as(
-                    outcome.artifact_path,
-                    outcome.manifest,
-                    server.url("bench_own"),
-                    schema,
-                    pg_bin_dir(),
-                )  # fmt: skip
-            )
-            server.drop_database("bench_own")
-        lines.append(
-            f"| {relation_bytes / 1e6:.0f} MB | {bare:.2f} s | {beside:.2f} s | {beside / bare:.2f}"
-            f" | {own:.2f} s | {own / bare:.2f} |"
-        )
-    return lines
 
 
 def write(lines: list[str], quick: bool, path: Path = ROOT / "bench" / "restore_speed.md") -> None:
