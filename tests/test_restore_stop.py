@@ -32,7 +32,7 @@ def tools_running() -> list[str]:
         (DumpFormat.CUSTOM, "acme_stopped_copy"),
         (DumpFormat.SQL, "acme_stopped_copy"),
         (DumpFormat.CUSTOM, "acme"),
-    ],  # fmt: skip
+    ],
 )
 def test_a_stopped_restore_kills_its_tool_and_leaves_nothing(
     postgres: PostgresServer, scratch_db: str, tmp_path: Path, fmt: DumpFormat, into: str
