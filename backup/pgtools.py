@@ -54,11 +54,12 @@ def wait(proc: subprocess.Popen[bytes], should_stop: StopCheck = never_stop) -> 
     """Wait for `proc`, polling `should_stop`; a non-zero exit raises ToolFailed."""
     try:
         while True:
+            should_stop(0)  # first right away: a cancelled restore starts nothing more
             try:
                 code = proc.wait(timeout=POLL_SECONDS)
                 break
             except subprocess.TimeoutExpired:
-                should_stop(0)
+                pass
     finally:
         if proc.poll() is None:
             proc.kill()

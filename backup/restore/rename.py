@@ -54,14 +54,22 @@ def _qualifier(schema: str) -> re.Pattern[str]:
     return re.compile(_mention(schema).pattern + r"(?=\s*\.)")
 
 
-def fix_renamed(conn: psycopg.Connection, original: str, new: str) -> tuple[list[str], list[str]]:
-    """In the renamed schema `new`; returns (what was fixed, warnings)."""
-    fixed: list[str] = []
+def fix_renamed(
+    conn: psycopg.Connection, original: str, new: str, *, in_schema: str | None = None
+) -> tuple[list[str], list[str]]:
+    """In the renamed schema (`new`, or `in_schema` where it waits under a staging name), text
+    naming `original` gets `new`; returns (what was fixed, warnings)."""
+    where = in_schema or new
     row = conn.execute("SELECT quote_ident(%s)", (new,)).fetchone()  # quoted only if it must
     assert row is not None
     new_quoted = str(row[0])
+    fixed: list[str] = []
+
+    def shown(name: str) -> str:  # as it will be called once the copy has its name
+        return name.replace(f"{where}.", f"{new_quoted}.")
+
     mention = _mention(original)
-    for function, path in conn.execute(SEARCH_PATHS, (new,)).fetchall():
+    for function, path in conn.execute(SEARCH_PATHS, (where,)).fetchall():
         if mention.search(path):
             fixed_path = mention.sub(new_quoted, path)
             conn.execute(
@@ -69,9 +77,9 @@ def fix_renamed(conn: psycopg.Connection, original: str, new: str) -> tuple[list
                     sql.SQL(function), sql.SQL(fixed_path)
                 )
             )
-            fixed.append(f"function {function}: search_path now {fixed_path}")
+            fixed.append(f"function {shown(function)}: search_path now {fixed_path}")
     warnings: list[str] = []
-    for oid, function, body in conn.execute(BODIES, (new,)).fetchall():
+    for oid, function, body in conn.execute(BODIES, (where,)).fetchall():
         if not mention.search(body):
             continue
         if _qualifier(original).search(body):
@@ -86,16 +94,16 @@ def fix_renamed(conn: psycopg.Connection, original: str, new: str) -> tuple[list
                 body,
             )  # quoted where the original was, so the copy reads as the original does
             conn.execute(definition[:start] + rewritten + definition[start + len(body) :])  # type: ignore[arg-type]
-            fixed.append(f"function {function}: body names {new} instead of {original}")
+            fixed.append(f"function {shown(function)}: body names {new} instead of {original}")
             body = rewritten
         if mention.search(body):
             warnings.append(
-                f"function {function}: its body still names schema {original!r} (not as a"
+                f"function {shown(function)}: its body still names schema {original!r} (not as a"
                 " qualifier, so it was left as it is): check it does not reach the original"
             )
-    for what, text in conn.execute(TEXTS, {"s": new}).fetchall():
+    for what, text in conn.execute(TEXTS, {"s": where}).fetchall():
         if text and mention.search(text):
             warnings.append(
-                f"{what} names schema {original!r} in its text: check it does not reach it"
+                f"{shown(what)} names schema {original!r} in its text: check it does not reach it"
             )
     return fixed, warnings

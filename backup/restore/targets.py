@@ -35,6 +35,7 @@ from backup.restore.databases import (
 from backup.restore.load import load
 from backup.restore.provide import ensure, provide
 from backup.restore.rename import fix_renamed
+from backup.restore.staged import load_staged, structure
 
 
 @dataclass
@@ -67,16 +68,17 @@ def restore(
 
 def restore_as(
     artifact: Path, manifest: Manifest, target_url: str, new_schema: str, bin_dir: Path,
-    jobs: int = 2, *, scratch: str | None = None, create_extensions: bool = False,
-    should_stop: StopCheck = never_stop,
+    jobs: int = 2, *, scratch: str | None = None, staging: str | None = None,
+    create_extensions: bool = False, should_stop: StopCheck = never_stop,
 ) -> Restored:  # fmt: skip
     """Restore the backup as `new_schema` in the target database, touching nothing else.
     `scratch` names the scratch database a copy under a new name needs (deterministic per run,
-    so a retry replaces what a crashed attempt left); by default one per new schema name."""
+    so a retry replaces what a crashed attempt left), `staging` the schema it is restored
+    under in the target before one rename shows it; by default both follow the new name."""
     deps = manifest.dependencies or Dependencies()
-    if scratch is None:
-        digest = hashlib.sha256(new_schema.encode()).hexdigest()[:12]
-        scratch = f"export_backup_restore_{digest}"
+    digest = hashlib.sha256(new_schema.encode()).hexdigest()[:12]
+    scratch = scratch or f"export_backup_restore_{digest}"
+    staging = staging or staging_name(digest)
     with psycopg.connect(target_url, autocommit=True) as conn:
         if schema_exists(conn, new_schema):
             raise SchemaExists(
@@ -95,15 +97,24 @@ def restore_as(
                     single_transaction=True, should_stop=should_stop,
                 )  # fmt: skip
                 warnings: list[str] = []
-            else:
+                moved = _large_objects(unpacked, deps, target_url, new_schema)
+            elif manifest.format is DumpFormat.SQL:  # a script: no archive to pick entries from
                 fixed, warnings = _copy_renamed(
                     unpacked, manifest, deps, target_url, new_schema, bin_dir, jobs, scratch,
                     should_stop,
                 )  # fmt: skip
                 notes += fixed
-            moved = _large_objects(unpacked, deps, target_url, new_schema)
+                moved = _large_objects(unpacked, deps, target_url, new_schema)
+            else:
+                fixed, warnings, moved = _staged(
+                    unpacked, manifest, deps, target_url, new_schema, staging, bin_dir, jobs,
+                    scratch, should_stop,
+                )  # fmt: skip
+                notes += fixed
         except BaseException as err:
-            drop_schema(target_url, new_schema)  # ours: it did not exist when we started
+            # Ours: neither existed when we started (a staging leftover was dropped).
+            drop_schema(target_url, staging)
+            drop_schema(target_url, new_schema)
             if isinstance(err, ToolFailed):
                 raise RestoreFailed(str(err)) from err
             raise
@@ -111,6 +122,33 @@ def restore_as(
         notes.append(f"{moved} large objects got new oids (theirs are taken in the target)")
     lo = deps.large_objects
     return Restored(row_counts(target_url, new_schema), notes, warnings, lo.count if lo else 0)
+
+
+def staging_name(tag: str) -> str:
+    """Lower-case letters, digits and `_` only: the data loader writes it unquoted."""
+    return f"export_backup_staging_{tag}"
+
+
+def _staged(
+    unpacked: Unpacked, manifest: Manifest, deps: Dependencies, target_url: str,
+    new_schema: str, staging: str, bin_dir: Path, jobs: int, scratch: str,
+    should_stop: StopCheck,
+) -> tuple[list[str], list[str], int]:  # fmt: skip
+    """See staged.py: structure via a scratch database, data straight into the target under
+    `staging`, then one rename."""
+    drop_schema(target_url, staging)  # a crashed attempt's
+    original = manifest.schema_name
+    ddl, fixed, warnings = structure(
+        unpacked.dump, manifest.format, original, staging, new_schema, deps, target_url,
+        scratch, bin_dir, jobs, should_stop,
+    )  # fmt: skip
+    load_staged(unpacked.dump, ddl, original, staging, target_url, bin_dir, jobs, should_stop)
+    moved = _large_objects(unpacked, deps, target_url, staging)
+    with psycopg.connect(target_url) as conn, conn.transaction():
+        if schema_exists(conn, new_schema):
+            raise SchemaExists(f"schema {new_schema!r} appeared in the target while restoring")
+        rename_schema(conn, staging, new_schema)
+    return fixed, warnings, moved
 
 
 def _large_objects(unpacked: Unpacked, deps: Dependencies, target_url: str, schema: str) -> int:
