@@ -84,6 +84,7 @@ def build_workers(
             restore.restore_backup,
             restore.swap_in_restored_schema,
             restore.drop_restored_schema,
+            restore.drop_restore_leftovers,
             RetentionActivities(settings).apply_retention,
         ],
         graceful_shutdown_timeout=grace,

@@ -22,6 +22,7 @@ from backup.restore import (
     drop_database,
     drop_schema,
     restore_as,
+    staging_name,
     swap_schema,
     with_database,
 )
@@ -56,6 +57,7 @@ class RestoreActivities:
         work = s.spool_dir / f"restore-{run_id}"
         target = self._target(request.database)
         scratch = scratch_database_name(run_id)
+        staging = staging_name(short_run_id(run_id))
         progress = ByteProgress("restoring")
         try:
             with step_errors("restore"):
@@ -70,7 +72,7 @@ class RestoreActivities:
                         into = staging_schema(manifest.schema_name, run_id)
                         await in_thread(drop_schema, target, into)
                     restored = await in_thread(
-                        self._restore, work, manifest, target, into, scratch, progress
+                        self._restore, work, manifest, target, into, (scratch, staging), progress
                     )
         finally:
             await asyncio.shield(asyncio.to_thread(shutil.rmtree, work, True))
@@ -92,16 +94,17 @@ class RestoreActivities:
         )
 
     def _restore(
-        self, work: Path, manifest: Manifest, target: str, into: str, scratch: str,
+        self, work: Path, manifest: Manifest, target: str, into: str, names: tuple[str, str],
         progress: ByteProgress,
     ) -> Restored:  # fmt: skip
         s = self._settings
+        scratch, staging = names
         artifact = readable_artifact(
             work / "artifact", manifest.encryption, s.encryption_identity_file
         )
         return restore_as(
             artifact, manifest, target, into, pg_bin_dir(s.pg_bin_dir), s.dump_jobs,
-            scratch=scratch, create_extensions=s.restore_create_extensions,
+            scratch=scratch, staging=staging, create_extensions=s.restore_create_extensions,
             should_stop=progress.update,
         )  # fmt: skip
 
@@ -109,6 +112,15 @@ class RestoreActivities:
     async def swap_in_restored_schema(self, restored: str, original: str, keep_as: str) -> None:
         with step_errors("replace"):
             await in_thread(swap_schema, self._target(None), restored, original, keep_as)
+
+    @activity.defn(name="drop_restore_leftovers")
+    async def drop_restore_leftovers(self, database: str | None) -> None:
+        """The run's cleanup after its last attempt failed or died: its scratch database and
+        its staging schema (names are per run, so nothing of another run is touched)."""
+        run_id = activity.info().workflow_run_id or "standalone"
+        with step_errors("restore"):
+            await in_thread(drop_database, self._target(None), scratch_database_name(run_id))
+            await in_thread(drop_schema, self._target(database), staging_name(short_run_id(run_id)))
 
     @activity.defn(name="drop_restored_schema")
     async def drop_restored_schema(self, schema: str) -> None:

@@ -3,7 +3,7 @@ original (restore_as under a new name, all or nothing) and under the schema's ow
 empty database, against a bare `pg_restore -j 2` of the schema's uncompressed custom dump into
 an empty database. Writes bench/restore_speed.md.
 
-    .venv/bin/python -m bench.restore_speed [--quick]     # standalone, its own PostgreSQL
+    .venv/bin/python -m bench.restore_speed [--quick] [--sizes 500,1000]   # its own PostgreSQL
 """
 
 from __future__ import annotations
@@ -104,12 +104,14 @@ def write(lines: list[str], quick: bool, path: Path = ROOT / "bench" / "restore_
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help=f"sizes {QUICK_SIZES} MB")
+    parser.add_argument("--sizes", type=lambda s: tuple(float(x) for x in s.split(",")))
     args = parser.parse_args()
+    sizes = args.sizes or (QUICK_SIZES if args.quick else FULL_SIZES)
     with tempfile.TemporaryDirectory(prefix="restore-speed-pg-") as folder:
         server = PostgresServer(Path(folder) / "data")
         server.start()
         try:
-            lines = measure(server, QUICK_SIZES if args.quick else FULL_SIZES)
+            lines = measure(server, sizes)
         finally:
             server.stop()
     write(lines, args.quick)

@@ -15,7 +15,7 @@ from backup.restore.databases import (
     swap_schema,
     with_database,
 )
-from backup.restore.targets import Restored, restore, restore_as
+from backup.restore.targets import Restored, restore, restore_as, staging_name
 
 __all__ = [
     "RestoreFailed",
@@ -31,6 +31,7 @@ __all__ = [
     "row_counts",
     "schema_exists",
     "scratch_database",
+    "staging_name",
     "swap_schema",
     "tar_compression",
     "unpack",

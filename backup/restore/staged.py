@@ -14,6 +14,7 @@ The staging name is the caller's (deterministic per run): a retry drops a crashe
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import subprocess
 import threading
 from collections.abc import Callable
@@ -106,7 +107,8 @@ def _load_data(
             raise
 
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="restore-data") as pool:
-        futures = [pool.submit(one, lines) for lines in entries]
+        # Each load in a copy of the caller's context: `should_stop` may need it (an activity's).
+        futures = [pool.submit(contextvars.copy_context().run, one, lines) for lines in entries]
         errors = [e for f in futures if (e := f.exception())]
     if errors:  # the cause, not the loads it stopped
         raise next((e for e in errors if not isinstance(e, Stopped)), errors[0])
