@@ -88,6 +88,8 @@ def build_workers(
             RetentionActivities(settings).apply_retention,
         ],
         graceful_shutdown_timeout=grace,
+        # A cancelled restore learns it from a heartbeat's answer: within seconds, not 48 s.
+        max_heartbeat_throttle_interval=timedelta(seconds=2),
         interceptors=interceptors,
         workflow_runner=workflow_runner or SandboxedWorkflowRunner(),
     )

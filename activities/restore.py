@@ -61,7 +61,7 @@ class RestoreActivities:
         progress = ByteProgress("restoring")
         try:
             with step_errors("restore"):
-                async with heartbeating(progress):
+                async with heartbeating(progress, every=1.0):
                     # A retry starts clean: what a crashed attempt left is dropped first.
                     await in_thread(shutil.rmtree, work, True)
                     await in_thread(drop_database, self._target(None), scratch)

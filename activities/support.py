@@ -86,13 +86,16 @@ class ByteProgress:
 
 
 @contextlib.asynccontextmanager
-async def heartbeating(progress: ByteProgress) -> AsyncIterator[None]:
-    """Heartbeat progress in the background for as long as the async activity runs."""
+async def heartbeating(
+    progress: ByteProgress, every: float = HEARTBEAT_SECONDS
+) -> AsyncIterator[None]:
+    """Heartbeat progress in the background for as long as the async activity runs; a
+    cancellation arrives with a heartbeat's answer, so `every` bounds how late it is noticed."""
 
     async def beat() -> None:
         while True:
             activity.heartbeat(progress.details())
-            await asyncio.sleep(HEARTBEAT_SECONDS)
+            await asyncio.sleep(every)
 
     task = asyncio.create_task(beat())
     try:

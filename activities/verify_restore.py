@@ -26,7 +26,7 @@ class VerifyRestoreActivities:
         """The verdict, mismatch or not; the workflow decides what a mismatch means."""
         with step_errors("verify_restore"):
             progress = ByteProgress("test restoring")
-            async with heartbeating(progress):
+            async with heartbeating(progress, every=1.0):
                 return await in_thread(self._check, artifact, run_key, progress)
 
     def _check(

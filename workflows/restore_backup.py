@@ -53,6 +53,8 @@ class RestoreBackupWorkflow:
                 start_to_close_timeout=timedelta(hours=6),
                 heartbeat_timeout=timedelta(minutes=1),
                 retry_policy=RESTORE_RETRY,
+                # A cancelled restore stops its tools and drops what it created: wait for that.
+                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                 summary=f"Restore into {target}",
             )
         except ActivityError:
