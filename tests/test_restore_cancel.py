@@ -26,9 +26,9 @@ def restore_tools() -> list[psutil.Process]:
     """pg_restore/psql processes working on a restore's databases (their --dbname says so)."""
     found = []
     for proc in psutil.process_iter(["name", "cmdline"]):
-        if proc.info["name"] in ("pg_restore", "psql", "pg_dump"):
-            if "restore" in " ".join(proc.info["cmdline"] or []):
-                found.append(proc)
+        tool = proc.info["name"] in ("pg_restore", "psql", "pg_dump")
+        if tool and "restore" in " ".join(proc.info["cmdline"] or []):
+            found.append(proc)
     return found
 
 
