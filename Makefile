@@ -52,6 +52,7 @@ bench: $(BENCH_STAMP)
 ## (about a quarter hour; tests/test_crash_matrix.py and friends run a subset in `make test`).
 reliability: $(STAMP) age-cli
 	$(BIN)/python reliability/crash_matrix.py
+	$(BIN)/python -m reliability.restore_crashes
 	$(BIN)/python -m reliability.faults
 	$(BIN)/python -m reliability.hostile_inputs
 	$(BIN)/python -m reliability.secrets_audit

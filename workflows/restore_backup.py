@@ -51,7 +51,8 @@ class RestoreBackupWorkflow:
                 RestoreActivities.restore_backup,
                 req,
                 start_to_close_timeout=timedelta(hours=6),
-                heartbeat_timeout=timedelta(minutes=1),
+                # It heartbeats every second: a dead worker is noticed in 20 s, then retried.
+                heartbeat_timeout=timedelta(seconds=20),
                 retry_policy=RESTORE_RETRY,
                 # A cancelled restore stops its tools and drops what it created: wait for that.
                 cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
