@@ -46,15 +46,13 @@ def referencing_columns(conn: psycopg.Connection, schema: str) -> list[LargeObje
     return [LargeObjectColumn(table=t, column=c) for t, c in conn.execute(COLUMNS, (schema,))]
 
 
-def _column(col: LargeObjectColumn) -> tuple[sql.Composable, sql.Identifier]:
-    return sql.SQL(col.table), sql.Identifier(col.column)  # table is quoted by format('%I')
-
-
-def references(conn: psycopg.Connection, columns: list[LargeObjectColumn]) -> dict[int, str]:
-    """Every oid the columns hold, with the first column that holds it."""
+def references(
+    conn: psycopg.Connection, schema: str, columns: list[LargeObjectColumn]
+) -> dict[int, str]:
+    """Every oid the columns (of their tables in `schema`) hold, with the first that holds it."""
     found: dict[int, str] = {}
     for col in columns:
-        table, column = _column(col)
+        table, column = in_schema(conn, schema, col), sql.Identifier(col.column)
         query = sql.SQL("SELECT DISTINCT {c}::oid FROM {t} WHERE {c} IS NOT NULL").format(
             c=column, t=table
         )
@@ -73,7 +71,7 @@ def describe(conn: psycopg.Connection, schema: str) -> tuple[LargeObjects, list[
     columns = referencing_columns(conn, schema)
     if not columns:
         return None
-    refs = references(conn, columns)
+    refs = references(conn, schema, columns)
     existing = _existing(conn, list(refs))
     missing = [f"{where}: oid {oid}" for oid, where in sorted(refs.items()) if oid not in existing]
     meta = LargeObjects(columns=columns, count=0, total_bytes=0, digest="", missing=missing)
@@ -158,7 +156,7 @@ def _repoint(
         for old, new in moved.items():
             copy.write_row((old, new))
     for col in columns:
-        table = _in_schema(conn, schema, col)
+        table = in_schema(conn, schema, col)
         column = sql.Identifier(col.column)
         conn.execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER USER").format(table))
         conn.execute(
@@ -169,21 +167,22 @@ def _repoint(
         conn.execute(sql.SQL("ALTER TABLE {} ENABLE TRIGGER USER").format(table))
 
 
-def _in_schema(conn: psycopg.Connection, schema: str, col: LargeObjectColumn) -> sql.Identifier:
-    """The column's table in the restored schema (the manifest names it in the original)."""
-    row = conn.execute("SELECT (parse_ident(%s))[2]", (col.table,)).fetchone()
+def in_schema(conn: psycopg.Connection, schema: str, col: LargeObjectColumn) -> sql.Identifier:
+    """The column's table in `schema` (the manifest names it in the original schema)."""
+    return sql.Identifier(schema, parsed(conn, col.table)[-1])
+
+
+def parsed(conn: psycopg.Connection, qualified: str) -> list[str]:
+    """The names of a quoted `schema.name` (as format('%I.%I') wrote it), parsed by the server."""
+    row = conn.execute("SELECT parse_ident(%s)", (qualified,)).fetchone()
     assert row is not None
-    return sql.Identifier(schema, row[0])
+    return [str(name) for name in row[0]]
 
 
 def problems(conn: psycopg.Connection, schema: str, meta: LargeObjects) -> list[str]:
     """What does not match after a restore into `schema`: a reference to no object, or content
     that differs from the backup's."""
-    columns = [
-        LargeObjectColumn(table=_in_schema(conn, schema, c).as_string(conn), column=c.column)
-        for c in meta.columns
-    ]
-    refs = references(conn, columns)
+    refs = references(conn, schema, meta.columns)
     existing = _existing(conn, list(refs))
     found = [
         f"{where}: oid {oid} refers to no large object"

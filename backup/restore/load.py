@@ -13,6 +13,7 @@ import psycopg
 from psycopg import sql
 
 from backup.dependency_models import OutsideForeignKey
+from backup.large_objects import parsed
 from backup.models import DumpFormat
 from backup.pgconn import client_connection
 from backup.pgtools import StopCheck, never_stop, output, start, wait
@@ -58,10 +59,13 @@ def load(
         wait(start(bin_dir, "pg_restore", [*args, str(dump)], client), should_stop)
     if not_valid:
         with psycopg.connect(database_url, autocommit=True) as conn:
-            for fk in not_valid:
+            for fk in not_valid:  # the definition is pg_get_constraintdef's, from the manifest
+                table = sql.Identifier(*parsed(conn, fk.table))
                 conn.execute(
                     sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} NOT VALID").format(
-                        sql.SQL(fk.table), sql.Identifier(fk.name), sql.SQL(fk.definition)
+                        table,
+                        sql.Identifier(fk.name),
+                        sql.SQL(fk.definition),  # type: ignore[arg-type]
                     )
                 )
 

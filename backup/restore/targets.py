@@ -182,7 +182,7 @@ def _copy_renamed(
         _copy_schema(scratch_url, target_url, new_schema, bin_dir, should_stop)
     with psycopg.connect(target_url, autocommit=True) as conn:
         for fk in deps.foreign_keys:
-            table = sql.Identifier(new_schema, _table_name(conn, fk.table))
+            table = sql.Identifier(new_schema, large_objects.parsed(conn, fk.table)[-1])
             try:
                 conn.execute(
                     sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
@@ -192,12 +192,6 @@ def _copy_renamed(
             except psycopg.errors.ForeignKeyViolation as err:
                 warnings.append(f"{table.as_string(conn)} {fk.name}: NOT VALID, {err}")
     return fixed, warnings
-
-
-def _table_name(conn: psycopg.Connection, qualified: str) -> str:
-    row = conn.execute("SELECT (parse_ident(%s))[2]", (qualified,)).fetchone()
-    assert row is not None
-    return str(row[0])
 
 
 def _copy_schema(
