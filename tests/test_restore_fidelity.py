@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from backup.errors import MissingDependency
 from backup.models import Compression, DumpFormat
@@ -237,3 +238,54 @@ def test_missing_extensions_are_created_only_when_the_setting_says_so(
         assert snapshot(url, "vectors") == snapshot(platform, "vectors")
     finally:
         postgres.drop_database("fidelity_other")
+
+
+@pytest.mark.parametrize("name", ['We"ird.Na*me', "ténant", "select"])
+@pytest.mark.parametrize("fmt", [DumpFormat.CUSTOM, DumpFormat.DIRECTORY])
+def test_a_copy_of_a_hostile_name_keeps_rows_sequences_and_large_objects(
+    platform: str, tmp_path: Path, name: str, fmt: DumpFormat
+) -> None:
+    """The fast copy rewrites COPY headers and setval() calls: names pg_dump quotes too."""
+    schema, table, copy = sql.Identifier(name), sql.Identifier(name, "T ab"), name + "_copy"
+    with psycopg.connect(platform, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(schema))
+        conn.execute(
+            sql.SQL("CREATE TABLE {} (id int GENERATED ALWAYS AS IDENTITY, v text, d oid)").format(
+                table
+            )
+        )
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {} (v, d) SELECT 'x' || g,"
+                " CASE WHEN g = 1 THEN lo_from_bytea(0, 'hi') END FROM generate_series(1, 10) g"
+            ).format(table)
+        )
+    outcome = dump(platform, name, tmp_path, fmt)
+    drop_schema(platform, copy)
+    try:
+        restored = restore_as(outcome.artifact_path, outcome.manifest, platform, copy, pg_bin_dir())
+        assert restored.row_counts == {"T ab": 10} and restored.large_objects == 1
+        with psycopg.connect(platform) as conn:
+            sequence = conn.execute(
+                "SELECT pg_get_serial_sequence(%s, 'id')",
+                (sql.Identifier(copy, "T ab").as_string(conn),),
+            ).fetchone()
+            assert sequence is not None
+            home = conn.execute(
+                "SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE c.oid = %s::regclass",
+                (sequence[0],),
+            ).fetchone()
+            assert home is not None and home[0] == copy  # the copy's own sequence
+            last = conn.execute(sql.SQL("SELECT last_value FROM {}").format(sql.SQL(sequence[0])))
+            assert last.fetchone() == (10,)
+            content = conn.execute(
+                sql.SQL("SELECT lo_get(d) FROM {} WHERE d IS NOT NULL").format(
+                    sql.Identifier(copy, "T ab")
+                )
+            ).fetchone()
+            assert content == (b"hi",)
+    finally:
+        drop_schema(platform, copy)
+        drop_schema(platform, name)
