@@ -107,6 +107,26 @@ def test_every_format_test_restores_with_its_dependencies_and_large_objects(
     assert databases(platform, "export_backup_verify_") == []
 
 
+def test_an_extension_version_the_server_lacks_is_replaced_by_its_default_with_a_note(
+    dumps: dict[DumpFormat, DumpOutcome], platform: str
+) -> None:
+    outcome = dumps[DumpFormat.CUSTOM]
+    deps = outcome.manifest.dependencies
+    assert deps is not None
+    extensions = [
+        e.model_copy(update={"version": "0.0.1"}) if e.name == "vector" else e
+        for e in deps.extensions
+    ]
+    manifest = outcome.manifest.model_copy(
+        update={"dependencies": deps.model_copy(update={"extensions": extensions})}
+    )
+    check = check_by_restore(
+        outcome.artifact_path, manifest, platform, "export_backup_verify_ver", pg_bin_dir()
+    )
+    assert check.verified, check.describe()
+    assert any("vector" in n and "0.0.1" in n and "instead" in n for n in check.notes)
+
+
 def test_a_test_restore_fails_when_a_large_object_is_not_in_the_artifact(
     dumps: dict[DumpFormat, DumpOutcome], platform: str
 ) -> None:
