@@ -105,7 +105,13 @@ def capture(
     row = conn.execute("SELECT oid FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
     assert row is not None
     ns = row[0]
-    frontier: set[Key] = {(c, o) for c, o in conn.execute(OWN_OBJECTS, {"ns": ns})}
+    # Members of an extension installed in the schema itself are the extension's, not the
+    # schema's (pg_dump -n leaves them out): what uses them depends on the extension.
+    own_query = (
+        "SELECT o.* FROM (" + OWN_OBJECTS + ") AS o(classid, objid) WHERE NOT EXISTS (SELECT"
+        " FROM pg_depend e WHERE e.classid = o.classid AND e.objid = o.objid AND e.deptype = 'e')"
+    )
+    frontier: set[Key] = {(c, o) for c, o in conn.execute(own_query, {"ns": ns})}  # type: ignore[call-overload]
     own = set(frontier)
     parts: set[Key] = set()
     extensions: dict[str, ExtensionDependency] = {}

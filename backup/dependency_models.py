@@ -54,9 +54,14 @@ class Dependencies(BaseModel):
 
     @property
     def schemas(self) -> list[str]:
-        """Schemas other than the tenant's that a restore needs to exist."""
+        """Schemas a restore needs to exist (the tenant's too, if an extension lives in it)."""
         names = {e.schema_name for e in self.extensions} | {o.schema_name for o in self.objects}
         return sorted(names)
+
+    def extensions_in(self, schema: str) -> list[ExtensionDependency]:
+        """Extensions installed in the tenant's schema itself: part of it, but pg_dump -n
+        leaves them out; a restore creates them with the schema."""
+        return [e for e in self.extensions if e.schema_name == schema]
 
     def describe(self) -> str:
         parts = []

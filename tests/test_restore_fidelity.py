@@ -309,3 +309,47 @@ def test_a_copy_of_a_hostile_name_keeps_rows_sequences_and_large_objects(
     finally:
         drop_schema(platform, copy)
         drop_schema(platform, name)
+
+
+def test_an_extension_installed_in_the_schema_itself_comes_back_with_it(
+    postgres: PostgresServer, platform: str, tmp_path: Path
+) -> None:
+    """pg_dump -n leaves out CREATE EXTENSION even for an extension in the dumped schema."""
+    with psycopg.connect(platform, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS inside CASCADE")
+        conn.execute("CREATE SCHEMA inside")
+        conn.execute("CREATE EXTENSION hstore WITH SCHEMA inside")
+        conn.execute("CREATE TABLE inside.t (id int PRIMARY KEY, h inside.hstore)")
+        conn.execute("INSERT INTO inside.t VALUES (1, 'a=>1'), (2, 'b=>2')")
+    outcome = dump(platform, "inside", tmp_path)
+    deps = outcome.manifest.dependencies
+    assert deps is not None and [e.name for e in deps.extensions_in("inside")] == ["hstore"]
+    check = check_by_restore(
+        outcome.artifact_path, outcome.manifest, platform, "export_backup_verify_in", pg_bin_dir()
+    )
+    assert check.verified, check.describe()
+    # A database holds an extension once: no copy beside the original, and nothing created.
+    with pytest.raises(MissingDependency, match="hstore"):
+        restore_as(outcome.artifact_path, outcome.manifest, platform, "inside_copy", pg_bin_dir())
+    with psycopg.connect(platform) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM pg_namespace WHERE nspname LIKE '%inside_copy%'"
+            " OR nspname LIKE 'export_backup_staging_%'"
+        ).fetchone() == (0,)
+    postgres.drop_database("fidelity_inside")
+    postgres.create_database("fidelity_inside")
+    try:
+        other = postgres.url("fidelity_inside")
+        restored = restore_as(
+            outcome.artifact_path, outcome.manifest, other, "inside", pg_bin_dir()
+        )
+        assert restored.row_counts == {"t": 2}
+        with psycopg.connect(other) as conn:
+            home = conn.execute(
+                "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'hstore'"
+            ).fetchone()
+            value = conn.execute("SELECT h OPERATOR(inside.->) 'a' FROM inside.t WHERE id = 1")
+            assert home == ("inside",) and value.fetchone() == ("1",)
+    finally:
+        postgres.drop_database("fidelity_inside")
+        drop_schema(platform, "inside")

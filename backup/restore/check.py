@@ -58,6 +58,7 @@ def check_by_restore(
             load(
                 unpacked.dump, manifest.format, url, bin_dir, jobs=jobs,
                 not_valid=deps.foreign_keys, should_stop=should_stop,
+                existing_schema=schema if deps.extensions_in(schema) else None,
             )  # fmt: skip
             if lo:
                 problems += [f"{m} refers to no large object at dump time" for m in lo.missing]

@@ -65,12 +65,16 @@ def create_extension(conn: psycopg.Connection, ext: ExtensionDependency) -> str 
     )
 
 
-def ensure(database_url: str, deps: Dependencies, create_extensions: bool) -> list[str]:
-    """Check a restore target has every dependency; raises MissingDependency naming each
-    missing one and what to run. With `create_extensions`, missing extensions are created
-    instead (returns notes). Objects of other schemas are never created in a target."""
+def ensure(
+    database_url: str, deps: Dependencies, create_extensions: bool, schema: str
+) -> list[str]:
+    """Check a restore target has every dependency outside `schema` (the backup's); raises
+    MissingDependency naming each missing one and what to run. With `create_extensions`,
+    missing extensions are created instead (returns notes). Objects of other schemas are never
+    created in a target."""
     with psycopg.connect(database_url, autocommit=True) as conn:
-        absent = [e for e in deps.extensions if not _has_extension(conn, e)]
+        outside = [e for e in deps.extensions if e.schema_name != schema]
+        absent = [e for e in outside if not _has_extension(conn, e)]
         missing_objects = [o for o in deps.objects if not _exists(conn, o)]
         notes: list[str] = []
         if absent and create_extensions and not missing_objects:
@@ -105,6 +109,35 @@ def ensure(database_url: str, deps: Dependencies, create_extensions: bool) -> li
 
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def create_in_schema(database_url: str, deps: Dependencies, original: str, schema: str) -> None:
+    """Create `schema` with the extensions the backup had installed in `original` (its own
+    schema); a database holds an extension once, so one installed elsewhere is refused."""
+    extensions = deps.extensions_in(original)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        elsewhere = [e.name for e in extensions if _has_extension(conn, e)]
+        if elsewhere:
+            raise MissingDependency(
+                f"extension {', '.join(elsewhere)} lives in schema {original!r} itself and this"
+                " database has it already (a database holds an extension once): restore into"
+                " another database, or under the schema's own name once it is gone"
+            )
+        missing = [
+            e.name
+            for e in extensions
+            if not conn.execute(
+                "SELECT 1 FROM pg_available_extensions WHERE name = %s", (e.name,)
+            ).fetchone()
+        ]
+        if missing:
+            raise MissingDependency(
+                f"extension {', '.join(missing)} (installed in schema {original!r}) is not"
+                " available on this server: install its package, then restore again"
+            )
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        for ext in extensions:
+            create_extension(conn, ext.model_copy(update={"schema_name": schema}))
 
 
 def _has_extension(conn: psycopg.Connection, ext: ExtensionDependency) -> bool:

@@ -32,6 +32,7 @@ from backup.pgconn import client_connection
 from backup.pgdump import exact_schema_pattern
 from backup.pgtools import StopCheck, output, start, wait
 from backup.restore.databases import RestoreFailed, rename_schema, scratch_database
+from backup.restore.load import toc_without
 from backup.restore.provide import PSQL, provide
 from backup.restore.rename import fix_renamed
 
@@ -53,8 +54,13 @@ def structure(
         provide(scratch_url, deps, bin_dir, should_stop)
         with client_connection(scratch_url) as client:
             parallel = [f"--jobs={jobs}"] if fmt is not DumpFormat.TAR else []
-            args = [*RESTORE, "--schema-only", *parallel, str(dump)]
-            wait(start(bin_dir, "pg_restore", args, client), should_stop)
+            args = [
+                *RESTORE,
+                "--schema-only",
+                *parallel,
+                *_skip_schema(dump, original, deps, bin_dir),
+            ]
+            wait(start(bin_dir, "pg_restore", [*args, str(dump)], client), should_stop)
         with psycopg.connect(scratch_url, autocommit=True) as conn:
             rename_schema(conn, original, staging)
             fixed, warnings = fix_renamed(conn, original, new, in_schema=staging)
@@ -66,12 +72,13 @@ def structure(
 
 
 def load_staged(
-    dump: Path, ddl: Path, original: str, staging: str, target_url: str, bin_dir: Path,
-    jobs: int, should_stop: StopCheck,
+    dump: Path, ddl: Path, original: str, staging: str, deps: Dependencies, target_url: str,
+    bin_dir: Path, jobs: int, should_stop: StopCheck,
 ) -> None:  # fmt: skip
-    """Step 2, into the target under `staging`."""
+    """Step 2, into the target under `staging` (created already when it holds an extension)."""
     with client_connection(target_url) as client:
-        args = [*RESTORE, "--section=pre-data", str(ddl)]
+        skip = _skip_schema(ddl, staging, deps, bin_dir, original)
+        args = [*RESTORE, "--section=pre-data", *skip, str(ddl)]
         wait(start(bin_dir, "pg_restore", args, client), should_stop)
     toc = output(bin_dir, "pg_restore", ["--list", str(dump)]).splitlines()  # the artifact's
     tables = [line for line in toc if " TABLE DATA " in line and not line.startswith(";")]
@@ -82,6 +89,19 @@ def load_staged(
         args = [*RESTORE, "--section=post-data", f"--jobs={jobs}", str(ddl)]
         wait(start(bin_dir, "pg_restore", args, client), should_stop)
     _refresh(toc, original, staging, target_url)
+
+
+def _skip_schema(
+    archive: Path, schema: str, deps: Dependencies, bin_dir: Path, original: str | None = None
+) -> list[str]:
+    """pg_restore arguments that leave out the archive's CREATE SCHEMA of `schema` when the
+    schema was created beforehand to hold an extension of the backup's own schema."""
+    if not deps.extensions_in(original or schema):
+        return []
+    listing = archive.with_suffix(".list")
+    toc = output(bin_dir, "pg_restore", ["--list", str(archive)])
+    listing.write_text(toc_without(toc, (), schema))
+    return [f"--use-list={listing}"]
 
 
 def _load_data(

@@ -33,7 +33,7 @@ from backup.restore.databases import (
     scratch_database,
 )
 from backup.restore.load import load
-from backup.restore.provide import ensure, provide
+from backup.restore.provide import create_in_schema, ensure, provide
 from backup.restore.rename import fix_renamed
 from backup.restore.staged import load_staged, structure
 
@@ -85,20 +85,30 @@ def restore_as(
                 f"schema {new_schema!r} already exists in the target database: choose another "
                 "name, or drop it first"
             )
-    notes = ensure(target_url, deps, create_extensions)  # before anything is created
+    original = manifest.schema_name
+    notes = ensure(target_url, deps, create_extensions, original)  # before anything is created
+    in_schema = bool(deps.extensions_in(original))
     with tempfile.TemporaryDirectory(prefix="restore-") as work:
         unpacked = unpack(
             artifact, manifest.format, manifest.compression, Path(work), deps.large_objects
         )
         try:
-            if new_schema == manifest.schema_name:
+            if new_schema == original:
+                if in_schema:
+                    create_in_schema(target_url, deps, original, new_schema)
                 load(
-                    unpacked.dump, manifest.format, target_url, bin_dir,
-                    single_transaction=True, should_stop=should_stop,
+                    unpacked.dump, manifest.format, target_url, bin_dir, single_transaction=True,
+                    existing_schema=new_schema if in_schema else None, should_stop=should_stop,
                 )  # fmt: skip
                 warnings: list[str] = []
                 moved = _large_objects(unpacked, deps, target_url, new_schema)
             elif manifest.format is DumpFormat.SQL:  # a script: no archive to pick entries from
+                if in_schema:
+                    raise RestoreFailed(
+                        f"schema {original!r} holds an extension of its own: a copy under a new"
+                        " name needs a custom, tar or directory backup (or restore it under its"
+                        " own name)"
+                    )
                 fixed, warnings = _copy_renamed(
                     unpacked, manifest, deps, target_url, new_schema, bin_dir, jobs, scratch,
                     should_stop,
@@ -142,7 +152,9 @@ def _staged(
         unpacked.dump, manifest.format, original, staging, new_schema, deps, target_url,
         scratch, bin_dir, jobs, should_stop,
     )  # fmt: skip
-    load_staged(unpacked.dump, ddl, original, staging, target_url, bin_dir, jobs, should_stop)
+    if deps.extensions_in(original):
+        create_in_schema(target_url, deps, original, staging)
+    load_staged(unpacked.dump, ddl, original, staging, deps, target_url, bin_dir, jobs, should_stop)
     moved = _large_objects(unpacked, deps, target_url, staging)
     with psycopg.connect(target_url) as conn, conn.transaction():
         if schema_exists(conn, new_schema):
