@@ -69,6 +69,7 @@ bench: $(BENCH_STAMP)
 ## (about a quarter hour; tests/reliability/ runs a subset in `make test`).
 reliability: $(STAMP) age-cli
 	$(BIN)/python reliability/crash_matrix.py
+	$(BIN)/python -m reliability.restore_crashes
 	$(BIN)/python -m reliability.faults
 	$(BIN)/python -m reliability.hostile_inputs
 	$(BIN)/python -m reliability.secrets_audit

@@ -84,9 +84,12 @@ def build_workers(
             restore.restore_backup,
             restore.swap_in_restored_schema,
             restore.drop_restored_schema,
+            restore.drop_restore_leftovers,
             RetentionActivities(settings).apply_retention,
         ],
         graceful_shutdown_timeout=grace,
+        # A cancelled restore learns it from a heartbeat's answer: within seconds, not 48 s.
+        max_heartbeat_throttle_interval=timedelta(seconds=2),
         interceptors=interceptors,
         workflow_runner=workflow_runner or SandboxedWorkflowRunner(),
     )

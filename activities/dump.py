@@ -63,6 +63,7 @@ class DumpActivities:
             table_count=m.table_count,
             dump_seconds=m.dump_seconds,
             compression=m.compression,
+            dependencies=m.dependencies.summary() if m.dependencies else None,
         )
 
 

@@ -7,21 +7,37 @@ from __future__ import annotations
 import asyncio
 import shutil
 from datetime import UTC, datetime
+from pathlib import Path
 
 from temporalio import activity
 
-from activities.support import ByteProgress, heartbeating, step_errors
+from activities.support import ByteProgress, heartbeating, in_thread, step_errors
 from backup.download import download
 from backup.encryption import readable_artifact
+from backup.manifest import Manifest
 from backup.models import RestoreRequest, RestoreResult, short_run_id
 from backup.pgdump import pg_bin_dir
-from backup.restore import drop_schema, restore_as, swap_schema, with_database
+from backup.restore import (
+    Restored,
+    drop_database,
+    drop_schema,
+    restore_as,
+    staging_name,
+    swap_schema,
+    with_database,
+)
 from backup.settings import Settings
 
 
 def staging_schema(schema: str, run_id: str) -> str:
     """Where replace mode restores before the swap; deterministic per run, within 63 bytes."""
     return f"{schema[:40]}_restore_{short_run_id(run_id)}"
+
+
+def scratch_database_name(run_id: str) -> str:
+    """Where a copy under a new name is restored first; deterministic per run, so a retry or
+    the run's cleanup drops what a crashed attempt left."""
+    return f"export_backup_restore_{short_run_id(run_id)}"
 
 
 class RestoreActivities:
@@ -39,26 +55,28 @@ class RestoreActivities:
         started = datetime.now(UTC)
         run_id = activity.info().workflow_run_id or "standalone"
         work = s.spool_dir / f"restore-{run_id}"
-        shutil.rmtree(work, ignore_errors=True)  # a retry starts clean
-        work.mkdir(parents=True)
         target = self._target(request.database)
+        scratch = scratch_database_name(run_id)
+        staging = staging_name(short_run_id(run_id))
+        progress = ByteProgress("restoring")
         try:
             with step_errors("restore"):
-                async with heartbeating(ByteProgress("restoring")):
+                async with heartbeating(progress, every=1.0):
+                    # A retry starts clean: what a crashed attempt left is dropped first.
+                    await in_thread(shutil.rmtree, work, True)
+                    await in_thread(drop_database, self._target(None), scratch)
+                    work.mkdir(parents=True)
                     manifest = await download(request.location, work / "artifact", s)
                     into = request.into_schema
                     if into is None:  # replace mode: a staging schema this run owns
                         into = staging_schema(manifest.schema_name, run_id)
-                        await asyncio.to_thread(drop_schema, target, into)
-                    artifact = readable_artifact(
-                        work / "artifact", manifest.encryption, s.encryption_identity_file
+                        await in_thread(drop_schema, target, into)
+                    restored = await in_thread(
+                        self._restore, work, manifest, target, into, (scratch, staging), progress
                     )
-                    counts = await asyncio.to_thread(
-                        restore_as, artifact, manifest, target, into,
-                        pg_bin_dir(s.pg_bin_dir), s.dump_jobs,
-                    )  # fmt: skip
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            await asyncio.shield(asyncio.to_thread(shutil.rmtree, work, True))
+        counts = restored.row_counts
         return RestoreResult(
             location=request.location,
             schema_name=into,
@@ -70,14 +88,41 @@ class RestoreActivities:
             finished_at=datetime.now(UTC),
             project_id=manifest.project_id,
             source_schema=manifest.schema_name,
+            large_objects=restored.large_objects,
+            notes=restored.notes,
+            warnings=restored.warnings,
         )
+
+    def _restore(
+        self, work: Path, manifest: Manifest, target: str, into: str, names: tuple[str, str],
+        progress: ByteProgress,
+    ) -> Restored:  # fmt: skip
+        s = self._settings
+        scratch, staging = names
+        artifact = readable_artifact(
+            work / "artifact", manifest.encryption, s.encryption_identity_file
+        )
+        return restore_as(
+            artifact, manifest, target, into, pg_bin_dir(s.pg_bin_dir), s.dump_jobs,
+            scratch=scratch, staging=staging, create_extensions=s.restore_create_extensions,
+            should_stop=progress.update,
+        )  # fmt: skip
 
     @activity.defn(name="swap_in_restored_schema")
     async def swap_in_restored_schema(self, restored: str, original: str, keep_as: str) -> None:
         with step_errors("replace"):
-            await asyncio.to_thread(swap_schema, self._target(None), restored, original, keep_as)
+            await in_thread(swap_schema, self._target(None), restored, original, keep_as)
+
+    @activity.defn(name="drop_restore_leftovers")
+    async def drop_restore_leftovers(self, database: str | None) -> None:
+        """The run's cleanup after its last attempt failed or died: its scratch database and
+        its staging schema (names are per run, so nothing of another run is touched)."""
+        run_id = activity.info().workflow_run_id or "standalone"
+        with step_errors("restore"):
+            await in_thread(drop_database, self._target(None), scratch_database_name(run_id))
+            await in_thread(drop_schema, self._target(database), staging_name(short_run_id(run_id)))
 
     @activity.defn(name="drop_restored_schema")
     async def drop_restored_schema(self, schema: str) -> None:
         with step_errors("replace"):
-            await asyncio.to_thread(drop_schema, self._target(None), schema)
+            await in_thread(drop_schema, self._target(None), schema)

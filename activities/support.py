@@ -7,9 +7,9 @@ import contextlib
 import contextvars
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from temporalio import activity
@@ -17,6 +17,7 @@ from temporalio.exceptions import ApplicationError, CancelledError
 
 from backup.errors import BackupError
 
+T = TypeVar("T")
 HEARTBEAT_SECONDS = 5.0
 STEP_SECONDS = "export_backup_step_seconds"
 # Steps take from a tenth of a second (validate) to half an hour (a large dump).
@@ -92,19 +93,35 @@ class ByteProgress:
 
 
 @contextlib.asynccontextmanager
-async def heartbeating(progress: ByteProgress) -> AsyncIterator[None]:
-    """Heartbeat progress in the background for as long as the async activity runs."""
+async def heartbeating(
+    progress: ByteProgress, every: float = HEARTBEAT_SECONDS
+) -> AsyncIterator[None]:
+    """Heartbeat progress in the background for as long as the async activity runs; a
+    cancellation arrives with a heartbeat's answer, so `every` bounds how late it is noticed."""
 
     async def beat() -> None:
         while True:
             activity.heartbeat(progress.details())
-            await asyncio.sleep(HEARTBEAT_SECONDS)
+            await asyncio.sleep(every)
 
     task = asyncio.create_task(beat())
     try:
         yield
     finally:
         task.cancel()
+
+
+async def in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """`fn` in a worker thread that cancellation reaches: on cancel, wait until the thread has
+    stopped (its progress calls raise once the activity is cancelled) and cleaned up after
+    itself, then re-raise, so nothing it started outlives the activity."""
+    task = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(BaseException):
+            await task
+        raise
 
 
 class SyncHeartbeat:

@@ -92,6 +92,11 @@ class NotificationSkipped(BackupError):
     recipient): recorded as skipped, never retried."""
 
 
+class MissingDependency(BackupError):
+    """The restore target lacks an extension or object the backup needs: a person installs it
+    (the message says what to run), or enables RESTORE_CREATE_EXTENSIONS for extensions."""
+
+
 def error_type(error: type[BackupError]) -> str:
     """The ApplicationError type an error class travels as (its name): compare with this,
     never with a string literal."""

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from backup.dependency_models import Dependencies
 from backup.files import atomic_file
 from backup.models import Compression, DumpFormat, RestoreCheck
 
@@ -47,6 +48,9 @@ class Manifest(BaseModel):
     dump_seconds: float
     parts: list[ManifestPart] | None = None  # set by backends that store the artifact in parts
     verification: RestoreCheck | None = None  # set by a test restore (verify_restore)
+    # What the schema needs from outside itself, and its large objects (appended to the
+    # artifact's stream). None: a backup taken before they were recorded.
+    dependencies: Dependencies | None = None
 
     def to_bytes(self) -> bytes:
         """The stored form: what a signature covers, byte for byte."""

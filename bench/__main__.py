@@ -26,7 +26,7 @@ from typing import TypeVar
 from backup.keys import generate_keys
 from backup.models import DumpFormat
 from backup.settings import Settings
-from bench import baselines
+from bench import baselines, restore_speed
 from bench.machine import LoadSampler, machine
 from bench.many_small import ManySmall, run_many_small
 from bench.report import Row, plot, steps_table, table, targets
@@ -158,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
     # The stack starts outside the event loop: its seeding runs a loop of its own.
     with BenchStack(args.home) as stack, load:
         rows, small = asyncio.run(measure(stack, args, tuning))
+        sizes = restore_speed.QUICK_SIZES if args.quick else restore_speed.FULL_SIZES
+        restore_speed.write(restore_speed.measure(stack.postgres, sizes), args.quick)
     print(table(rows))
     print(targets(rows))
     print(steps_table(rows))

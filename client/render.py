@@ -44,6 +44,9 @@ def result_table(result: ExportResult, ui_url: str, namespace: str) -> Table:
             "duration": f"{result.duration_seconds:.1f} s",
             "test restore": result.verification.describe() if result.verification else "not asked",
             "retention": retention_line(result),
+            "dependencies": (
+                result.dependencies.describe() if result.dependencies else "not recorded"
+            ),
             "notifications": "\n".join(
                 f"{n.channel}: {n.status}" + (f" ({n.error})" if n.error else "")
                 for n in result.notifications

@@ -153,6 +153,7 @@ class ExportBackupWorkflow:
                 notifications=notifications,
                 verification=self._verification,
                 retention=retention,
+                dependencies=dumped.dependencies,
             )
 
         cancelled = is_cancelled_exception(failure)

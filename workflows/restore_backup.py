@@ -8,7 +8,8 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError, ChildWorkflowError
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from activities.restore import RestoreActivities
@@ -45,14 +46,31 @@ class RestoreBackupWorkflow:
         req = parse_input(RestoreRequest, request, "RestoreBackupWorkflow")
         target = f"schema {req.into_schema}" if req.into_schema else "the project's schema"
         self._step("restoring", f"Restoring {req.location} as {target}")
-        result = await workflow.execute_activity_method(
-            RestoreActivities.restore_backup,
-            req,
-            start_to_close_timeout=timedelta(hours=6),
-            heartbeat_timeout=timedelta(minutes=1),
-            retry_policy=RESTORE_RETRY,
-            summary=f"Restore into {target}",
-        )
+        try:
+            result = await workflow.execute_activity_method(
+                RestoreActivities.restore_backup,
+                req,
+                start_to_close_timeout=timedelta(hours=6),
+                # It heartbeats every second: a dead worker is noticed in 20 s, then retried.
+                heartbeat_timeout=timedelta(seconds=20),
+                retry_policy=RESTORE_RETRY,
+                # A cancelled restore stops its tools and drops what it created: wait for that.
+                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                summary=f"Restore into {target}",
+            )
+        except ActivityError:
+            # The last attempt may have died mid-restore: drop its scratch database and staging
+            # schema (named after this run), whether it failed, timed out or was cancelled.
+            if workflow.patched("restore-drops-leftovers"):
+                await workflow.execute_activity_method(
+                    RestoreActivities.drop_restore_leftovers,
+                    req.database,
+                    start_to_close_timeout=timedelta(minutes=5),
+                    retry_policy=SWAP_RETRY,
+                    cancellation_type=ActivityCancellationType.TRY_CANCEL,
+                    summary="Drop what the restore left",
+                )
+            raise
         if req.replace:
             result = await self._replace(result)
         verdict = "rows match the manifest" if result.verified else "ROWS DIFFER from the manifest"

@@ -263,7 +263,7 @@ def test_restore_as_a_new_schema_beside_the_original(
         outcome.artifact_path, outcome.manifest, postgres.url(), copy, pg_bin_dir()
     )
 
-    assert restored == outcome.manifest.row_counts == before
+    assert restored.row_counts == outcome.manifest.row_counts == before
     assert row_counts(postgres.url(), "acme") == before  # the original is untouched
     with pytest.raises(SchemaExists, match=copy):
         restore_as(outcome.artifact_path, outcome.manifest, postgres.url(), copy, pg_bin_dir())
