@@ -14,6 +14,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from backup.settings import Settings
+from backup.storage.s3_client import close_shared_clients
 from devstack.ports import free_port
 from devstack.postgres import PostgresServer
 from devstack.seaweed import SeaweedS3
@@ -114,3 +115,10 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
     """A real S3-compatible store (SeaweedFS) with a `backups` bucket and its own credentials."""
     with SeaweedS3(tmp_path_factory.mktemp("seaweed") / "data") as server:
         yield server
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def _shared_s3_clients_closed() -> AsyncIterator[None]:
+    """The S3 clients the backend shares per event loop close with the session's loop."""
+    yield
+    await close_shared_clients()
