@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
 import time
 import uuid
@@ -43,11 +44,13 @@ class ManySmall:
     spool_left: list[str]
     peers: list[PeerLoop] = field(default_factory=list)
     workers: int = 1
+    scale_out: ManySmall | None = None  # the same run on more worker processes
 
     @property
     def ok(self) -> bool:
         no_leak = self.after[0] <= self.before[0] and self.after[1] <= self.before[1]
-        return not self.failures and no_leak and not self.spool_left
+        more = self.scale_out is None or self.scale_out.ok
+        return not self.failures and no_leak and not self.spool_left and more
 
     @property
     def per_second(self) -> float:
@@ -83,6 +86,8 @@ class ManySmall:
                     f"| {peer.label} | {peer.per_second:.2f} "
                     f"| {self.per_second / peer.per_second:.2f} |\n"
                 )
+        if self.scale_out is not None:
+            text += "\n" + self.scale_out.markdown()
         return text
 
 
@@ -116,12 +121,37 @@ def _usage(pid: int) -> tuple[int, int]:
 
 
 async def run_many_small(
-    stack: BenchStack, count: int, tuning: dict[str, str] | None = None, peers: bool = True
+    stack: BenchStack,
+    count: int,
+    tuning: dict[str, str] | None = None,
+    peers: bool = True,
+    workers: int = 1,
 ) -> ManySmall:
     projects = create_tiny_tenants(stack.postgres.url(), count)
     limits = {**LIMITS, **{k: v for k, v in (tuning or {}).items() if k in LIMITS}}
     env = {"STORAGE_BACKEND": "s3", **(tuning or {}), **limits}
     spool = Path(stack.env["SPOOL_DIR"])
+    with contextlib.ExitStack() as more:
+        # Scale-out: further worker processes on the same Temporal, each its own host (HOST_ID
+        # and spool); "before/after" is measured on the first.
+        for n in range(1, workers):
+            extra = {**env, "HOST_ID": f"bench-{n}", "SPOOL_DIR": f"{spool}-{n}"}
+            more.enter_context(BenchWorker(stack, extra, f"worker-{n}").running())
+        result = await _run_on(stack, env, spool, projects, limits)
+    result.workers = workers
+    if peers:
+        assert stack.s3 is not None
+        concurrency = int(limits["MAX_CONCURRENT_DUMPS"])
+        for loop in (shell_loop, lean_loop):
+            result.peers.append(loop(stack.postgres, stack.s3, projects, concurrency))
+    return result
+
+
+async def _run_on(
+    stack: BenchStack, env: dict[str, str], spool: Path, projects: list[str],
+    limits: dict[str, str],
+) -> ManySmall:  # fmt: skip
+    count = len(projects)
     with BenchWorker(stack, env).running() as worker:
         await worker.backup("acme")  # warm-up, so "before" holds the steady-state fds
         await asyncio.sleep(1)
@@ -146,18 +176,12 @@ async def run_many_small(
     failures = [f"{p}: {o!r}" for p, o in zip(projects, outcomes, strict=True)
                 if isinstance(o, BaseException)]  # fmt: skip
     left = [p.name for p in spool.iterdir()] if spool.exists() else []
-    result = ManySmall(count, seconds, latencies, failures, limits, before, after, left)
-    if peers:
-        assert stack.s3 is not None
-        concurrency = int(limits["MAX_CONCURRENT_DUMPS"])
-        for loop in (shell_loop, lean_loop):
-            result.peers.append(loop(stack.postgres, stack.s3, projects, concurrency))
-    return result
+    return ManySmall(count, seconds, latencies, failures, limits, before, after, left)
 
 
 def _main(args: argparse.Namespace) -> int:
     with BenchStack(args.home) as stack:
-        result = asyncio.run(run_many_small(stack, args.count))
+        result = asyncio.run(run_many_small(stack, args.count, workers=args.workers))
     print(result.markdown())
     return 0 if result.ok else 1
 
@@ -165,6 +189,7 @@ def _main(args: argparse.Namespace) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (HOST_IDs)")
     parser.add_argument("--home", type=Path, default=ROOT / ".dev" / "bench")
     return _main(parser.parse_args())
 
