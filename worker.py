@@ -39,6 +39,7 @@ from backup.pgdump import pg_bin_dir
 from backup.settings import Settings
 from backup.spool import sweep_stale
 from backup.storage import open_storage, sweep_abandoned_uploads
+from backup.storage.s3_client import close_shared_clients
 from client import connect_with, ensure_search_attributes, exit_without_finalizing
 from workflows.export_backup import ExportBackupWorkflow
 from workflows.fleet import BackupAllProjectsWorkflow
@@ -157,6 +158,7 @@ async def run(
         await asyncio.gather(*(w.shutdown() for w in workers))
         results = await asyncio.gather(*runs, return_exceptions=True)
         stopped.cancel()
+        await close_shared_clients()
         # A worker that died on its own (not by signal) makes the process fail.
         for result in results:
             if isinstance(result, BaseException):

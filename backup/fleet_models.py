@@ -40,6 +40,25 @@ class FleetSummary(BaseModel):
             self.failures.append(ProjectFailure(project_id=project_id, error=error))
 
 
+class FleetProgress(BaseModel):
+    """What a running fleet backup has done so far (the `progress` query): over every run of the
+    workflow, continue-as-new included. `listed` counts the projects listed so far; while
+    `more_to_list` is true further pages may add to it."""
+
+    done: int = 0  # backed up (or found already done by an earlier run under this id)
+    running: int = 0
+    failed: int = 0
+    waiting: int = 0  # listed, not started yet
+    listed: int = 0
+    more_to_list: bool = True
+    running_projects: list[str] = Field(default_factory=list)
+
+    def line(self) -> str:
+        """The one-line form the fleet's current details and the CLI show."""
+        of = f"{self.listed}{'+' if self.more_to_list else ''}"
+        return f"done {self.done} · running {self.running} · failed {self.failed} of {of}"
+
+
 class FleetRequest(BaseModel):
     """Input of BackupAllProjectsWorkflow: one JSON object, every field optional."""
 

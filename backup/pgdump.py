@@ -41,7 +41,9 @@ def pg_bin_dir(configured: Path | None = None) -> Path:
     )
 
 
+@functools.cache
 def pg_dump_version(bin_dir: Path) -> str:
+    """Asked once per worker and binary: a process start per backup shows in tiny ones."""
     out = subprocess.run(
         [str(bin_dir / "pg_dump"), "--version"], capture_output=True, text=True, check=True
     )

@@ -149,6 +149,9 @@ async def measure(
 ) -> tuple[list[Row], ManySmall | None]:
     rows = await compare(stack, args, tuning) if args.sizes else []
     small = await run_many_small(stack, args.small_count, tuning) if args.many_small else None
+    if small is not None:  # scale-out: the same tenants on two worker processes (HOST_IDs)
+        two = await run_many_small(stack, args.small_count, tuning, peers=False, workers=2)
+        small.scale_out = two
     return rows, small
 
 

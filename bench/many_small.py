@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -23,6 +24,7 @@ from psycopg import sql
 
 from backup.models import ExportRequest
 from bench.schema import register_bench_project
+from bench.small_peers import PeerLoop, lean_loop, shell_loop
 from bench.stack import BenchStack, BenchWorker
 from client import start_export
 
@@ -37,32 +39,56 @@ class ManySmall:
     latencies: list[float]
     failures: list[str]
     limits: dict[str, str]
-    before: tuple[int, int]  # worker's (child processes, open fds)
+    before: tuple[int, int]  # worker's (child processes, open fds other than sockets)
     after: tuple[int, int]
     spool_left: list[str]
+    peers: list[PeerLoop] = field(default_factory=list)
+    workers: int = 1
+    scale_out: ManySmall | None = None  # the same run on more worker processes
 
     @property
     def ok(self) -> bool:
         no_leak = self.after[0] <= self.before[0] and self.after[1] <= self.before[1]
-        return not self.failures and no_leak and not self.spool_left
+        more = self.scale_out is None or self.scale_out.ok
+        return not self.failures and no_leak and not self.spool_left and more
+
+    @property
+    def per_second(self) -> float:
+        return len(self.latencies) / self.seconds
 
     def markdown(self) -> str:
         q = statistics.quantiles(self.latencies, n=100) if len(self.latencies) > 1 else [0.0] * 99
         limits = ", ".join(f"{k}={v}" for k, v in self.limits.items())
-        return (
+        on = "one worker" if self.workers == 1 else f"{self.workers} workers (distinct HOST_IDs)"
+        text = (
             f"{self.count} tiny tenant backups (2 tables, 50 rows each, storage s3) started at "
-            f"once on one worker ({limits}):\n\n"
+            f"once on {on} ({limits}):\n\n"
             "| backups | failures | wall s | backups/s | p50 latency s | p95 latency s "
-            "| worker children before → after | worker open fds before → after "
+            "| worker children before → after | worker open files before → after "
             "| spool entries left |\n"
             "|---:|---:|---:|---:|---:|---:|---|---|---:|\n"
             f"| {self.count} | {len(self.failures)} | {self.seconds:.1f} "
-            f"| {len(self.latencies) / self.seconds:.2f} "
+            f"| {self.per_second:.2f} "
             f"| {statistics.median(self.latencies):.1f} | {q[94]:.1f} "
             f"| {self.before[0]} → {self.after[0]} | {self.before[1]} → {self.after[1]} "
             f"| {len(self.spool_left)} |\n"
             + (f"\nFailures: {'; '.join(self.failures[:5])}\n" if self.failures else "")
         )
+        if self.peers:
+            text += (
+                "\nThe same tenants, side by side in this run, at the same concurrency:\n\n"
+                "| method | backups/s | ours x this |\n|---|---:|---:|\n"
+                f"| ours (full workflow: manifest, SHA-256, verify, notify, retention) "
+                f"| {self.per_second:.2f} | 1.00 |\n"
+            )
+            for peer in self.peers:
+                text += (
+                    f"| {peer.label} | {peer.per_second:.2f} "
+                    f"| {self.per_second / peer.per_second:.2f} |\n"
+                )
+        if self.scale_out is not None:
+            text += "\n" + self.scale_out.markdown()
+        return text
 
 
 def create_tiny_tenants(url: str, count: int) -> list[str]:
@@ -87,17 +113,45 @@ def create_tiny_tenants(url: str, count: int) -> list[str]:
 
 
 def _usage(pid: int) -> tuple[int, int]:
+    """Child processes and open fds but sockets: the shared S3 client keeps a bounded pool of
+    connections (max_pool_connections) open on purpose, and how many depends on the load."""
     proc = psutil.Process(pid)
-    return len(proc.children(recursive=True)), proc.num_fds()
+    sockets = len(proc.net_connections(kind="all"))
+    return len(proc.children(recursive=True)), proc.num_fds() - sockets
 
 
 async def run_many_small(
-    stack: BenchStack, count: int, tuning: dict[str, str] | None = None
+    stack: BenchStack,
+    count: int,
+    tuning: dict[str, str] | None = None,
+    peers: bool = True,
+    workers: int = 1,
 ) -> ManySmall:
     projects = create_tiny_tenants(stack.postgres.url(), count)
     limits = {**LIMITS, **{k: v for k, v in (tuning or {}).items() if k in LIMITS}}
     env = {"STORAGE_BACKEND": "s3", **(tuning or {}), **limits}
     spool = Path(stack.env["SPOOL_DIR"])
+    with contextlib.ExitStack() as more:
+        # Scale-out: further worker processes on the same Temporal, each its own host (HOST_ID
+        # and spool); "before/after" is measured on the first.
+        for n in range(1, workers):
+            extra = {**env, "HOST_ID": f"bench-{n}", "SPOOL_DIR": f"{spool}-{n}"}
+            more.enter_context(BenchWorker(stack, extra, f"worker-{n}").running())
+        result = await _run_on(stack, env, spool, projects, limits)
+    result.workers = workers
+    if peers:
+        assert stack.s3 is not None
+        concurrency = int(limits["MAX_CONCURRENT_DUMPS"])
+        for loop in (shell_loop, lean_loop):
+            result.peers.append(loop(stack.postgres, stack.s3, projects, concurrency))
+    return result
+
+
+async def _run_on(
+    stack: BenchStack, env: dict[str, str], spool: Path, projects: list[str],
+    limits: dict[str, str],
+) -> ManySmall:  # fmt: skip
+    count = len(projects)
     with BenchWorker(stack, env).running() as worker:
         await worker.backup("acme")  # warm-up, so "before" holds the steady-state fds
         await asyncio.sleep(1)
@@ -127,7 +181,7 @@ async def run_many_small(
 
 def _main(args: argparse.Namespace) -> int:
     with BenchStack(args.home) as stack:
-        result = asyncio.run(run_many_small(stack, args.count))
+        result = asyncio.run(run_many_small(stack, args.count, workers=args.workers))
     print(result.markdown())
     return 0 if result.ok else 1
 
@@ -135,6 +189,7 @@ def _main(args: argparse.Namespace) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (HOST_IDs)")
     parser.add_argument("--home", type=Path, default=ROOT / ".dev" / "bench")
     return _main(parser.parse_args())
 

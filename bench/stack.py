@@ -68,8 +68,9 @@ class WorkflowRun:
 class BenchWorker:
     """One worker subprocess with `overrides`; its VmHWM covers exactly what it ran."""
 
-    def __init__(self, stack: BenchStack, overrides: dict[str, str]) -> None:
+    def __init__(self, stack: BenchStack, overrides: dict[str, str], name: str = "worker") -> None:
         self.stack = stack
+        self.name = name
         self.overrides = overrides
         self.proc: Any = None
         self.client: Client | None = None
@@ -78,7 +79,7 @@ class BenchWorker:
     def running(self) -> Iterator[BenchWorker]:
         # A fresh log per worker: spawn_worker finds "worker ready" past the log's old size,
         # counted in bytes but sliced in characters, so a shared log with non-ASCII drifts.
-        log = self.stack.home / "worker.log"
+        log = self.stack.home / f"{self.name}.log"
         log.unlink(missing_ok=True)
         self.proc = self.stack.spawn_worker(log, {"METRICS_PORT": "0", **self.overrides})
         try:

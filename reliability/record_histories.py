@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import tempfile
@@ -23,7 +24,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
 
 from client import connect
 from devstack.stack import DevStack
@@ -38,19 +39,31 @@ async def record(client: Client, name: str, workflow: str, body: Any, queue: str
     # The file's stem is the workflow id the replay test replays it under: workflows that derive
     # ids from their own (fleet children, safety backups) replay only under the recorded one.
     handle = await client.start_workflow(workflow, body, id=name, task_queue=queue)
-    result = await asyncio.wait_for(handle.result(), timeout=600)
+    failed: WorkflowFailureError | None = None
+    try:
+        result = await asyncio.wait_for(handle.result(), timeout=600)
+    except WorkflowFailureError as err:  # a failing run is recorded too, then re-raised
+        failed, result = err, None
     history = await handle.fetch_history()
     if target.exists():
         print(f"  {target.name}: exists, kept")
     else:
         target.write_text(json.dumps(json.loads(history.to_json()), indent=2) + "\n")
         print(f"  {target.name}: {len(history.events)} events")
+    if failed is not None:
+        raise failed
     return result
 
 
 async def record_all(stack: DevStack, folder: Path, fleet: bool) -> None:
     client = await connect(stack.temporal.address, "default")
     queue = stack.settings().temporal_task_queue
+    # Local activities for the short steps (patched "local-steps"), success and failure.
+    await record(client, "succeeded_local_steps", "ExportBackupWorkflow", {"project_id": "acme"},
+                 queue)  # fmt: skip
+    with contextlib.suppress(WorkflowFailureError):  # recorded by then: failing is the point
+        await record(client, "failed_local_steps_inactive", "ExportBackupWorkflow",
+                     {"project_id": "initech"}, queue)  # fmt: skip
     verified = await record(
         client,
         "succeeded_verify_restore",

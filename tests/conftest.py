@@ -20,6 +20,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from backup.settings import Settings
+from backup.storage.s3_client import close_shared_clients
 from client import register_search_attributes
 from devstack.ports import free_port
 from devstack.postgres import PostgresServer
@@ -144,3 +145,10 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
     """A real S3-compatible store (SeaweedFS) with a `backups` bucket and its own credentials."""
     with SeaweedS3(tmp_path_factory.mktemp("seaweed") / "data") as server:
         yield server
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def _shared_s3_clients_closed() -> AsyncIterator[None]:
+    """The S3 clients the backend shares per event loop close with the session's loop."""
+    yield
+    await close_shared_clients()

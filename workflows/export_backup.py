@@ -59,6 +59,11 @@ with workflow.unsafe.imports_passed_through():
 PER_CHANNEL_NOTIFY = "per-channel-notify"
 # workflow.patched marker: retention runs after each successful backup.
 RETENTION_AFTER_BACKUP = "retention-after-backup"
+# workflow.patched marker: the short steps any worker answers (validate, claim a host, plan the
+# notifications, retention) run as local activities of the worker running the workflow task:
+# each regular activity costs the server a task dispatch and the run a workflow task, which
+# made up most of a tiny backup's cost (docs/performance.md).
+LOCAL_STEPS = "local-steps"
 
 
 @workflow.defn(name="ExportBackupWorkflow")
@@ -67,6 +72,8 @@ class ExportBackupWorkflow:
         self._progress: Progress | None = None
         self._hosts: list[str] = []
         self._verification: RestoreCheck | None = None
+        self._local_steps = False
+        self._shown_step: Step | None = None  # the BackupStep search attribute's value
 
     @workflow.query(name="progress")
     def progress(self) -> Progress | None:
@@ -77,6 +84,7 @@ class ExportBackupWorkflow:
         """`request` is one JSON object (ExportRequest); typed Any so bad input gets a clear
         error instead of a stuck workflow task."""
         req = parse_input(ExportRequest, request, "ExportBackupWorkflow")
+        self._local_steps = workflow.patched(LOCAL_STEPS)
         info = workflow.info()
         expected_id = req.request_id and export_workflow_id(req.project_id, req.request_id)
         if expected_id and info.workflow_id != expected_id:
@@ -88,13 +96,15 @@ class ExportBackupWorkflow:
             )
         started_at = workflow.now()
         self._progress = Progress(project_id=req.project_id, step=Step.VALIDATING)
-        workflow.upsert_search_attributes([PROJECT_ID.value_set(req.project_id)])
+        started_with = info.typed_search_attributes.get(PROJECT_ID)
+        if started_with != req.project_id or not self._local_steps:  # the starter sets it
+            workflow.upsert_search_attributes([PROJECT_ID.value_set(req.project_id)])
         run_key = info.run_id  # one spool directory and one storage key per workflow run
         key_stem = f"backups/{req.project_id}/{started_at:%Y%m%dT%H%M%SZ}-{short_run_id(run_key)}"
 
         dumped: DumpedArtifact | None = None
         stored: StoredArtifact | None = None
-        failure: ActivityError | ApplicationError | asyncio.CancelledError | None = None
+        failure: FailureError | asyncio.CancelledError | None = None
         project: Project | None = None
         try:
             self._enter(Step.VALIDATING)
@@ -103,6 +113,7 @@ class ExportBackupWorkflow:
                 policies.VALIDATE,
                 f"Validate project {req.project_id}",
                 req.project_id,
+                local=True,
             )
             spec = DumpSpec(
                 project=project,
@@ -112,7 +123,8 @@ class ExportBackupWorkflow:
                 key_stem=key_stem,
             )
             dumped, stored = await self._dump_verify_upload(spec, req.verify_restore)
-        except (ActivityError, ApplicationError, asyncio.CancelledError) as err:
+        except (FailureError, asyncio.CancelledError) as err:
+            # A local activity's failure arrives bare (no ActivityError around it).
             # Anything else is a bug: it fails the workflow task, which a fix can resume.
             failure = err
         failed_step = self._progress.step
@@ -185,7 +197,10 @@ class ExportBackupWorkflow:
         for attempt in range(1, policies.MAX_HOST_ATTEMPTS + 1):
             self._enter(Step.DUMPING)
             host = await self._activity(
-                HostActivities.claim_host, policies.CLAIM_HOST, "Claim a host for the spool"
+                HostActivities.claim_host,
+                policies.CLAIM_HOST,
+                "Claim a host for the spool",
+                local=True,
             )
             self._hosts.append(host)
             self._progress.host_queue, self._progress.host_attempt = host, attempt
@@ -278,8 +293,9 @@ class ExportBackupWorkflow:
                 policies.RETENTION,
                 f"Apply retention to {project_id}",
                 project_id,
+                local=True,
             )
-        except ActivityError as err:
+        except FailureError as err:  # ActivityError, or a local activity's bare failure
             return RetentionOutcome(project_id=project_id, policy="?", errors=[root_message(err)])
 
     async def _notify(
@@ -306,8 +322,9 @@ class ExportBackupWorkflow:
                 policies.PLAN_NOTIFY,
                 f"Choose channels for {notification.event}",
                 notification,
+                local=True,
             )
-        except ActivityError as err:  # as in _deliver: recorded, never the backup's outcome
+        except FailureError as err:  # as in _deliver: recorded, never the backup's outcome
             return [NotificationOutcome(channel="*", status="failed", error=root_message(err))]
         return list(await asyncio.gather(*(self._deliver(c, notification) for c in channels)))
 
@@ -342,7 +359,10 @@ class ExportBackupWorkflow:
     def _enter(self, step: Step, details: str | None = None) -> None:
         assert self._progress is not None
         self._progress.step = step
-        workflow.upsert_search_attributes([BACKUP_STEP.value_set(step.value)])
+        # Each upsert is a history event and a visibility write: only a change is sent.
+        if step is not self._shown_step or not self._local_steps:
+            workflow.upsert_search_attributes([BACKUP_STEP.value_set(step.value)])
+            self._shown_step = step
         p = self._progress
         lines = [f"**Step:** {step.value}", f"**Project:** {p.project_id}"]
         if p.host_queue:
@@ -362,7 +382,16 @@ class ExportBackupWorkflow:
         summary: str,
         *args: Any,
         task_queue: str | None = None,
+        local: bool = False,
     ) -> Any:
+        if local and self._local_steps:
+            return await workflow.execute_local_activity(
+                fn,
+                args=args,
+                start_to_close_timeout=policy.start_to_close,
+                retry_policy=policy.retry,
+                summary=summary,
+            )
         return await workflow.execute_activity(
             fn,
             args=args,

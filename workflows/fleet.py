@@ -23,7 +23,7 @@ from temporalio.exceptions import ChildWorkflowError, WorkflowAlreadyStartedErro
 
 with workflow.unsafe.imports_passed_through():
     from activities.fleet import FleetActivities
-    from backup.fleet_models import FleetRequest, FleetSummary
+    from backup.fleet_models import FleetProgress, FleetRequest, FleetSummary
     from workflows.export_backup import root_message
     from workflows.inputs import parse_input
     from workflows.policies import PERMANENT
@@ -40,6 +40,10 @@ LIST_RETRY = RetryPolicy(
 )
 
 
+# Running projects named in the details and the progress query (max_concurrent may be 100).
+MAX_SHOWN_RUNNING = 20
+
+
 def child_workflow_id(parent_workflow_id: str, project_id: str) -> str:
     """Fixed per fleet workflow id and project: a rerun under the same id (or a replayed page
     after a reset) never backs a project up twice."""
@@ -51,10 +55,26 @@ class BackupAllProjectsWorkflow:
     def __init__(self) -> None:
         self._summary = FleetSummary()
         self._running: list[str] = []
+        self._listed = 0  # projects listed over every run so far
+        self._more_to_list = True
 
     @workflow.query(name="summary")
     def summary(self) -> FleetSummary:
         return self._summary
+
+    @workflow.query(name="progress")
+    def progress(self) -> FleetProgress:
+        s = self._summary
+        done = s.succeeded + s.skipped
+        return FleetProgress(
+            done=done,
+            running=len(self._running),
+            failed=s.failed,
+            waiting=max(0, self._listed - done - s.failed - len(self._running)),
+            listed=self._listed,
+            more_to_list=self._more_to_list,
+            running_projects=self._running[:MAX_SHOWN_RUNNING],
+        )
 
     @workflow.run
     async def run(self, request: Any = None) -> FleetSummary:
@@ -63,6 +83,7 @@ class BackupAllProjectsWorkflow:
         req = parse_input(FleetRequest, request, "BackupAllProjectsWorkflow")
         self._summary = req.summary.model_copy(deep=True)
         self._summary.runs += 1
+        self._listed = self._summary.total
         self._show(f"Listing projects after {req.cursor!r}" if req.cursor else "Listing projects")
         page: list[str] = await workflow.execute_activity(
             FleetActivities.list_active_projects,
@@ -71,6 +92,9 @@ class BackupAllProjectsWorkflow:
             retry_policy=LIST_RETRY,
             summary=f"List up to {req.page_size} active projects after {req.cursor or 'the start'}",
         )
+        # Every child of the runs before this one has finished: they are all in the summary.
+        self._listed = self._summary.total + len(page)
+        self._more_to_list = len(page) == req.page_size
         if page:
             slots = asyncio.Semaphore(req.max_concurrent)
             await asyncio.gather(*(self._backup(project, req, slots) for project in page))
@@ -124,12 +148,15 @@ class BackupAllProjectsWorkflow:
     def _show(self, note: str | None = None) -> None:
         s = self._summary
         lines = [
+            f"**Progress:** {self.progress().line()}",
             f"**Run:** {s.runs}",
             f"**Projects:** {s.total} started, {s.succeeded} succeeded, {s.failed} failed"
             + (f", {s.skipped} already done" if s.skipped else ""),
         ]
         if self._running:
-            lines.append(f"**Running:** {', '.join(self._running)}")
+            shown = self._running[:MAX_SHOWN_RUNNING]
+            more = len(self._running) - len(shown)
+            lines.append(f"**Running:** {', '.join(shown)}" + (f" and {more} more" if more else ""))
         if s.failures:
             lines.append(f"**Last failure:** {s.failures[-1].project_id}: {s.failures[-1].error}")
         if note:

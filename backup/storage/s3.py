@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import functools
 import hashlib
 import math
-import os
-import threading
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -25,8 +22,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import aioboto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from backup.errors import StorageError
@@ -34,17 +29,13 @@ from backup.manifest import Manifest, manifest_name
 from backup.retention import StoredBackup, StoredObject, group_backups
 from backup.signing import SIGNATURE_SUFFIX
 from backup.storage.base import Fetched, PartReader, Signer, Stored, Transfer, hash_range
+from backup.storage.s3_client import shared_client
 
 MIB = 1024 * 1024
 MAX_PARTS = 10_000
 MIN_PART_SIZE = 5 * MIB  # S3's minimum for every part but the last
 LIST_PARTS_PAGE = 1000  # ListParts' maximum page
 LIST_UPLOADS_PAGE = 1000  # ListMultipartUploads' maximum page
-# A session is reused while these are unchanged (credentials rotated in the environment win).
-CREDENTIAL_ENV = (
-    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-    "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE",
-)  # fmt: skip
 # Codes only a person can fix; everything else (5xx, throttling, timeouts) is retried.
 PERMANENT = {
     "NoSuchBucket": "bucket {bucket!r} does not exist at {endpoint}: create it or fix S3_BUCKET "
@@ -106,20 +97,10 @@ class S3Storage:
 
     @asynccontextmanager
     async def _client(self) -> AsyncIterator[Any]:
-        config = Config(
-            retries={"max_attempts": 3, "mode": "standard"},
-            connect_timeout=10,
-            read_timeout=120,
-            # Our own SHA-256/MD5 checks cover integrity; CRC headers confuse some S3 clones.
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-        )
-        session = _session(_credential_env())
+        """The shared client of this event loop (see `shared_client`), with S3's errors
+        turned into StorageErrors that say what to fix."""
         try:
-            async with session.client(
-                "s3", endpoint_url=self.endpoint_url, region_name=self.region, config=config
-            ) as client:
-                yield client
+            yield await self._connection()
         except ClientError as err:
             raise self._error(err) from err
         except NoCredentialsError as err:
@@ -130,6 +111,9 @@ class S3Storage:
             ) from err
         except BotoCoreError as err:
             raise StorageError(f"S3 at {self.endpoint_url or 'AWS'} unreachable: {err}") from err
+
+    async def _connection(self) -> Any:
+        return await shared_client(self.endpoint_url, self.region)
 
     @property
     def _endpoint(self) -> str:
@@ -475,19 +459,6 @@ class S3Storage:
                     retryable=False,
                 )
             raise StorageError(f"S3 could not delete {what}")
-
-
-def _credential_env() -> tuple[object, ...]:
-    # Per thread too: botocore sessions are not safe to share between threads.
-    return (threading.get_ident(), *(os.environ.get(name) for name in CREDENTIAL_ENV))
-
-
-@functools.lru_cache(maxsize=8)
-def _session(_env: tuple[object, ...]) -> aioboto3.Session:
-    """A session per credential environment, reused: a new one loads botocore's data and the
-    credential chain again, which costs 0.3-1 s per upload, cleanup or retention listing on a
-    busy 2-core box (bench/results.md) and dominates small backups."""
-    return aioboto3.Session()
 
 
 def _b64(raw: bytes) -> str:

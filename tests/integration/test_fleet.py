@@ -18,7 +18,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from backup.fleet_models import FleetSummary
+from backup.fleet_models import FleetProgress, FleetSummary
 from backup.projects import list_active_project_ids
 from backup.settings import Settings
 from devstack.seed import CONTROL_PLANE_SQL, register_project
@@ -96,9 +96,14 @@ async def test_fleet_backs_up_every_active_project_two_at_a_time(
         task_queue=fleet_settings.temporal_task_queue,
     )
     summary = FleetSummary.model_validate(await handle.result())
+    progress = await handle.query(BackupAllProjectsWorkflow.progress)
 
     active = sorted([*GOOD, BROKEN])
     assert (summary.total, summary.succeeded, summary.failed) == (12, 11, 1)
+    # Over all three runs: the last one knows the earlier runs' projects through the summary.
+    assert (progress.done, progress.running, progress.failed, progress.waiting) == (11, 0, 1, 0)
+    assert progress.listed == 12 and not progress.more_to_list
+    assert progress.line() == "done 11 · running 0 · failed 1 of 12"
     assert summary.runs == 3  # pages of 5, 5 and 2: continued as new twice
     [failure] = summary.failures
     assert failure.project_id == BROKEN
@@ -173,3 +178,10 @@ def _max_overlap(intervals: list[tuple[datetime, datetime]]) -> int:
         open_now += delta
         peak = max(peak, open_now)
     return peak
+
+
+def test_progress_line_marks_a_fleet_that_may_list_more() -> None:
+    progress = FleetProgress(done=12, running=8, failed=0, waiting=80, listed=100)
+    assert progress.line() == "done 12 · running 8 · failed 0 of 100+"
+    progress.more_to_list = False
+    assert progress.line() == "done 12 · running 8 · failed 0 of 100"

@@ -5,8 +5,8 @@ and the checkpoint's part size on resume. Fixtures and helpers are the contract 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import pytest
 
 from backup.download import download
 from backup.errors import StorageError
-from backup.storage import Transfer
+from backup.storage import Transfer, s3_client
 from backup.storage import s3 as s3_module
 from backup.storage.s3 import S3Storage
 from devstack.seaweed import SeaweedS3
@@ -45,20 +45,32 @@ class LikeDefaultKms:
         for part in params["MultipartUpload"]["Parts"]:
             part["ETag"] = self.real.get(part["ETag"], part["ETag"])
 
-    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        opened = S3Storage._client
+    def install(self, monkeypatch: pytest.MonkeyPatch, clients: AsyncExitStack) -> None:
+        """On a client of the test's own: the worker's shared one must not keep the hooks."""
 
-        @asynccontextmanager
-        async def client(storage: S3Storage) -> AsyncIterator[Any]:
-            async with opened(storage) as s3:
+        async def connection(storage: S3Storage) -> Any:
+            if not clients_opened:
+                s3 = await clients.enter_async_context(
+                    s3_client.open_client(storage.endpoint_url, storage.region)
+                )
                 for operation in (*ANSWERS, "HeadObject"):
                     s3.meta.events.register(f"after-call.s3.{operation}", self.answer)
                 s3.meta.events.register(
                     "before-parameter-build.s3.CompleteMultipartUpload", self.complete
                 )
-                yield s3
+                clients_opened.append(s3)
+            return clients_opened[0]
 
-        monkeypatch.setattr(S3Storage, "_client", client)
+        clients_opened: list[Any] = []
+        monkeypatch.setattr(S3Storage, "_connection", connection)
+
+
+@pytest.fixture
+async def like_default_kms(
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[Callable[[str | None], None]]:
+    async with AsyncExitStack() as clients:
+        yield lambda encryption: LikeDefaultKms(encryption).install(monkeypatch, clients)
 
 
 @pytest.mark.parametrize("encryption", ["aws:kms", "aws:kms:dsse"])
@@ -69,12 +81,13 @@ async def test_default_sse_kms_etags_are_not_taken_for_md5s(
     tmp_path: Path,
     encryption: str,
     parts: float,
+    like_default_kms: Callable[[str | None], None],
 ) -> None:
     """S3_SERVER_SIDE_ENCRYPTION unset, yet S3 answers as a bucket with default SSE-KMS does:
     opaque ETags and the ServerSideEncryption field. The upload must succeed."""
     backend = s3_backend(seaweed, monkeypatch)
     assert backend.settings.s3_server_side_encryption is None
-    LikeDefaultKms(encryption).install(monkeypatch)
+    like_default_kms(encryption)
     source, manifest = artifact(tmp_path, int(backend.part_size * parts))
     stored = await backend.storage.store(source, manifest, KEY, Transfer())
     await download(stored.location, tmp_path / "fetched", backend.settings)
@@ -83,12 +96,16 @@ async def test_default_sse_kms_etags_are_not_taken_for_md5s(
 
 @pytest.mark.parametrize("parts", [0.5, 2.5])
 async def test_without_sse_a_wrong_etag_is_still_refused(
-    seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, parts: float
+    seaweed: SeaweedS3,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    parts: float,
+    like_default_kms: Callable[[str | None], None],
 ) -> None:
     """The same opaque ETags from a store that reports no encryption: they must be MD5s, and
     they are not, so the upload fails (part check for multipart, HeadObject for one PUT)."""
     backend = s3_backend(seaweed, monkeypatch)
-    LikeDefaultKms(None).install(monkeypatch)
+    like_default_kms(None)
     source, manifest = artifact(tmp_path, int(backend.part_size * parts))
     with pytest.raises(StorageError, match="ETag"):
         await backend.storage.store(source, manifest, KEY, Transfer())

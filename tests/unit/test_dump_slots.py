@@ -11,7 +11,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.dump import dump_slot
 from backup.settings import Settings
-from backup.storage.s3 import _credential_env, _session
+from backup.storage.s3_client import _credential_env, _session
 
 
 def test_the_default_cap_is_two_dumps() -> None:
