@@ -19,7 +19,7 @@ import yaml
 from pydantic import AliasChoices
 
 from backup.settings import Settings
-from backup.storage.s3 import CREDENTIAL_ENV
+from backup.storage.s3_client import CREDENTIAL_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -346,7 +346,7 @@ def test_worker_mentions_the_coming_s3_settings() -> None:
 
 def variables_the_worker_reads() -> set[str]:
     """Settings' environment names (field names, or their aliases) and the AWS credential chain
-    that boto reads for S3 (backup.storage.s3.CREDENTIAL_ENV)."""
+    that boto reads for S3 (backup.storage.s3_client.CREDENTIAL_ENV)."""
     prefix = str(Settings.model_config.get("env_prefix") or "")
     names = set(CREDENTIAL_ENV)
     for field_name, field in Settings.model_fields.items():
