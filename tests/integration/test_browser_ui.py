@@ -144,9 +144,9 @@ async def test_running_backup_shows_summary_step_bytes_and_activities(
         await eventually(step, lambda s: s == "uploading", timeout=60)
         await page.goto(workflow_url(stack.temporal.ui_url, handle))
         await expect(page.get_by_text(re.compile("^running$", re.I)).first).to_be_visible()
-        # The timeline: each activity by its summary, the upload still running.
+        # The timeline: each scheduled activity by its summary, the upload still running
+        # (validating the project is a local activity since the local-steps patch).
         for summary in (
-            "Validate project acme",
             "Dump schema acme (custom, zstd)",
             "Verify size and SHA-256",
             "upload_artifact • Upload",
