@@ -84,6 +84,7 @@ def build_workers(
             notify.notify,
             restore.restore_backup,
             restore.swap_in_restored_schema,
+            restore.swap_in_restored_schema_v2,
             restore.drop_restored_schema,
             restore.drop_restore_leftovers,
             RetentionActivities(settings).apply_retention,

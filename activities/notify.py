@@ -14,14 +14,12 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.support import count_backup, step_errors
+from backup.errors import NotificationSkipped, error_type
 from backup.models import Notification, NotificationOutcome
 from backup.notify import open_channel, open_channels, unavailable
 from backup.settings import Settings
 
 CHANNEL_TIMEOUT_SECONDS = 30.0
-# ApplicationError type of a channel the run asked for but this deployment can not serve; the
-# workflow records it as "skipped" with the error's message as the reason.
-SKIPPED = "NotificationSkipped"
 
 
 class NotifyActivities:
@@ -53,8 +51,9 @@ class NotifyActivities:
     @activity.defn(name="deliver_notification")
     async def deliver_notification(self, channel: str, notification: Notification) -> None:
         if reason := self.skip_reason(channel, notification):
-            # Not a failure of the channel (not counted as one); never retried.
-            raise ApplicationError(reason, type=SKIPPED, non_retryable=True)
+            # Not a failure of the channel (not counted as one, so not through step_errors);
+            # never retried. The workflow records it as "skipped", the message as the reason.
+            raise ApplicationError(reason, type=error_type(NotificationSkipped), non_retryable=True)
         with step_errors(f"notify_{channel}"):
             await open_channel(channel, self._settings).send(notification, self._link(notification))
 

@@ -1,4 +1,5 @@
-"""What every activity shares: domain errors → ApplicationError, heartbeats, metrics."""
+"""What every activity shares: domain errors → ApplicationError, heartbeats, blocking steps in
+threads that cancellation reaches, metrics."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ import psycopg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, CancelledError
 
-from backup.errors import BackupError
+from backup.errors import BackupError, DatabaseUnavailable, error_type
 
 T = TypeVar("T")
+# Called by blocking work with its bytes done so far; raises once the activity is cancelled.
+Progress = Callable[[int], None]
 HEARTBEAT_SECONDS = 5.0
 STEP_SECONDS = "export_backup_step_seconds"
 # Steps take from a tenth of a second (validate) to half an hour (a large dump).
@@ -32,15 +35,17 @@ def step_errors(step: str) -> Iterator[None]:
     try:
         yield
     except BackupError as err:
-        _count_failure(step, type(err).__name__)
+        _count_failure(step, error_type(type(err)))
         raise ApplicationError(
-            str(err), type=type(err).__name__, non_retryable=not err.retryable
+            str(err), type=error_type(type(err)), non_retryable=not err.retryable
         ) from err
     except psycopg.OperationalError as err:
-        _count_failure(step, "DatabaseUnavailable")
         # Connection-level trouble is worth retrying; the message never holds the password.
+        _count_failure(step, error_type(DatabaseUnavailable))
         raise ApplicationError(
-            f"database unavailable: {str(err).strip()}", type="DatabaseUnavailable"
+            f"database unavailable: {str(err).strip()}",
+            type=error_type(DatabaseUnavailable),
+            non_retryable=not DatabaseUnavailable.retryable,
         ) from err
     except Exception as err:
         _count_failure(step, type(err).__name__)
@@ -111,22 +116,82 @@ async def heartbeating(
         task.cancel()
 
 
-async def in_thread(fn: Callable[..., T], *args: Any) -> T:
-    """`fn` in a worker thread that cancellation reaches: on cancel, wait until the thread has
-    stopped (its progress calls raise once the activity is cancelled) and cleaned up after
-    itself, then re-raise, so nothing it started outlives the activity."""
-    task = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+class Blocking:
+    """The blocking work of an async activity (pg_restore, psql, decryption, removing files),
+    each call in a thread of its own, while the event loop heartbeats the progress every `every`
+    seconds: a slow call never starves the heartbeat, and async work between calls (a download)
+    is heartbeated too. Each call gets the progress callback (`Progress`) to call with its bytes
+    done; once the activity is cancelled that callback raises, and the activity waits for the
+    thread to stop and clean up before it re-raises, so nothing a call started outlives it.
+
+        async with Blocking("restoring", every=1.0) as blocking:
+            manifest = await download(...)
+            restored = await blocking.run(lambda progress: restore(..., should_stop=progress))
+    """
+
+    def __init__(self, step: str, *, every: float = HEARTBEAT_SECONDS) -> None:
+        self.progress = ByteProgress(step)
+        self._every = every
+        self._beating: contextlib.AbstractAsyncContextManager[None] | None = None
+
+    async def __aenter__(self) -> Blocking:
+        self._beating = heartbeating(self.progress, self._every)
+        await self._beating.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        assert self._beating is not None
+        await self._beating.__aexit__(*exc)
+
+    async def run(self, work: Callable[[Progress], T]) -> T:
+        return await _in_thread(work, self.progress.update)
+
+
+async def blocking_step(
+    step: str, work: Callable[[Progress], T], *, every: float = HEARTBEAT_SECONDS
+) -> T:
+    """One blocking call, heartbeated and stoppable as in `Blocking`:
+    `await blocking_step("verifying", lambda progress: verify(path, on_progress=progress))`."""
+    async with Blocking(step, every=every) as blocking:
+        return await blocking.run(work)
+
+
+async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` in a thread of its own (no shared pool for one call to queue behind: the
+    worker's activity slots bound how many run), with the activity's context, so it may
+    heartbeat and see cancellation. On cancel, wait for the thread, then re-raise."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if done.done():
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(result)
+
+    def work() -> None:
+        try:
+            result, error = context.run(fn, *args), None
+        except BaseException as err:  # handed to the awaiting activity
+            result, error = None, err
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=work, name=f"blocking-{getattr(fn, '__name__', 'work')}").start()
     try:
-        return await asyncio.shield(task)
+        return await asyncio.shield(done)
     except asyncio.CancelledError:
         with contextlib.suppress(BaseException):
-            await task
+            await done
         raise
 
 
 class SyncHeartbeat:
     """Throttled heartbeats for sync (threaded) activities; each progress call also checks
-    cancellation.
+    cancellation. (The async `blocking_step` does the same for an async activity.)
 
     Used as a context manager, a side thread also heartbeats whenever progress calls have been
     silent for HEARTBEAT_SECONDS, so one slow chunk (a high zstd level on a busy host) never

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from temporalio import activity
 
-from activities.support import ByteProgress, heartbeating, in_thread, step_errors
+from activities.support import Progress, blocking_step, step_errors
 from backup.encryption import readable_artifact
 from backup.models import DumpedArtifact, RestoreCheck
 from backup.pgdump import pg_bin_dir
@@ -25,13 +25,13 @@ class VerifyRestoreActivities:
     async def verify_restore(self, artifact: DumpedArtifact, run_key: str) -> RestoreCheck:
         """The verdict, mismatch or not; the workflow decides what a mismatch means."""
         with step_errors("verify_restore"):
-            progress = ByteProgress("test restoring")
-            async with heartbeating(progress, every=1.0):
-                return await in_thread(self._check, artifact, run_key, progress)
+            return await blocking_step(
+                "test restoring",
+                lambda progress: self._check(artifact, run_key, progress),
+                every=1.0,
+            )
 
-    def _check(
-        self, artifact: DumpedArtifact, run_key: str, progress: ByteProgress
-    ) -> RestoreCheck:
+    def _check(self, artifact: DumpedArtifact, run_key: str, progress: Progress) -> RestoreCheck:
         s = self._settings
         manifest_path = Path(artifact.manifest_path)
         # verify_artifact hashed the file just before: only check it is still there.
@@ -43,9 +43,14 @@ class VerifyRestoreActivities:
         )
         try:
             check = check_by_restore(
-                plain, manifest, s.database_url.get_secret_value(), scratch,
-                pg_bin_dir(s.pg_bin_dir), s.dump_jobs, progress.update,
-            )  # fmt: skip
+                plain,
+                manifest,
+                s.database_url.get_secret_value(),
+                scratch,
+                pg_bin_dir(s.pg_bin_dir),
+                s.dump_jobs,
+                progress,
+            )
         finally:
             if plain != Path(artifact.artifact_path):
                 plain.unlink(missing_ok=True)

@@ -16,13 +16,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from backup.compression import CappedHashingWriter
-from backup.errors import BackupError, ConfigurationError
+from backup.errors import BackupError, ConfigurationError, EncryptionFailed
 
 SUFFIX = ".age"
-
-
-class EncryptionFailed(BackupError):
-    """The encryption library failed mid-stream; nothing was stored."""
 
 
 def parse_recipients(keys: Iterable[str]) -> list[object]:

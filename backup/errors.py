@@ -47,11 +47,30 @@ class ArtifactCorrupted(BackupError):
     """The spool file does not match what the dump recorded: the dump must be redone."""
 
 
+class DatabaseUnavailable(BackupError):
+    """The database refused or dropped the connection (psycopg's OperationalError): it may be
+    restarting, so retry."""
+
+    retryable = True
+
+
 class StorageError(BackupError):
     """Transient by default (timeouts, 5xx); `retryable=False` for what only a person can fix
     (missing bucket, rejected credentials, a location that does not exist)."""
 
     retryable = True
+
+
+class ListingNotSupported(StorageError):
+    """The backend can not list what it stored (Telegram), so retention can not be applied."""
+
+    retryable = False
+
+
+class UnknownFile(StorageError):
+    """Telegram does not know a file id (wrong location, or the message was deleted)."""
+
+    retryable = False
 
 
 class NotificationFailed(BackupError):
@@ -71,6 +90,27 @@ class SpoolFull(BackupError):
 
 class IntegrityError(BackupError):
     """A downloaded artifact does not match its manifest: refuse to use it."""
+
+
+class EncryptionFailed(BackupError):
+    """The encryption library failed mid-stream; nothing was stored."""
+
+
+class ToolFailed(BackupError):
+    """pg_restore or psql exited non-zero; the message holds the tail of its stderr."""
+
+
+class RestoreFailed(BackupError):
+    """A restore did not give back the backup (a tool failed, rows or large objects differ, a
+    replace was refused): what it created is dropped, the live schema is untouched."""
+
+
+class SchemaExists(BackupError):
+    """The schema a restore would create is already there: pick another name or drop it."""
+
+
+class Stopped(BackupError):
+    """Another table's load failed: this one stops too (never outlives the restore)."""
 
 
 # Types that are raised as ApplicationError by a workflow or an activity rather than as one of
@@ -103,13 +143,18 @@ def error_type(error: type[BackupError]) -> str:
     return error.__name__
 
 
+def _defined(base: type[BackupError]) -> list[type[BackupError]]:
+    """Every class below `base`, depth first, in the order they are defined."""
+    return [c for sub in base.__subclasses__() for c in (sub, *_defined(sub))]
+
+
 # What no retry can fix, for RetryPolicy.non_retryable_error_types: every class here whose own
 # `retryable` is False (the activity layer already marks each raise non-retryable from it; the
-# list also stops retries of these types raised as ApplicationError elsewhere). Retryable classes
-# (DumpFailed, StorageError, NotificationFailed) are absent: a raise site marks their permanent
-# cases with retryable=False.
+# list also stops retries of these types raised as ApplicationError by a workflow). Retryable
+# classes (DumpFailed, DatabaseUnavailable, StorageError, NotificationFailed) are absent: a raise
+# site marks their permanent cases with retryable=False.
 PERMANENT: tuple[str, ...] = tuple(
     error_type(cls)
-    for cls in BackupError.__subclasses__()
+    for cls in _defined(BackupError)
     if cls.__module__ == __name__ and not cls.retryable
 )

@@ -236,6 +236,10 @@ class Step(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # RestoreBackupWorkflow's own steps (it ends with COMPLETED too).
+    RESTORING = "restoring"
+    SAFETY_BACKUP = "safety_backup"
+    REPLACING = "replacing"
 
 
 class BackupEvent(StrEnum):

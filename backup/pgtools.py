@@ -10,16 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from backup.errors import BackupError
+from backup.errors import ToolFailed
 from backup.pgconn import ClientConnection
 
 # Called while a tool runs (with a byte count where one is known); raising stops the tool.
 StopCheck = Callable[[int], None]
 POLL_SECONDS = 0.2
-
-
-class ToolFailed(BackupError):
-    """pg_restore or psql exited non-zero; the message holds the tail of its stderr."""
 
 
 def never_stop(_: int) -> None:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 import re
 
-from backup.errors import BackupError
+from backup.errors import BackupError, ListingNotSupported
 from backup.models import PROJECT_ID_PATTERN
 from backup.retention import RetentionOutcome, RetentionPolicy, plan_retention
-from backup.storage.base import ListingNotSupported, Storage
+from backup.storage.base import Storage
 
 log = logging.getLogger(__name__)
 

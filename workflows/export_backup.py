@@ -32,6 +32,14 @@ with workflow.unsafe.imports_passed_through():
     from activities.upload import UploadActivities
     from activities.verify import VerifyActivities
     from activities.verify_restore import VerifyRestoreActivities
+    from backup.errors import (
+        ArtifactCorrupted,
+        BackupFailed,
+        InvalidRequest,
+        NotificationSkipped,
+        RestoreVerificationFailed,
+        error_type,
+    )
     from backup.models import (
         BackupEvent,
         DumpedArtifact,
@@ -91,7 +99,7 @@ class ExportBackupWorkflow:
             raise ApplicationError(
                 f"request_id {req.request_id!r} deduplicates only under the workflow id "
                 f"{expected_id!r}: start with that id, or leave request_id out",
-                type="InvalidRequest",
+                type=error_type(InvalidRequest),
                 non_retryable=True,
             )
         started_at = workflow.now()
@@ -185,7 +193,7 @@ class ExportBackupWorkflow:
         raise ApplicationError(
             f"backup of project {req.project_id!r} failed during {failed_step}: {reason}",
             {"failed_step": failed_step, "error_type": _root_type(failure)},
-            type="BackupFailed",
+            type=error_type(BackupFailed),
             non_retryable=True,
         ) from failure
 
@@ -259,7 +267,7 @@ class ExportBackupWorkflow:
             raise ApplicationError(
                 check.describe(),
                 check.model_dump(mode="json"),
-                type="RestoreVerificationFailed",
+                type=error_type(RestoreVerificationFailed),
                 non_retryable=True,
             )
 
@@ -340,7 +348,8 @@ class ExportBackupWorkflow:
         except ActivityError as err:
             # Never let a notification decide the outcome of a backup: record it. A channel this
             # deployment can not serve is skipped; the error says what to configure.
-            status = "skipped" if _root_type(err) == "NotificationSkipped" else "failed"
+            skipped = _root_type(err) == error_type(NotificationSkipped)
+            status = "skipped" if skipped else "failed"
             return NotificationOutcome(channel=channel, status=status, error=root_message(err))
         return NotificationOutcome(channel=channel, status="sent")
 
@@ -410,7 +419,7 @@ def _host_lost(err: ActivityError) -> bool:
     cause = err.cause
     if isinstance(cause, TimeoutError) and cause.type == TimeoutType.SCHEDULE_TO_START:
         return True
-    return isinstance(cause, ApplicationError) and cause.type == "ArtifactCorrupted"
+    return isinstance(cause, ApplicationError) and cause.type == error_type(ArtifactCorrupted)
 
 
 def _root(err: BaseException) -> BaseException:

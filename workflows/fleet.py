@@ -9,12 +9,10 @@ summary, never fatal.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import (
-    RetryPolicy,
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDReusePolicy,
@@ -26,18 +24,8 @@ with workflow.unsafe.imports_passed_through():
     from backup.fleet_models import FleetProgress, FleetRequest, FleetSummary
     from workflows.export_backup import root_message
     from workflows.inputs import parse_input
-    from workflows.policies import PERMANENT
+    from workflows.policies import LIST_PROJECTS
     from workflows.search_attributes import PROJECT_ID
-
-# A short query; the database may be restarting, so keep trying for a few minutes.
-LIST_TIMEOUT = timedelta(seconds=30)
-LIST_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=10,
-    non_retryable_error_types=PERMANENT,
-)
 
 
 # Running projects named in the details and the progress query (max_concurrent may be 100).
@@ -88,8 +76,8 @@ class BackupAllProjectsWorkflow:
         page: list[str] = await workflow.execute_activity(
             FleetActivities.list_active_projects,
             args=[req.cursor, req.page_size],
-            start_to_close_timeout=LIST_TIMEOUT,
-            retry_policy=LIST_RETRY,
+            start_to_close_timeout=LIST_PROJECTS.start_to_close,
+            retry_policy=LIST_PROJECTS.retry,
             summary=f"List up to {req.page_size} active projects after {req.cursor or 'the start'}",
         )
         # Every child of the runs before this one has finished: they are all in the summary.

@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from temporalio.exceptions import ApplicationError
 
+from backup.errors import InvalidRequest, error_type
+
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -18,7 +20,7 @@ def parse_input(model: type[M], raw: Any, workflow_name: str) -> M:
     except ValidationError as err:
         raise ApplicationError(
             f"invalid {workflow_name} input: {problems(err)}",
-            type="InvalidRequest",
+            type=error_type(InvalidRequest),
             non_retryable=True,
         ) from None
 

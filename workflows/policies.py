@@ -1,4 +1,5 @@
-"""Timeouts and retry policies, one per activity, chosen for what the activity does."""
+"""Timeouts and retry policies of every workflow's activities (export, restore, fleet), one per
+activity, chosen for what the activity does."""
 
 from __future__ import annotations
 
@@ -7,17 +8,11 @@ from datetime import timedelta
 
 from temporalio.common import RetryPolicy
 
-# Errors that no retry can fix: the workflow fails (or re-dumps) at once instead.
-PERMANENT = [
-    "InvalidRequest",
-    "ProjectNotFound",
-    "ProjectInactive",
-    "SchemaNotFound",
-    "BackupTooLarge",
-    "ConfigurationError",
-    "ArtifactCorrupted",
-    "IntegrityError",
-]
+from backup import errors
+
+# Errors that no retry can fix (each error class says so itself): the workflow fails (or
+# re-dumps) at once instead.
+PERMANENT = list(errors.PERMANENT)
 
 
 @dataclass(frozen=True)
@@ -73,3 +68,13 @@ PLAN_NOTIFY = Policy(timedelta(seconds=30), _retry(1, 10, 5))
 # minutes) when the server refuses at once, at most 495 s (about 8¼ minutes) when every attempt
 # hangs until its 60-second timeout.
 DELIVER = Policy(timedelta(seconds=60), _retry(5, 60, 6))
+
+# BackupAllProjectsWorkflow: one page of active project ids, the same short query as VALIDATE.
+LIST_PROJECTS = VALIDATE
+
+# RestoreBackupWorkflow. A restore lasts as long as a dump; it heartbeats every second, so a dead
+# worker is noticed in 20 s and the restore retried (each attempt starts clean).
+RESTORE = Policy(timedelta(hours=6), _retry(10, 120, 3), timedelta(seconds=20))
+# Renames or drops in one short transaction (swap, drop the stage, drop the leftovers of a failed
+# run); the database may be restarting.
+SWAP = Policy(timedelta(minutes=5), _retry(1, 30, 10))

@@ -3,16 +3,16 @@ an explicit confirmation) in place of the project's schema after a safety backup
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
-    from activities.restore import RestoreActivities
+    from activities.restore import RestoreActivities, SchemaSwap
+    from backup.errors import RestoreFailed, error_type
     from backup.models import (
         ExportRequest,
         ExportResult,
@@ -21,20 +21,16 @@ with workflow.unsafe.imports_passed_through():
         Step,
         short_run_id,
     )
+    from workflows import policies
     from workflows.export_backup import ExportBackupWorkflow, root_message
     from workflows.inputs import parse_input
-    from workflows.policies import PERMANENT
     from workflows.search_attributes import BACKUP_STEP
 
-RESTORE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=10),
-    maximum_interval=timedelta(minutes=2),
-    maximum_attempts=3,
-    non_retryable_error_types=[*PERMANENT, "SchemaExists", "RestoreFailed"],
-)
-# Renames in one short transaction; the database may be restarting.
-SWAP_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=10,
-                         non_retryable_error_types=[*PERMANENT, "RestoreFailed"])  # fmt: skip
+# The swap takes one SchemaSwap (activity swap_in_restored_schema_v2); runs started before it
+# replay the three-argument swap_in_restored_schema they scheduled.
+TYPED_SWAP = "restore-typed-swap"
+
+I = TypeVar("I")  # noqa: E741 (an activity's one input)
 
 
 @workflow.defn(name="RestoreBackupWorkflow")
@@ -45,15 +41,14 @@ class RestoreBackupWorkflow:
         "confirm_replace": true}; optional "database" for a new schema."""
         req = parse_input(RestoreRequest, request, "RestoreBackupWorkflow")
         target = f"schema {req.into_schema}" if req.into_schema else "the project's schema"
-        self._step("restoring", f"Restoring {req.location} as {target}")
+        self._step(Step.RESTORING, f"Restoring {req.location} as {target}")
         try:
             result = await workflow.execute_activity_method(
                 RestoreActivities.restore_backup,
                 req,
-                start_to_close_timeout=timedelta(hours=6),
-                # It heartbeats every second: a dead worker is noticed in 20 s, then retried.
-                heartbeat_timeout=timedelta(seconds=20),
-                retry_policy=RESTORE_RETRY,
+                start_to_close_timeout=policies.RESTORE.start_to_close,
+                heartbeat_timeout=policies.RESTORE.heartbeat,
+                retry_policy=policies.RESTORE.retry,
                 # A cancelled restore stops its tools and drops what it created: wait for that.
                 cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                 summary=f"Restore into {target}",
@@ -65,8 +60,8 @@ class RestoreBackupWorkflow:
                 await workflow.execute_activity_method(
                     RestoreActivities.drop_restore_leftovers,
                     req.database,
-                    start_to_close_timeout=timedelta(minutes=5),
-                    retry_policy=SWAP_RETRY,
+                    start_to_close_timeout=policies.SWAP.start_to_close,
+                    retry_policy=policies.SWAP.retry,
                     cancellation_type=ActivityCancellationType.TRY_CANCEL,
                     summary="Drop what the restore left",
                 )
@@ -74,7 +69,7 @@ class RestoreBackupWorkflow:
         if req.replace:
             result = await self._replace(result)
         verdict = "rows match the manifest" if result.verified else "ROWS DIFFER from the manifest"
-        self._step(Step.COMPLETED.value, f"Restored as {result.schema_name}: {verdict}")
+        self._step(Step.COMPLETED, f"Restored as {result.schema_name}: {verdict}")
         return result
 
     async def _replace(self, staged: RestoreResult) -> RestoreResult:
@@ -85,9 +80,10 @@ class RestoreBackupWorkflow:
         try:
             if not staged.verified:
                 raise ApplicationError(
-                    "the restored rows differ from the backup's manifest", type="RestoreFailed"
+                    "the restored rows differ from the backup's manifest",
+                    type=error_type(RestoreFailed),
                 )
-            self._step("safety_backup", f"Backing up schema {original} before replacing it")
+            self._step(Step.SAFETY_BACKUP, f"Backing up schema {original} before replacing it")
             safety: ExportResult = await workflow.execute_child_workflow(
                 ExportBackupWorkflow.run,
                 ExportRequest(project_id=staged.project_id).model_dump(mode="json"),
@@ -98,20 +94,33 @@ class RestoreBackupWorkflow:
                 raise ApplicationError(
                     f"project {staged.project_id!r} now lives in schema {safety.schema_name!r},"
                     f" not {original!r} as in the backup; restore with into_schema instead",
-                    type="RestoreFailed",
+                    type=error_type(RestoreFailed),
                 )
         except (ApplicationError, ChildWorkflowError) as err:
-            await self._activity(RestoreActivities.drop_restored_schema, staged.schema_name)
+            await self._short(
+                RestoreActivities.drop_restored_schema,
+                staged.schema_name,
+                f"drop restored schema: {staged.schema_name}",
+            )
             raise ApplicationError(
                 f"replace refused, schema {original!r} left untouched: {root_message(err)}",
-                type="RestoreFailed",
+                type=error_type(RestoreFailed),
                 non_retryable=True,
             ) from err
         keep_as = f"{original[:40]}_before_restore_{short_run_id(workflow.info().run_id)}"
-        self._step("replacing", f"Swapping the restored schema in for {original}")
-        await self._activity(
-            RestoreActivities.swap_in_restored_schema, staged.schema_name, original, keep_as
-        )
+        self._step(Step.REPLACING, f"Swapping the restored schema in for {original}")
+        swap = SchemaSwap(restored=staged.schema_name, original=original, keep_as=keep_as)
+        summary = f"swap in restored schema: {swap.restored}, {swap.original}, {swap.keep_as}"
+        if workflow.patched(TYPED_SWAP):
+            await self._short(RestoreActivities.swap_in_restored_schema_v2, swap, summary)
+        else:
+            await workflow.execute_activity_method(
+                RestoreActivities.swap_in_restored_schema,
+                args=[swap.restored, swap.original, swap.keep_as],
+                start_to_close_timeout=policies.SWAP.start_to_close,
+                retry_policy=policies.SWAP.retry,
+                summary=summary,
+            )
         return staged.model_copy(
             update={
                 "schema_name": original,
@@ -120,15 +129,21 @@ class RestoreBackupWorkflow:
             }
         )
 
-    async def _activity(self, fn: Any, *args: str) -> None:
-        await workflow.execute_activity(
-            fn,
-            args=args,
-            start_to_close_timeout=timedelta(minutes=5),
-            retry_policy=SWAP_RETRY,
-            summary=f"{fn.__name__.replace('_', ' ')}: {', '.join(args)}",
+    async def _short(
+        self,
+        activity: Callable[[RestoreActivities, I], Awaitable[None]],
+        arg: I,
+        summary: str,
+    ) -> None:
+        """One of the short schema steps (swap, drop the stage), under the SWAP policy."""
+        await workflow.execute_activity_method(
+            activity,
+            arg,
+            start_to_close_timeout=policies.SWAP.start_to_close,
+            retry_policy=policies.SWAP.retry,
+            summary=summary,
         )
 
-    def _step(self, step: str, details: str) -> None:
-        workflow.upsert_search_attributes([BACKUP_STEP.value_set(step)])
+    def _step(self, step: Step, details: str) -> None:
+        workflow.upsert_search_attributes([BACKUP_STEP.value_set(step.value)])
         workflow.set_current_details(details)

@@ -4,8 +4,6 @@ scratch database; the modules here each keep one step of it."""
 from backup.restore.artifact import decompress, tar_compression, unpack
 from backup.restore.check import check_by_restore
 from backup.restore.databases import (
-    RestoreFailed,
-    SchemaExists,
     drop_database,
     drop_schema,
     row_count_mismatches,
@@ -18,9 +16,7 @@ from backup.restore.databases import (
 from backup.restore.targets import Restored, restore, restore_as, staging_name
 
 __all__ = [
-    "RestoreFailed",
     "Restored",
-    "SchemaExists",
     "check_by_restore",
     "decompress",
     "drop_database",

@@ -15,16 +15,12 @@ import zstandard
 
 from backup import large_objects
 from backup.dependency_models import Dependencies
+from backup.errors import RestoreFailed, ToolFailed
 from backup.manifest import Manifest
 from backup.models import RestoreCheck
-from backup.pgtools import StopCheck, ToolFailed, never_stop
+from backup.pgtools import StopCheck, never_stop
 from backup.restore.artifact import unpack
-from backup.restore.databases import (
-    RestoreFailed,
-    row_count_mismatches,
-    row_counts,
-    scratch_database,
-)
+from backup.restore.databases import row_count_mismatches, row_counts, scratch_database
 from backup.restore.load import load
 from backup.restore.provide import provide
 

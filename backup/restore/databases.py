@@ -10,15 +10,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from backup.catalog import exact_row_counts, schema_tables
-from backup.errors import BackupError
-
-
-class RestoreFailed(BackupError):
-    pass
-
-
-class SchemaExists(BackupError):
-    pass
+from backup.errors import RestoreFailed
 
 
 def with_database(database_url: str, database: str) -> str:

@@ -26,22 +26,18 @@ import psycopg
 from psycopg import sql
 
 from backup.dependency_models import Dependencies
-from backup.errors import BackupError
+from backup.errors import RestoreFailed, Stopped
 from backup.models import DumpFormat
 from backup.pgconn import client_connection
 from backup.pgdump import exact_schema_pattern
 from backup.pgtools import StopCheck, output, start, wait
-from backup.restore.databases import RestoreFailed, rename_schema, scratch_database
+from backup.restore.databases import rename_schema, scratch_database
 from backup.restore.load import toc_without
 from backup.restore.provide import PSQL, provide
 from backup.restore.rename import fix_renamed
 
 RESTORE = ["--no-owner", "--no-acl", "--exit-on-error"]
 CHUNK = 1024 * 1024
-
-
-class Stopped(BackupError):
-    """Another table's load failed: this one stops too."""
 
 
 def structure(

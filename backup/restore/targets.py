@@ -17,15 +17,14 @@ from psycopg import sql
 
 from backup import large_objects
 from backup.dependency_models import Dependencies
+from backup.errors import RestoreFailed, SchemaExists, ToolFailed
 from backup.manifest import Manifest
 from backup.models import Compression, DumpFormat
 from backup.pgconn import client_connection
 from backup.pgdump import exact_schema_pattern
-from backup.pgtools import StopCheck, ToolFailed, never_stop, start, wait
+from backup.pgtools import StopCheck, never_stop, start, wait
 from backup.restore.artifact import Unpacked, unpack
 from backup.restore.databases import (
-    RestoreFailed,
-    SchemaExists,
     drop_schema,
     rename_schema,
     row_counts,

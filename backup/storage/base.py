@@ -16,7 +16,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from backup.errors import StorageError
 from backup.manifest import Manifest
 from backup.retention import StoredBackup
 
@@ -55,12 +54,6 @@ class Fetched:
 class Stored:
     location: str  # the URI `fetch` and restore take
     manifest_location: str
-
-
-class ListingNotSupported(StorageError):
-    """The backend can not list what it stored (Telegram), so retention can not be applied."""
-
-    retryable = False
 
 
 class Storage(Protocol):

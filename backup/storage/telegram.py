@@ -29,13 +29,18 @@ from urllib.parse import parse_qs, quote, urlparse
 
 import httpx
 
-from backup.errors import ConfigurationError, IntegrityError, StorageError
+from backup.errors import (
+    ConfigurationError,
+    IntegrityError,
+    ListingNotSupported,
+    StorageError,
+    UnknownFile,
+)
 from backup.manifest import Manifest, ManifestPart, manifest_name
 from backup.retention import StoredBackup
 from backup.signing import SIGNATURE_SUFFIX
 from backup.storage.base import (
     Fetched,
-    ListingNotSupported,
     PartReader,
     Signer,
     Stored,
@@ -57,12 +62,6 @@ NO_RETENTION = (
 )
 
 logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines carry the token
-
-
-class UnknownFile(StorageError):
-    """Telegram does not know a file id (wrong location, or the message was deleted)."""
-
-    retryable = False
 
 
 def redact_token(text: str, token: str) -> str:

@@ -13,10 +13,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from backup.errors import BackupTooLarge, SchemaNotFound
+from backup.errors import BackupTooLarge, SchemaExists, SchemaNotFound
 from backup.models import Compression, DumpFormat
 from backup.pgdump import directory_compression, pg_bin_dir
-from backup.restore import SchemaExists, restore, restore_as, row_counts
+from backup.restore import restore, restore_as, row_counts
 from devstack.postgres import PostgresServer
 from tests.dumps import dump
 

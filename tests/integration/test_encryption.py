@@ -11,8 +11,8 @@ import psycopg
 import pyrage
 import pytest
 
-from backup.encryption import EncryptionFailed, decrypt_file
-from backup.errors import BackupTooLarge, ConfigurationError
+from backup.encryption import decrypt_file
+from backup.errors import BackupTooLarge, ConfigurationError, EncryptionFailed
 from backup.models import Compression, DumpFormat
 from backup.pgdump import pg_bin_dir
 from backup.restore import restore, row_counts

@@ -15,7 +15,8 @@ from temporalio.client import WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
-from activities.notify import SKIPPED, NotifyActivities
+from activities.notify import NotifyActivities
+from backup.errors import NotificationSkipped, error_type
 from backup.models import ExportResult, NotificationOutcome
 from backup.settings import Settings
 from devstack.ports import free_port
@@ -149,7 +150,7 @@ async def test_an_unserved_channel_is_a_permanent_skip_naming_what_to_set(channe
     assert await env.run(activities.notification_channels, note) == [channel]
     with pytest.raises(ApplicationError) as caught:
         await env.run(activities.deliver_notification, channel, note)
-    assert caught.value.type == SKIPPED and caught.value.non_retryable
+    assert caught.value.type == error_type(NotificationSkipped) and caught.value.non_retryable
     assert caught.value.message == UNSERVED[channel]
 
 
