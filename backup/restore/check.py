@@ -28,9 +28,14 @@ RESTORE_ERRORS = (RestoreFailed, ToolFailed, OSError, zstandard.ZstdError, tarfi
 
 
 def check_by_restore(
-    artifact: Path, manifest: Manifest, server_url: str, scratch: str, bin_dir: Path,
-    jobs: int = 2, should_stop: StopCheck = never_stop,
-) -> RestoreCheck:  # fmt: skip
+    artifact: Path,
+    manifest: Manifest,
+    server_url: str,
+    scratch: str,
+    bin_dir: Path,
+    jobs: int = 2,
+    should_stop: StopCheck = never_stop,
+) -> RestoreCheck:
     """A restore that fails is a failed verdict, not an error."""
     started = time.monotonic()
     deps = manifest.dependencies or Dependencies()
@@ -52,10 +57,15 @@ def check_by_restore(
                 artifact, manifest.format, manifest.compression, Path(work), deps.large_objects
             )
             load(
-                unpacked.dump, manifest.format, url, bin_dir, jobs=jobs,
-                not_valid=deps.foreign_keys, should_stop=should_stop,
+                unpacked.dump,
+                manifest.format,
+                url,
+                bin_dir,
+                jobs=jobs,
+                not_valid=deps.foreign_keys,
+                should_stop=should_stop,
                 existing_schema=schema if deps.extensions_in(schema) else None,
-            )  # fmt: skip
+            )
             if lo:
                 problems += [f"{m} refers to no large object at dump time" for m in lo.missing]
                 with psycopg.connect(url, autocommit=True) as conn:

@@ -93,9 +93,12 @@ def _quoted(database_url: str, names: list[str]) -> list[str]:
 
 
 def _feed_sql(
-    dump: Path, proc: subprocess.Popen[bytes], fks: Sequence[str], schema: str | None,
+    dump: Path,
+    proc: subprocess.Popen[bytes],
+    fks: Sequence[str],
+    schema: str | None,
     should_stop: StopCheck,
-) -> None:  # fmt: skip
+) -> None:
     """Stream the script into psql; outside COPY data, `ADD CONSTRAINT <fk> FOREIGN KEY ...;`
     of the `fks` (quoted names) gets NOT VALID, and `CREATE SCHEMA <schema>;` IF NOT EXISTS."""
     assert proc.stdin is not None

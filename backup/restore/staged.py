@@ -41,9 +41,18 @@ CHUNK = 1024 * 1024
 
 
 def structure(
-    dump: Path, fmt: DumpFormat, original: str, staging: str, new: str, deps: Dependencies,
-    server_url: str, scratch: str, bin_dir: Path, jobs: int, should_stop: StopCheck,
-) -> tuple[Path, list[str], list[str]]:  # fmt: skip
+    dump: Path,
+    fmt: DumpFormat,
+    original: str,
+    staging: str,
+    new: str,
+    deps: Dependencies,
+    server_url: str,
+    scratch: str,
+    bin_dir: Path,
+    jobs: int,
+    should_stop: StopCheck,
+) -> tuple[Path, list[str], list[str]]:
     """Step 1: the renamed, fixed DDL as a custom archive beside `dump`; (path, fixed, warnings)."""
     ddl = dump.parent / "structure.dump"
     with scratch_database(server_url, scratch) as scratch_url:
@@ -61,16 +70,30 @@ def structure(
             rename_schema(conn, original, staging)
             fixed, warnings = fix_renamed(conn, original, new, in_schema=staging)
         with client_connection(scratch_url) as client:
-            args = ["--schema-only", "--format=custom", "--no-owner", "--no-acl", "--strict-names",
-                    f"--schema={exact_schema_pattern(staging)}", f"--file={ddl}"]  # fmt: skip
+            args = [
+                "--schema-only",
+                "--format=custom",
+                "--no-owner",
+                "--no-acl",
+                "--strict-names",
+                f"--schema={exact_schema_pattern(staging)}",
+                f"--file={ddl}",
+            ]
             wait(start(bin_dir, "pg_dump", args, client), should_stop)
     return ddl, fixed, warnings
 
 
 def load_staged(
-    dump: Path, ddl: Path, original: str, staging: str, deps: Dependencies, target_url: str,
-    bin_dir: Path, jobs: int, should_stop: StopCheck,
-) -> None:  # fmt: skip
+    dump: Path,
+    ddl: Path,
+    original: str,
+    staging: str,
+    deps: Dependencies,
+    target_url: str,
+    bin_dir: Path,
+    jobs: int,
+    should_stop: StopCheck,
+) -> None:
     """Step 2, into the target under `staging` (created already when it holds an extension)."""
     with client_connection(target_url) as client:
         skip = _skip_schema(ddl, staging, deps, bin_dir, original)
@@ -101,9 +124,15 @@ def _skip_schema(
 
 
 def _load_data(
-    dump: Path, entries: list[list[str]], original: str, staging: str, target_url: str,
-    bin_dir: Path, jobs: int, should_stop: StopCheck,
-) -> None:  # fmt: skip
+    dump: Path,
+    entries: list[list[str]],
+    original: str,
+    staging: str,
+    target_url: str,
+    bin_dir: Path,
+    jobs: int,
+    should_stop: StopCheck,
+) -> None:
     """Each entry's `pg_restore -f -` relayed into psql, `jobs` at a time; the first failure
     stops the others."""
     failed = threading.Event()
@@ -131,9 +160,14 @@ def _load_data(
 
 
 def _relay(
-    dump: Path, listing: Path, original: str, staging: str, target_url: str, bin_dir: Path,
+    dump: Path,
+    listing: Path,
+    original: str,
+    staging: str,
+    target_url: str,
+    bin_dir: Path,
     should_stop: StopCheck,
-) -> None:  # fmt: skip
+) -> None:
     with psycopg.connect(target_url) as conn:
         row = conn.execute("SELECT quote_ident(%s)", (original,)).fetchone()
     assert row is not None
@@ -142,8 +176,10 @@ def _relay(
         psql = start(bin_dir, "psql", [*PSQL, "--file=-"], client, stdin=subprocess.PIPE)
         source = subprocess.Popen(
             [str(bin_dir / "pg_restore"), f"--use-list={listing}", "--file=-", str(dump)],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+        )
         assert psql.stdin is not None and source.stdout is not None
         try:
             # psql stopped early (BrokenPipeError): its wait() says why.

@@ -66,10 +66,18 @@ def restore(
 
 
 def restore_as(
-    artifact: Path, manifest: Manifest, target_url: str, new_schema: str, bin_dir: Path,
-    jobs: int = 2, *, scratch: str | None = None, staging: str | None = None,
-    create_extensions: bool = False, should_stop: StopCheck = never_stop,
-) -> Restored:  # fmt: skip
+    artifact: Path,
+    manifest: Manifest,
+    target_url: str,
+    new_schema: str,
+    bin_dir: Path,
+    jobs: int = 2,
+    *,
+    scratch: str | None = None,
+    staging: str | None = None,
+    create_extensions: bool = False,
+    should_stop: StopCheck = never_stop,
+) -> Restored:
     """Restore the backup as `new_schema` in the target database, touching nothing else.
     `scratch` names the scratch database a copy under a new name needs (deterministic per run,
     so a retry replaces what a crashed attempt left), `staging` the schema it is restored
@@ -96,9 +104,14 @@ def restore_as(
                 if in_schema:
                     create_in_schema(target_url, deps, original, new_schema)
                 load(
-                    unpacked.dump, manifest.format, target_url, bin_dir, single_transaction=True,
-                    existing_schema=new_schema if in_schema else None, should_stop=should_stop,
-                )  # fmt: skip
+                    unpacked.dump,
+                    manifest.format,
+                    target_url,
+                    bin_dir,
+                    single_transaction=True,
+                    existing_schema=new_schema if in_schema else None,
+                    should_stop=should_stop,
+                )
                 warnings: list[str] = []
                 moved = _large_objects(unpacked, deps, target_url, new_schema)
             elif manifest.format is DumpFormat.SQL:  # a script: no archive to pick entries from
@@ -109,16 +122,31 @@ def restore_as(
                         " own name)"
                     )
                 fixed, warnings = _copy_renamed(
-                    unpacked, manifest, deps, target_url, new_schema, bin_dir, jobs, scratch,
+                    unpacked,
+                    manifest,
+                    deps,
+                    target_url,
+                    new_schema,
+                    bin_dir,
+                    jobs,
+                    scratch,
                     should_stop,
-                )  # fmt: skip
+                )
                 notes += fixed
                 moved = _large_objects(unpacked, deps, target_url, new_schema)
             else:
                 fixed, warnings, moved = _staged(
-                    unpacked, manifest, deps, target_url, new_schema, staging, bin_dir, jobs,
-                    scratch, should_stop,
-                )  # fmt: skip
+                    unpacked,
+                    manifest,
+                    deps,
+                    target_url,
+                    new_schema,
+                    staging,
+                    bin_dir,
+                    jobs,
+                    scratch,
+                    should_stop,
+                )
                 notes += fixed
         except BaseException as err:
             # Ours: neither existed when we started (a staging leftover was dropped).
@@ -139,18 +167,34 @@ def staging_name(tag: str) -> str:
 
 
 def _staged(
-    unpacked: Unpacked, manifest: Manifest, deps: Dependencies, target_url: str,
-    new_schema: str, staging: str, bin_dir: Path, jobs: int, scratch: str,
+    unpacked: Unpacked,
+    manifest: Manifest,
+    deps: Dependencies,
+    target_url: str,
+    new_schema: str,
+    staging: str,
+    bin_dir: Path,
+    jobs: int,
+    scratch: str,
     should_stop: StopCheck,
-) -> tuple[list[str], list[str], int]:  # fmt: skip
+) -> tuple[list[str], list[str], int]:
     """See staged.py: structure via a scratch database, data straight into the target under
     `staging`, then one rename."""
     drop_schema(target_url, staging)  # a crashed attempt's
     original = manifest.schema_name
     ddl, fixed, warnings = structure(
-        unpacked.dump, manifest.format, original, staging, new_schema, deps, target_url,
-        scratch, bin_dir, jobs, should_stop,
-    )  # fmt: skip
+        unpacked.dump,
+        manifest.format,
+        original,
+        staging,
+        new_schema,
+        deps,
+        target_url,
+        scratch,
+        bin_dir,
+        jobs,
+        should_stop,
+    )
     if deps.extensions_in(original):
         create_in_schema(target_url, deps, original, staging)
     load_staged(unpacked.dump, ddl, original, staging, deps, target_url, bin_dir, jobs, should_stop)
@@ -175,18 +219,30 @@ def _large_objects(unpacked: Unpacked, deps: Dependencies, target_url: str, sche
 
 
 def _copy_renamed(
-    unpacked: Unpacked, manifest: Manifest, deps: Dependencies, target_url: str,
-    new_schema: str, bin_dir: Path, jobs: int, scratch: str, should_stop: StopCheck,
-) -> tuple[list[str], list[str]]:  # fmt: skip
+    unpacked: Unpacked,
+    manifest: Manifest,
+    deps: Dependencies,
+    target_url: str,
+    new_schema: str,
+    bin_dir: Path,
+    jobs: int,
+    scratch: str,
+    should_stop: StopCheck,
+) -> tuple[list[str], list[str]]:
     """pg_restore can only recreate a schema under its own name: restore into a scratch
     database given the dependencies, rename and fix it there, then copy it into the target in
     one transaction. Foreign keys into outside tables are validated in the target."""
     with scratch_database(target_url, scratch) as scratch_url:
         provide(scratch_url, deps, bin_dir, should_stop)
         load(
-            unpacked.dump, manifest.format, scratch_url, bin_dir, jobs=jobs,
-            not_valid=deps.foreign_keys, should_stop=should_stop,
-        )  # fmt: skip
+            unpacked.dump,
+            manifest.format,
+            scratch_url,
+            bin_dir,
+            jobs=jobs,
+            not_valid=deps.foreign_keys,
+            should_stop=should_stop,
+        )
         with psycopg.connect(scratch_url, autocommit=True) as conn:
             rename_schema(conn, manifest.schema_name, new_schema)
             fixed, warnings = fix_renamed(conn, manifest.schema_name, new_schema)
@@ -211,18 +267,28 @@ def _copy_schema(
     """pg_dump | pg_restore --single-transaction: all of the schema lands, or none of it."""
     with client_connection(source_url) as source, client_connection(target_url) as target:
         dump = start(
-            bin_dir, "pg_dump",
-            ["--format=custom", "--compress=0", "--no-owner", "--no-acl",
-             f"--schema={exact_schema_pattern(schema)}", "--strict-names"],
-            source, stdout=subprocess.PIPE,
-        )  # fmt: skip
+            bin_dir,
+            "pg_dump",
+            [
+                "--format=custom",
+                "--compress=0",
+                "--no-owner",
+                "--no-acl",
+                f"--schema={exact_schema_pattern(schema)}",
+                "--strict-names",
+            ],
+            source,
+            stdout=subprocess.PIPE,
+        )
         assert dump.stdout is not None
         try:
             load_proc = start(
-                bin_dir, "pg_restore",
+                bin_dir,
+                "pg_restore",
                 ["--single-transaction", "--no-owner", "--no-acl", "--exit-on-error"],
-                target, stdin=dump.stdout,
-            )  # fmt: skip
+                target,
+                stdin=dump.stdout,
+            )
         finally:
             dump.stdout.close()
         try:

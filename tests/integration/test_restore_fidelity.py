@@ -97,9 +97,12 @@ def test_every_format_test_restores_with_its_dependencies_and_large_objects(
 ) -> None:
     outcome = dumps[fmt]
     check = check_by_restore(
-        outcome.artifact_path, outcome.manifest, platform, "export_backup_verify_fidelity",
+        outcome.artifact_path,
+        outcome.manifest,
+        platform,
+        "export_backup_verify_fidelity",
         pg_bin_dir(),
-    )  # fmt: skip
+    )
     assert check.verified, check.describe()
     assert check.tables_restored == len(outcome.manifest.row_counts) > 24  # partitions too
     assert check.large_objects == 15
@@ -153,9 +156,13 @@ def test_a_copy_beside_the_original_is_faithful_and_independent(
     drop_schema(platform, copy)
     live = snapshot(platform, TENANT)
     restored = restore_as(
-        dumps[fmt].artifact_path, dumps[fmt].manifest, platform, copy, pg_bin_dir(),
+        dumps[fmt].artifact_path,
+        dumps[fmt].manifest,
+        platform,
+        copy,
+        pg_bin_dir(),
         scratch=f"export_backup_restore_fid_{fmt.value}",
-    )  # fmt: skip
+    )
     try:
         assert restored.row_counts == dumps[fmt].manifest.row_counts
         assert restored.large_objects == 15
@@ -197,9 +204,13 @@ def test_the_schema_restores_under_its_own_name_after_it_was_dropped(
         conn.execute(f"SELECT lo_unlink(body) FROM {TENANT}.documents WHERE body IS NOT NULL")
         conn.execute(f"DROP SCHEMA {TENANT} CASCADE")
     restored = restore_as(
-        outcome.artifact_path, outcome.manifest, platform, TENANT, pg_bin_dir(),
+        outcome.artifact_path,
+        outcome.manifest,
+        platform,
+        TENANT,
+        pg_bin_dir(),
         scratch="export_backup_restore_own",
-    )  # fmt: skip
+    )
     assert restored.row_counts == outcome.manifest.row_counts
     assert restored.warnings == [] and restored.large_objects == 15
     assert snapshot(platform, TENANT) == live
@@ -216,9 +227,14 @@ def test_a_database_lacking_dependencies_is_refused_before_anything_is_created(
         for create_extensions in (False, True):  # objects of other schemas are never created
             with pytest.raises(MissingDependency) as refused:
                 restore_as(
-                    outcome.artifact_path, outcome.manifest, url, TENANT, pg_bin_dir(),
-                    scratch="export_backup_restore_empty", create_extensions=create_extensions,
-                )  # fmt: skip
+                    outcome.artifact_path,
+                    outcome.manifest,
+                    url,
+                    TENANT,
+                    pg_bin_dir(),
+                    scratch="export_backup_restore_empty",
+                    create_extensions=create_extensions,
+                )
             message = str(refused.value)
             for needed in ("vector", "citext", "auth.uid()", "public.users", "public.plan_tier"):
                 assert needed in message
@@ -248,12 +264,23 @@ def test_missing_extensions_are_created_only_when_the_setting_says_so(
     url = postgres.url("fidelity_other")
     try:
         with pytest.raises(MissingDependency, match="RESTORE_CREATE_EXTENSIONS"):
-            restore_as(outcome.artifact_path, outcome.manifest, url, "vectors", pg_bin_dir(),
-                       scratch="export_backup_restore_vec")  # fmt: skip
+            restore_as(
+                outcome.artifact_path,
+                outcome.manifest,
+                url,
+                "vectors",
+                pg_bin_dir(),
+                scratch="export_backup_restore_vec",
+            )
         restored = restore_as(
-            outcome.artifact_path, outcome.manifest, url, "vectors", pg_bin_dir(),
-            scratch="export_backup_restore_vec", create_extensions=True,
-        )  # fmt: skip
+            outcome.artifact_path,
+            outcome.manifest,
+            url,
+            "vectors",
+            pg_bin_dir(),
+            scratch="export_backup_restore_vec",
+            create_extensions=True,
+        )
         assert restored.row_counts == outcome.manifest.row_counts == {"items": 2}
         assert snapshot(url, "vectors") == snapshot(platform, "vectors")
     finally:

@@ -51,8 +51,11 @@ async def backup_of(stack: DevStack, client: Client, project: str) -> ExportResu
 def starter(stack: DevStack, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(ROOT / "starter.py"), "restore", "--json", *args],
-        env={**os.environ, **stack.env}, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        env={**os.environ, **stack.env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 async def test_replace_needs_confirmation_then_swaps_after_a_safety_backup(

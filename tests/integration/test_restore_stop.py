@@ -49,9 +49,14 @@ def test_a_stopped_restore_kills_its_tool_and_leaves_nothing(
     started = time.monotonic()
     with pytest.raises(Stop):
         restore_as(
-            outcome.artifact_path, outcome.manifest, target, into, pg_bin_dir(),
-            scratch="export_backup_restore_stopped", should_stop=stop_soon,
-        )  # fmt: skip
+            outcome.artifact_path,
+            outcome.manifest,
+            target,
+            into,
+            pg_bin_dir(),
+            scratch="export_backup_restore_stopped",
+            should_stop=stop_soon,
+        )
     assert time.monotonic() - started < 30
     assert tools_running() == []
     with psycopg.connect(target) as conn:

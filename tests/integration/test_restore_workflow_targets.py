@@ -31,8 +31,11 @@ USER = "0190d3b2-0000-7000-8000-0000000000bb"
 def restore(stack: DevStack, location: str, into: str) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, str(ROOT / "starter.py"), "restore", location, "--into", into, "--json"],
-        env={**os.environ, **stack.env}, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        env={**os.environ, **stack.env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     result: dict[str, Any] = json.loads(done.stdout[done.stdout.index("{") :])
     return result

@@ -29,9 +29,12 @@ def scratch_databases(url: str) -> list[str]:
 def test_a_good_backup_passes_its_test_restore(postgres: PostgresServer, tmp_path: Path) -> None:
     outcome = dump(postgres.url(), "acme", tmp_path)
     check = check_by_restore(
-        outcome.artifact_path, outcome.manifest, postgres.url(), "export_backup_verify_good",
+        outcome.artifact_path,
+        outcome.manifest,
+        postgres.url(),
+        "export_backup_verify_good",
         pg_bin_dir(),
-    )  # fmt: skip
+    )
     assert check.verified, check.describe()
     assert check.tables_restored == check.tables_expected == len(outcome.manifest.row_counts) > 0
     assert scratch_databases(postgres.url()) == []
