@@ -81,6 +81,18 @@ async def record_all(stack: DevStack, folder: Path, fleet: bool) -> None:
     )
     with psycopg.connect(stack.postgres.url(), autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier("acme_recorded")))
+    # Replace mode: safety backup (a child), then the typed swap (patch restore-typed-swap).
+    replaced = await record(
+        client,
+        "restore_replace_typed_swap",
+        "RestoreBackupWorkflow",
+        {"location": verified["location"], "replace": True, "confirm_replace": True},
+        queue,
+    )
+    with psycopg.connect(stack.postgres.url(), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(replaced["previous_schema"]))
+        )
 
     # Retention that prunes: a worker keeping the newest backup only, and two backups.
     retention_queue = "record-retention"

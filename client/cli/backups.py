@@ -16,7 +16,7 @@ from backup.models import (
 )
 from backup.settings import Settings
 from client.cli.output import BadRequest, build, fail, show_json, show_listing
-from client.cli.watching import started, watch
+from client.cli.watching import after_start, watch_options
 from client.connection import connect_with
 from client.render import Column
 from client.reports import NO_RUN
@@ -43,13 +43,7 @@ async def export(args: argparse.Namespace, settings: Settings) -> int:
             show_json({**NO_RUN, **failure, "message": str(bad)})
         raise
     client = await connect_with(settings)
-    handle = await start_export(client, settings, request)
-    started(handle, client, settings)
-    if not args.follow:
-        if args.json:
-            show_json({"workflow_id": handle.id, "run_id": handle.result_run_id})
-        return 0
-    return await watch(handle, client, settings, args.json)
+    return await after_start(await start_export(client, settings, request), client, settings, args)
 
 
 async def fleet(args: argparse.Namespace, settings: Settings) -> int:
@@ -60,11 +54,7 @@ async def fleet(args: argparse.Namespace, settings: Settings) -> int:
         verify_restore=args.verify_restore,
     )
     client = await connect_with(settings)
-    handle = await start_fleet(client, settings, request)
-    started(handle, client, settings)
-    if not args.follow:
-        return 0
-    return await watch(handle, client, settings, args.json)
+    return await after_start(await start_fleet(client, settings, request), client, settings, args)
 
 
 LIST_COLUMNS = (
@@ -124,16 +114,14 @@ def add(sub: Any) -> None:
         action="store_true",
         help="test-restore into a scratch database before uploading",
     )
-    p.add_argument("--follow", action="store_true", help="show progress until the result")
-    p.add_argument("--json", action="store_true")
+    watch_options(p, "show progress until the result")
 
     p = sub.add_parser("fleet", help="back up every ACTIVE project now")
     p.set_defaults(run=fleet)
     p.add_argument("--max-concurrent", type=int, default=4, help="backups at once")
     p.add_argument("--format", choices=[f.value for f in DumpFormat], default="custom")
     p.add_argument("--verify-restore", action="store_true", help="test-restore each backup")
-    p.add_argument("--follow", action="store_true", help="show done / running / failed")
-    p.add_argument("--json", action="store_true")
+    watch_options(p, "show done / running / failed")
 
     p = sub.add_parser("list", help="recent backups")
     p.set_defaults(run=list_backups)

@@ -8,7 +8,7 @@ from typing import Any
 from backup.models import RestoreRequest
 from backup.settings import Settings
 from client.cli.output import build
-from client.cli.watching import started, watch
+from client.cli.watching import after_start, watch_options
 from client.connection import connect_with
 from client.starting import start_restore
 
@@ -26,8 +26,7 @@ async def restore(args: argparse.Namespace, settings: Settings) -> int:
     )
     client = await connect_with(settings)
     handle = await start_restore(client, settings, request)
-    started(handle, client, settings)
-    return await watch(handle, client, settings, args.json, live=args.follow)
+    return await after_start(handle, client, settings, args, wait=True)
 
 
 def add(sub: Any) -> None:
@@ -45,5 +44,4 @@ def add(sub: Any) -> None:
     )
     p.add_argument("--confirm-replace", action="store_true", help="yes, replace it")
     p.add_argument("--database", help="another database on the same server (with --into)")
-    p.add_argument("--follow", action="store_true", help="show step, bytes and rate meanwhile")
-    p.add_argument("--json", action="store_true", help="the result as JSON")
+    watch_options(p, "show step, bytes and rate meanwhile", "the result as JSON")

@@ -60,9 +60,29 @@ KINDS = {
 }
 
 
-def started(handle: WorkflowHandle[Any, Any], client: Client, settings: Settings) -> None:
+def watch_options(parser: argparse.ArgumentParser, follow: str, as_json: str | None = None) -> None:
+    """--follow and --json of a command that starts a workflow (see `after_start`)."""
+    parser.add_argument("--follow", action="store_true", help=follow)
+    parser.add_argument("--json", action="store_true", help=as_json)
+
+
+async def after_start(
+    handle: WorkflowHandle[Any, Any],
+    client: Client,
+    settings: Settings,
+    args: argparse.Namespace,
+    *,
+    wait: bool = False,
+) -> int:
+    """Say where the started workflow is, then watch it to its end with --follow (or always
+    when `wait`, live only with --follow); else, with --json, print its ids for scripts."""
     say(f"started {handle.id}")
     say(f"Web UI: {workflow_link(settings.temporal_ui_url, client.namespace, handle.id)}")
+    if args.follow or wait:
+        return await watch(handle, client, settings, args.json, live=args.follow)
+    if args.json:
+        show_json({"workflow_id": handle.id, "run_id": handle.result_run_id})
+    return 0
 
 
 async def kind_of(handle: WorkflowHandle[Any, Any], client: Client) -> tuple[Kind | None, Any]:
