@@ -19,6 +19,7 @@ import subprocess
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -40,35 +41,37 @@ RESTORE = ["--no-owner", "--no-acl", "--exit-on-error"]
 CHUNK = 1024 * 1024
 
 
-def structure(
-    dump: Path,
-    fmt: DumpFormat,
-    original: str,
-    staging: str,
-    new: str,
-    deps: Dependencies,
-    server_url: str,
-    scratch: str,
-    bin_dir: Path,
-    jobs: int,
-    should_stop: StopCheck,
-) -> tuple[Path, list[str], list[str]]:
-    """Step 1: the renamed, fixed DDL as a custom archive beside `dump`; (path, fixed, warnings)."""
-    ddl = dump.parent / "structure.dump"
-    with scratch_database(server_url, scratch) as scratch_url:
-        provide(scratch_url, deps, bin_dir, should_stop)
+@dataclass(frozen=True)
+class Copy:
+    """A copy under a new name: what each of its steps needs."""
+
+    dump: Path  # the unpacked artifact
+    fmt: DumpFormat
+    deps: Dependencies
+    original: str  # the backup's schema
+    new: str  # the name the copy ends up under
+    staging: str  # its name in the target until the rename
+    scratch: str  # the scratch database the structure is fixed in
+    target_url: str
+    bin_dir: Path
+    jobs: int
+    should_stop: StopCheck
+
+
+def structure(c: Copy) -> tuple[Path, list[str], list[str]]:
+    """Step 1: the renamed, fixed DDL as a custom archive beside the dump; (path, fixed,
+    warnings)."""
+    ddl = c.dump.parent / "structure.dump"
+    with scratch_database(c.target_url, c.scratch) as scratch_url:
+        provide(scratch_url, c.deps, c.bin_dir, c.should_stop)
         with client_connection(scratch_url) as client:
-            parallel = [f"--jobs={jobs}"] if fmt is not DumpFormat.TAR else []
-            args = [
-                *RESTORE,
-                "--schema-only",
-                *parallel,
-                *_skip_schema(dump, original, deps, bin_dir),
-            ]
-            wait(start(bin_dir, "pg_restore", [*args, str(dump)], client), should_stop)
+            parallel = [f"--jobs={c.jobs}"] if c.fmt is not DumpFormat.TAR else []
+            skip = _skip_schema(c.dump, c.original, c.deps, c.bin_dir)
+            args = [*RESTORE, "--schema-only", *parallel, *skip, str(c.dump)]
+            wait(start(c.bin_dir, "pg_restore", args, client), c.should_stop)
         with psycopg.connect(scratch_url, autocommit=True) as conn:
-            rename_schema(conn, original, staging)
-            fixed, warnings = fix_renamed(conn, original, new, in_schema=staging)
+            rename_schema(conn, c.original, c.staging)
+            fixed, warnings = fix_renamed(conn, c.original, c.new, in_schema=c.staging)
         with client_connection(scratch_url) as client:
             args = [
                 "--schema-only",
@@ -76,38 +79,28 @@ def structure(
                 "--no-owner",
                 "--no-acl",
                 "--strict-names",
-                f"--schema={exact_schema_pattern(staging)}",
+                f"--schema={exact_schema_pattern(c.staging)}",
                 f"--file={ddl}",
             ]
-            wait(start(bin_dir, "pg_dump", args, client), should_stop)
+            wait(start(c.bin_dir, "pg_dump", args, client), c.should_stop)
     return ddl, fixed, warnings
 
 
-def load_staged(
-    dump: Path,
-    ddl: Path,
-    original: str,
-    staging: str,
-    deps: Dependencies,
-    target_url: str,
-    bin_dir: Path,
-    jobs: int,
-    should_stop: StopCheck,
-) -> None:
-    """Step 2, into the target under `staging` (created already when it holds an extension)."""
-    with client_connection(target_url) as client:
-        skip = _skip_schema(ddl, staging, deps, bin_dir, original)
+def load_staged(c: Copy, ddl: Path) -> None:
+    """Step 2, into the target under the staging name (created already when it holds an
+    extension)."""
+    with client_connection(c.target_url) as client:
+        skip = _skip_schema(ddl, c.staging, c.deps, c.bin_dir, c.original)
         args = [*RESTORE, "--section=pre-data", *skip, str(ddl)]
-        wait(start(bin_dir, "pg_restore", args, client), should_stop)
-    toc = output(bin_dir, "pg_restore", ["--list", str(dump)]).splitlines()  # the artifact's
+        wait(start(c.bin_dir, "pg_restore", args, client), c.should_stop)
+    toc = output(c.bin_dir, "pg_restore", ["--list", str(c.dump)]).splitlines()  # the artifact's
     tables = [line for line in toc if " TABLE DATA " in line and not line.startswith(";")]
     sequences = [line for line in toc if " SEQUENCE SET " in line and not line.startswith(";")]
-    entries = [[line] for line in tables] + ([sequences] if sequences else [])
-    _load_data(dump, entries, original, staging, target_url, bin_dir, jobs, should_stop)
-    with client_connection(target_url) as client:
-        args = [*RESTORE, "--section=post-data", f"--jobs={jobs}", str(ddl)]
-        wait(start(bin_dir, "pg_restore", args, client), should_stop)
-    _refresh(toc, original, staging, target_url)
+    _load_data(c, [[line] for line in tables] + ([sequences] if sequences else []))
+    with client_connection(c.target_url) as client:
+        args = [*RESTORE, "--section=post-data", f"--jobs={c.jobs}", str(ddl)]
+        wait(start(c.bin_dir, "pg_restore", args, client), c.should_stop)
+    _refresh(toc, c.original, c.staging, c.target_url)
 
 
 def _skip_schema(
@@ -123,16 +116,7 @@ def _skip_schema(
     return [f"--use-list={listing}"]
 
 
-def _load_data(
-    dump: Path,
-    entries: list[list[str]],
-    original: str,
-    staging: str,
-    target_url: str,
-    bin_dir: Path,
-    jobs: int,
-    should_stop: StopCheck,
-) -> None:
+def _load_data(c: Copy, entries: list[list[str]]) -> None:
     """Each entry's `pg_restore -f -` relayed into psql, `jobs` at a time; the first failure
     stops the others."""
     failed = threading.Event()
@@ -140,18 +124,18 @@ def _load_data(
     def stop(done: int) -> None:
         if failed.is_set():
             raise Stopped("another table's load failed")
-        should_stop(done)
+        c.should_stop(done)
 
     def one(lines: list[str]) -> None:
-        listing = dump.parent / f"entry-{threading.get_ident()}.list"
+        listing = c.dump.parent / f"entry-{threading.get_ident()}.list"
         listing.write_text("\n".join(lines) + "\n")
         try:
-            _relay(dump, listing, original, staging, target_url, bin_dir, stop)
+            _relay(c, listing, stop)
         except BaseException:
             failed.set()
             raise
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="restore-data") as pool:
+    with ThreadPoolExecutor(max_workers=max(1, c.jobs), thread_name_prefix="restore-data") as pool:
         # Each load in a copy of the caller's context: `should_stop` may need it (an activity's).
         futures = [pool.submit(contextvars.copy_context().run, one, lines) for lines in entries]
         errors = [e for f in futures if (e := f.exception())]
@@ -159,23 +143,16 @@ def _load_data(
         raise next((e for e in errors if not isinstance(e, Stopped)), errors[0])
 
 
-def _relay(
-    dump: Path,
-    listing: Path,
-    original: str,
-    staging: str,
-    target_url: str,
-    bin_dir: Path,
-    should_stop: StopCheck,
-) -> None:
-    with psycopg.connect(target_url) as conn:
-        row = conn.execute("SELECT quote_ident(%s)", (original,)).fetchone()
+def _relay(c: Copy, listing: Path, should_stop: StopCheck) -> None:
+    """One entry's data from the artifact into psql, its COPY header naming the staging schema."""
+    with psycopg.connect(c.target_url) as conn:
+        row = conn.execute("SELECT quote_ident(%s)", (c.original,)).fetchone()
     assert row is not None
-    rewrite = _rewriter(str(row[0]), staging)
-    with client_connection(target_url) as client:
-        psql = start(bin_dir, "psql", [*PSQL, "--file=-"], client, stdin=subprocess.PIPE)
+    rewrite = _rewriter(str(row[0]), c.staging)
+    with client_connection(c.target_url) as client:
+        psql = start(c.bin_dir, "psql", [*PSQL, "--file=-"], client, stdin=subprocess.PIPE)
         source = subprocess.Popen(
-            [str(bin_dir / "pg_restore"), f"--use-list={listing}", "--file=-", str(dump)],
+            [str(c.bin_dir / "pg_restore"), f"--use-list={listing}", "--file=-", str(c.dump)],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             stdin=subprocess.DEVNULL,

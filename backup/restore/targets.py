@@ -34,7 +34,7 @@ from backup.restore.databases import (
 from backup.restore.load import load
 from backup.restore.provide import create_in_schema, ensure, provide
 from backup.restore.rename import fix_renamed
-from backup.restore.staged import load_staged, structure
+from backup.restore.staged import Copy, load_staged, structure
 
 
 @dataclass
@@ -114,39 +114,31 @@ def restore_as(
                 )
                 warnings: list[str] = []
                 moved = _large_objects(unpacked, deps, target_url, new_schema)
-            elif manifest.format is DumpFormat.SQL:  # a script: no archive to pick entries from
-                if in_schema:
+            else:
+                copy = Copy(
+                    dump=unpacked.dump,
+                    fmt=manifest.format,
+                    deps=deps,
+                    original=original,
+                    new=new_schema,
+                    staging=staging,
+                    scratch=scratch,
+                    target_url=target_url,
+                    bin_dir=bin_dir,
+                    jobs=jobs,
+                    should_stop=should_stop,
+                )
+                if manifest.format is not DumpFormat.SQL:
+                    fixed, warnings, moved = _staged(copy, unpacked)
+                elif in_schema:  # a script: no archive to pick entries from
                     raise RestoreFailed(
                         f"schema {original!r} holds an extension of its own: a copy under a new"
                         " name needs a custom, tar or directory backup (or restore it under its"
                         " own name)"
                     )
-                fixed, warnings = _copy_renamed(
-                    unpacked,
-                    manifest,
-                    deps,
-                    target_url,
-                    new_schema,
-                    bin_dir,
-                    jobs,
-                    scratch,
-                    should_stop,
-                )
-                notes += fixed
-                moved = _large_objects(unpacked, deps, target_url, new_schema)
-            else:
-                fixed, warnings, moved = _staged(
-                    unpacked,
-                    manifest,
-                    deps,
-                    target_url,
-                    new_schema,
-                    staging,
-                    bin_dir,
-                    jobs,
-                    scratch,
-                    should_stop,
-                )
+                else:
+                    fixed, warnings = _copy_renamed(copy)
+                    moved = _large_objects(unpacked, deps, target_url, new_schema)
                 notes += fixed
         except BaseException as err:
             # Ours: neither existed when we started (a staging leftover was dropped).
@@ -166,43 +158,19 @@ def staging_name(tag: str) -> str:
     return f"export_backup_staging_{tag}"
 
 
-def _staged(
-    unpacked: Unpacked,
-    manifest: Manifest,
-    deps: Dependencies,
-    target_url: str,
-    new_schema: str,
-    staging: str,
-    bin_dir: Path,
-    jobs: int,
-    scratch: str,
-    should_stop: StopCheck,
-) -> tuple[list[str], list[str], int]:
+def _staged(c: Copy, unpacked: Unpacked) -> tuple[list[str], list[str], int]:
     """See staged.py: structure via a scratch database, data straight into the target under
-    `staging`, then one rename."""
-    drop_schema(target_url, staging)  # a crashed attempt's
-    original = manifest.schema_name
-    ddl, fixed, warnings = structure(
-        unpacked.dump,
-        manifest.format,
-        original,
-        staging,
-        new_schema,
-        deps,
-        target_url,
-        scratch,
-        bin_dir,
-        jobs,
-        should_stop,
-    )
-    if deps.extensions_in(original):
-        create_in_schema(target_url, deps, original, staging)
-    load_staged(unpacked.dump, ddl, original, staging, deps, target_url, bin_dir, jobs, should_stop)
-    moved = _large_objects(unpacked, deps, target_url, staging)
-    with psycopg.connect(target_url) as conn, conn.transaction():
-        if schema_exists(conn, new_schema):
-            raise SchemaExists(f"schema {new_schema!r} appeared in the target while restoring")
-        rename_schema(conn, staging, new_schema)
+    the staging name, then one rename."""
+    drop_schema(c.target_url, c.staging)  # a crashed attempt's
+    ddl, fixed, warnings = structure(c)
+    if c.deps.extensions_in(c.original):
+        create_in_schema(c.target_url, c.deps, c.original, c.staging)
+    load_staged(c, ddl)
+    moved = _large_objects(unpacked, c.deps, c.target_url, c.staging)
+    with psycopg.connect(c.target_url) as conn, conn.transaction():
+        if schema_exists(conn, c.new):
+            raise SchemaExists(f"schema {c.new!r} appeared in the target while restoring")
+        rename_schema(conn, c.staging, c.new)
     return fixed, warnings, moved
 
 
@@ -218,38 +186,28 @@ def _large_objects(unpacked: Unpacked, deps: Dependencies, target_url: str, sche
     return moved
 
 
-def _copy_renamed(
-    unpacked: Unpacked,
-    manifest: Manifest,
-    deps: Dependencies,
-    target_url: str,
-    new_schema: str,
-    bin_dir: Path,
-    jobs: int,
-    scratch: str,
-    should_stop: StopCheck,
-) -> tuple[list[str], list[str]]:
-    """pg_restore can only recreate a schema under its own name: restore into a scratch
-    database given the dependencies, rename and fix it there, then copy it into the target in
-    one transaction. Foreign keys into outside tables are validated in the target."""
-    with scratch_database(target_url, scratch) as scratch_url:
-        provide(scratch_url, deps, bin_dir, should_stop)
+def _copy_renamed(c: Copy) -> tuple[list[str], list[str]]:
+    """A script (sql format): restore it into a scratch database given the dependencies,
+    rename and fix it there, then copy it into the target in one transaction. Foreign keys into
+    outside tables are validated in the target."""
+    with scratch_database(c.target_url, c.scratch) as scratch_url:
+        provide(scratch_url, c.deps, c.bin_dir, c.should_stop)
         load(
-            unpacked.dump,
-            manifest.format,
+            c.dump,
+            c.fmt,
             scratch_url,
-            bin_dir,
-            jobs=jobs,
-            not_valid=deps.foreign_keys,
-            should_stop=should_stop,
+            c.bin_dir,
+            jobs=c.jobs,
+            not_valid=c.deps.foreign_keys,
+            should_stop=c.should_stop,
         )
         with psycopg.connect(scratch_url, autocommit=True) as conn:
-            rename_schema(conn, manifest.schema_name, new_schema)
-            fixed, warnings = fix_renamed(conn, manifest.schema_name, new_schema)
-        _copy_schema(scratch_url, target_url, new_schema, bin_dir, should_stop)
-    with psycopg.connect(target_url, autocommit=True) as conn:
-        for fk in deps.foreign_keys:
-            table = sql.Identifier(new_schema, large_objects.parsed(conn, fk.table)[-1])
+            rename_schema(conn, c.original, c.new)
+            fixed, warnings = fix_renamed(conn, c.original, c.new)
+        _copy_schema(scratch_url, c.target_url, c.new, c.bin_dir, c.should_stop)
+    with psycopg.connect(c.target_url, autocommit=True) as conn:
+        for fk in c.deps.foreign_keys:
+            table = sql.Identifier(c.new, large_objects.parsed(conn, fk.table)[-1])
             try:
                 conn.execute(
                     sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
