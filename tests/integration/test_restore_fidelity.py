@@ -263,24 +263,11 @@ def test_missing_extensions_are_created_only_when_the_setting_says_so(
     postgres.create_database("fidelity_other")
     url = postgres.url("fidelity_other")
     try:
+        args = (outcome.artifact_path, outcome.manifest, url, "vectors", pg_bin_dir())
+        scratch = "export_backup_restore_vec"
         with pytest.raises(MissingDependency, match="RESTORE_CREATE_EXTENSIONS"):
-            restore_as(
-                outcome.artifact_path,
-                outcome.manifest,
-                url,
-                "vectors",
-                pg_bin_dir(),
-                scratch="export_backup_restore_vec",
-            )
-        restored = restore_as(
-            outcome.artifact_path,
-            outcome.manifest,
-            url,
-            "vectors",
-            pg_bin_dir(),
-            scratch="export_backup_restore_vec",
-            create_extensions=True,
-        )
+            restore_as(*args, scratch=scratch)
+        restored = restore_as(*args, scratch=scratch, create_extensions=True)
         assert restored.row_counts == outcome.manifest.row_counts == {"items": 2}
         assert snapshot(url, "vectors") == snapshot(platform, "vectors")
     finally:
