@@ -144,7 +144,7 @@ class Blocking:
         await self._beating.__aexit__(*exc)
 
     async def run(self, work: Callable[[Progress], T]) -> T:
-        return await _in_thread(work, self.progress.update)
+        return await _in_thread(f"blocking {self.progress.step}", work, self.progress.update)
 
 
 async def blocking_step(
@@ -156,7 +156,7 @@ async def blocking_step(
         return await blocking.run(work)
 
 
-async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
+async def _in_thread(name: str, fn: Callable[..., T], *args: Any) -> T:
     """`fn(*args)` in a thread of its own (no shared pool for one call to queue behind: the
     worker's activity slots bound how many run), with the activity's context, so it may
     heartbeat and see cancellation. On cancel, wait for the thread, then re-raise."""
@@ -180,7 +180,7 @@ async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
         with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
             loop.call_soon_threadsafe(settle, result, error)
 
-    threading.Thread(target=work, name=f"blocking-{getattr(fn, '__name__', 'work')}").start()
+    threading.Thread(target=work, name=name).start()
     try:
         return await asyncio.shield(done)
     except asyncio.CancelledError:
