@@ -8,7 +8,8 @@ claims another host and dumps again there.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, overload
 
 from temporalio import workflow
 from temporalio.exceptions import (
@@ -72,6 +73,8 @@ RETENTION_AFTER_BACKUP = "retention-after-backup"
 # each regular activity costs the server a task dispatch and the run a workflow task, which
 # made up most of a tiny backup's cost (docs/performance.md).
 LOCAL_STEPS = "local-steps"
+
+R = TypeVar("R")  # an activity's result
 
 
 @workflow.defn(name="ExportBackupWorkflow")
@@ -384,15 +387,38 @@ class ExportBackupWorkflow:
             lines.append(details)
         workflow.set_current_details("\n\n".join(lines))
 
+    @overload
     async def _activity(
         self,
-        fn: Any,
+        fn: Callable[..., Awaitable[R]],
+        policy: Policy,
+        summary: str,
+        *args: Any,
+        task_queue: str | None = None,
+        local: bool = False,
+    ) -> R: ...
+
+    @overload
+    async def _activity(
+        self,
+        fn: Callable[..., R],
+        policy: Policy,
+        summary: str,
+        *args: Any,
+        task_queue: str | None = None,
+        local: bool = False,
+    ) -> R: ...
+
+    async def _activity(
+        self,
+        fn: Callable[..., Any],
         policy: Policy,
         summary: str,
         *args: Any,
         task_queue: str | None = None,
         local: bool = False,
     ) -> Any:
+        """`fn`'s result type, async activity or sync."""
         if local and self._local_steps:
             return await workflow.execute_local_activity(
                 fn,
