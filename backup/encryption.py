@@ -18,8 +18,6 @@ from typing import BinaryIO
 from backup.compression import CappedHashingWriter
 from backup.errors import BackupError, ConfigurationError
 
-SUFFIX = ".age"
-
 
 class EncryptionFailed(BackupError):
     """The encryption library failed mid-stream; nothing was stored."""

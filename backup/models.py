@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from backup.dependency_models import Dependencies
+from backup.layout import short_run_id  # noqa: F401  (callers import it from here too)
 from backup.retention import RetentionOutcome
 
 # Letters, digits, `_`, `-` and `.` (not first): safe in storage keys, file names and workflow ids.
@@ -177,12 +178,6 @@ class Project(BaseModel):
     project_id: str
     name: str
     schema_name: str
-
-
-def short_run_id(run_id: str) -> str:
-    """12 hex digits that tell runs apart in names. The last ones: run ids are UUIDv7, whose
-    leading digits are a timestamp shared by runs started close together."""
-    return run_id.replace("-", "")[-12:]
 
 
 class DumpSpec(BaseModel):
