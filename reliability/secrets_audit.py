@@ -39,7 +39,7 @@ from client import connect
 from devstack.ports import free_port
 from devstack.stack import DevStack
 from devstack.temporal import temporal_cli
-from emulators.telegram_api import FakeTelegramAPI
+from emulators.telegram import FakeTelegramAPI
 from reliability import harness
 from reliability.harness import own_stack, text_table, write_json
 

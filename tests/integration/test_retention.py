@@ -25,7 +25,7 @@ from backup.settings import Settings
 from backup.signing import generate_keypair
 from backup.storage import Storage, Transfer, open_storage
 from devstack.seaweed import SeaweedS3
-from emulators.telegram_api import DELETE_WINDOW_SECONDS, FakeTelegramAPI
+from emulators.telegram import DELETE_WINDOW_SECONDS, FakeTelegramAPI
 from tests.backends import CHAT, TOKEN, artifact, local_backend, s3_backend, telegram_backend
 
 # The policy, on fixed timestamps

@@ -26,7 +26,7 @@ from backup.signing import generate_keypair
 from backup.storage import Transfer, open_storage
 from backup.storage.s3 import S3Storage, _b64
 from devstack.seaweed import SeaweedS3
-from emulators.telegram_api import DOWNLOAD_LIMIT, UPLOAD_LIMIT, FakeTelegramAPI
+from emulators.telegram import DOWNLOAD_LIMIT, UPLOAD_LIMIT, FakeTelegramAPI
 from tests.backends import (
     CHAT,
     KEY,

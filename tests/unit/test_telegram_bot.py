@@ -13,7 +13,7 @@ import pytest
 from backup.errors import NotificationFailed
 from backup.notify.telegram import TelegramChannel
 from backup.telegram_bot import BotApi, BotApiError
-from emulators.telegram_api import FakeTelegramAPI
+from emulators.telegram import FakeTelegramAPI
 from tests.notifications import LINK, succeeded
 
 TOKEN = "123456789:AAFakeTokenForTheBotClientTests_x1"
