@@ -1,6 +1,6 @@
 """Pydantic models at every boundary: workflow input/result and what activities exchange.
 
-The workflow input is the public contract (README "Contract"): keep it backwards compatible.
+The workflow input is the public contract (docs/contract.md): keep it backwards compatible.
 """
 
 from __future__ import annotations
@@ -278,7 +278,7 @@ class Progress(BaseModel):
 
 
 class ExportResult(BaseModel):
-    """Result of ExportBackupWorkflow (README "Contract")."""
+    """Result of ExportBackupWorkflow (docs/contract.md)."""
 
     project_id: str
     schema_name: str
