@@ -11,7 +11,6 @@ from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping
 from email.message import Message
 from http.server import ThreadingHTTPServer
-from types import TracebackType
 from typing import Self
 
 from emulators.telegram.http import Handler, parse_arguments
@@ -120,23 +119,13 @@ class FakeTelegramAPI(BotMethods):
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *_: object) -> None:
         self.stop()
 
-    async def __aenter__(self) -> Self:
+    async def __aenter__(self) -> Self:  # the same, for `async with` in async tests
         return self.start()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *_: object) -> None:
         self.stop()
 
     @property

@@ -431,7 +431,7 @@ async def test_telegram_a_lost_answer_posts_a_part_twice_but_the_manifest_names_
     captions = [d.caption or "" for d in telegram.documents.values()]
     assert sum("part 2/3" in c for c in captions) == 2  # the known limitation
     fetched = await download(stored.location, tmp_path / "fetched", backend.settings)
-    assert [p.index for p in fetched.parts] == [0, 1, 2]
+    assert fetched.parts is not None and [p.index for p in fetched.parts] == [0, 1, 2]
     assert len({p.message_id for p in fetched.parts}) == 3
     assert (tmp_path / "fetched").read_bytes() == source.read_bytes()
 
