@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Callable
 from types import TracebackType
 from typing import IO, Any, Self
 from urllib.parse import quote
@@ -88,7 +89,12 @@ class BotApi:
         return self._client
 
     async def call(
-        self, method: str, *, files: Any = None, on_answer: Any = None, **fields: Any
+        self,
+        method: str,
+        *,
+        files: Any = None,
+        on_answer: Callable[[], object] | None = None,
+        **fields: Any,
     ) -> Any:
         """One Bot API method with form fields (None values are left out); its `result`.
         `on_answer()` runs for every answer received, 429s included (for request logs)."""
