@@ -26,7 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from backup import layout
 from backup.errors import StorageError
-from backup.layout import StoredBackup, StoredObject, group_backups
+from backup.layout import SIGNATURE_SUFFIX, StoredBackup, StoredObject, group_backups, manifest_name
 from backup.manifest import Manifest
 from backup.storage.base import Fetched, PartReader, Signer, Stored, Transfer, hash_range
 from backup.storage.s3_client import shared_client
@@ -152,11 +152,11 @@ class S3Storage:
                     s3, artifact, key, manifest.sha256, part_size, upload, transfer
                 )
             await self._check_stored(s3, key, size, manifest.sha256, etag)
-            manifest_key = layout.manifest_name(key)
+            manifest_key = manifest_name(key)
             raw = manifest.to_bytes()
             if self._sign:  # the signature lands first: a manifest is never unsigned when seen
                 await s3.put_object(
-                    Bucket=self.bucket, Key=layout.signature_name(key), Body=self._sign(raw),
+                    Bucket=self.bucket, Key=manifest_key + SIGNATURE_SUFFIX, Body=self._sign(raw),
                     **self.extra,
                 )  # fmt: skip
             await s3.put_object(
@@ -348,9 +348,9 @@ class S3Storage:
         if bucket != self.bucket:
             raise StorageError(f"{location} is not in bucket {self.bucket!r}", retryable=False)
         async with self._client() as s3:
-            answer = await self._get(s3, layout.manifest_name(key), location, "its manifest")
+            answer = await self._get(s3, manifest_name(key), location, "its manifest")
             raw = await answer["Body"].read()
-            signature = await self._optional(s3, layout.signature_name(key))
+            signature = await self._optional(s3, manifest_name(key) + SIGNATURE_SUFFIX)
             answer = await self._get(s3, key, location, "the artifact")
             done = 0
             with destination.open("wb") as out:
