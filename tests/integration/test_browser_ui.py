@@ -49,6 +49,8 @@ from tests.browser import (
 from workflows.search_attributes import BACKUP_STEP
 
 pytestmark = pytest.mark.timeout(300)
+# `expect` has its own 5 s default, which a loaded 2-core machine misses now and then.
+expect.set_options(timeout=BROWSER_TIMEOUT_MS)
 
 EMAIL = "ui-reader@tenant.example"  # in the input only: visible only when decoded
 
