@@ -37,6 +37,10 @@ Not emulated: methods other than getMe, sendMessage, sendDocument, getFile and d
 (they answer 404 like unknown ones), automatic flood control (use `rate_limit_next`), and
 per-chat message ids (ids here are unique across chats; a message is still only found in its own
 chat).
+
+Parts: server.py (FakeTelegramAPI: lifecycle, faults on demand, dispatch), methods.py (what each
+method checks and answers), limits.py (the limits, records and error answers), text.py (parse
+modes and lengths), http.py (request bodies and argument forms).
 """
 
 from emulators.telegram.limits import (
