@@ -14,7 +14,7 @@ import shutil
 import socket
 import subprocess
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -236,46 +236,51 @@ async def encrypted_backup(
     return handle, result
 
 
-@contextlib.asynccontextmanager
-async def encrypted_backup_page(
+OpenPage = Callable[[str], contextlib.AbstractAsyncContextManager[tuple[Page, list[int]]]]
+
+
+@pytest.fixture
+def open_encrypted_backup(
     browser: Browser,
     encrypted: tuple[TemporalDevServer, Settings],
     encrypted_backup: tuple[WorkflowHandle[Any, Any], ExportResult],
-    token: str,
-) -> AsyncIterator[tuple[Page, list[int]]]:
-    """The encrypted backup's page, opened by a browser whose requests carry `Authorization:
+) -> OpenPage:
+    """Opens the encrypted backup's page in a browser whose requests carry `Authorization:
     Bearer <token>`, as an SSO proxy in front of the codec server would add it; yields the page
     and the codec server's answers it saw."""
     temporal, _ = encrypted
     handle, _ = encrypted_backup
-    context = await browser.new_context(
-        viewport={"width": 1400, "height": 1000},
-        extra_http_headers={"Authorization": f"Bearer {token}"},
-    )
-    context.set_default_timeout(BROWSER_TIMEOUT_MS)
-    try:
-        page = await context.new_page()
-        statuses: list[int] = []
 
-        def seen(response: Response) -> None:
-            if urlsplit(response.url).path == "/decode":
-                statuses.append(response.status)
+    @contextlib.asynccontextmanager
+    async def open_page(token: str) -> AsyncIterator[tuple[Page, list[int]]]:
+        context = await browser.new_context(
+            viewport={"width": 1400, "height": 1000},
+            extra_http_headers={"Authorization": f"Bearer {token}"},
+        )
+        context.set_default_timeout(BROWSER_TIMEOUT_MS)
+        try:
+            page = await context.new_page()
+            statuses: list[int] = []
 
-        page.on("response", seen)
-        await page.goto(workflow_url(temporal.ui_url, handle))
-        yield page, statuses
-    finally:
-        await context.close()
+            def seen(response: Response) -> None:
+                if urlsplit(response.url).path == "/decode":
+                    statuses.append(response.status)
+
+            page.on("response", seen)
+            await page.goto(workflow_url(temporal.ui_url, handle))
+            yield page, statuses
+        finally:
+            await context.close()
+
+    return open_page
 
 
 async def test_codec_server_decodes_input_and_result_for_the_ui(
-    browser: Browser,
-    encrypted: tuple[TemporalDevServer, Settings],
+    open_encrypted_backup: OpenPage,
     encrypted_backup: tuple[WorkflowHandle[Any, Any], ExportResult],
 ) -> None:
     _, result = encrypted_backup
-    opened = encrypted_backup_page(browser, encrypted, encrypted_backup, TOKEN)
-    async with opened as (page, statuses):
+    async with open_encrypted_backup(TOKEN) as (page, statuses):
         await expect(page.get_by_text(EMAIL, exact=False).first).to_be_visible()  # input
         await expect(page.get_by_text(result.location, exact=False).first).to_be_visible()
         assert 200 in statuses and 401 not in statuses
@@ -283,13 +288,11 @@ async def test_codec_server_decodes_input_and_result_for_the_ui(
 
 
 async def test_wrong_token_shows_ciphertext(
-    browser: Browser,
-    encrypted: tuple[TemporalDevServer, Settings],
+    open_encrypted_backup: OpenPage,
     encrypted_backup: tuple[WorkflowHandle[Any, Any], ExportResult],
 ) -> None:
     handle, result = encrypted_backup
-    opened = encrypted_backup_page(browser, encrypted, encrypted_backup, "not-the-token")
-    async with opened as (page, statuses):
+    async with open_encrypted_backup("not-the-token") as (page, statuses):
         await eventually(lambda: statuses, lambda answers: 401 in answers)
         # The input as the history holds it: the ciphertext, base64 as the UI prints bytes.
         history = await handle.fetch_history()
