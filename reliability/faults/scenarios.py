@@ -69,39 +69,58 @@ async def _failed(
     return await activity_failure(handle, activity)
 
 
+Control = Callable[[], object]
+
+
 @dataclass(frozen=True)
 class Restart:
     """A server stops while pg_dump runs and comes back on the same ports."""
 
     schema: str
-    server: str  # "postgres" or "temporal": a DevStack attribute with stop/start methods
+    server: str  # as the detail names it
     seconds: float
+    controls: Callable[[DevStack], tuple[Control, Control]]  # stop, start again
+    redumps: bool  # the fault fails the dump, which must run again
+    serves_next: bool  # the same worker process must serve the next backup
 
 
 RESTARTS = {
     # PostgreSQL fast shutdown: the dump fails, is retried after 10 s, the backup completes.
-    "postgres": Restart("faults_pg", "postgres", PG_DOWN_S),
+    "postgres": Restart(
+        "faults_pg",
+        "PostgreSQL",
+        PG_DOWN_S,
+        lambda stack: (stack.postgres.stop, stack.postgres.start_again),
+        redumps=True,
+        serves_next=False,
+    ),
     # The Temporal dev server (SQLite file): the workflow completes and the same worker
     # process serves the next backup.
-    "temporal": Restart("faults_temporal", "temporal", TEMPORAL_DOWN_S),
+    "temporal": Restart(
+        "faults_temporal",
+        "Temporal",
+        TEMPORAL_DOWN_S,
+        lambda stack: (stack.temporal.stop, stack.temporal.start),
+        redumps=False,
+        serves_next=True,
+    ),
 }
 
 
 async def restart_while_dumping(case: Restart, stack: DevStack, work: Path) -> str:
     project = tenant(stack, case.schema, text_rows(60_000))
-    server: Any = getattr(stack, case.server)
-    start_again = server.start_again if case.server == "postgres" else server.start
-    with worker(stack, work, case.server, SLOW_DUMP) as w:
+    stop, start_again = case.controls(stack)
+    with worker(stack, work, case.schema, SLOW_DUMP) as w:
         handle = await start(stack, w, project)
-        await down_while_dumping(w, server.stop, start_again, case.seconds)
+        await down_while_dumping(w, stop, start_again, case.seconds)
         result = await result_of(handle)
         after = ""
-        if case.server == "temporal":
+        if case.serves_next:
             again = await result_of(await start(stack, w, "acme"), timeout=180)
             assert w.proc.poll() is None, "the worker exited"
             after = f"; the same worker then backed up acme ({again.size_bytes} bytes)"
     dumps = await attempts(handle, "dump_schema")
-    if case.server == "postgres":
+    if case.redumps:
         assert dumps >= 2, f"the dump ran {dumps} time(s): the fault missed it"
     await _succeeded(stack, w, handle, result)
     return (
@@ -236,10 +255,14 @@ SPOOL_FULL = {
     # The estimate passes (2.4 MB of table data on 3 MiB) but the uncompressed SQL dump writes
     # bytea as hex, 4 MB: ENOSPC mid-write becomes SpoolFull at once, the partial file is gone.
     "during_write": SpoolFull(
-        "faults_enospc", random_bytes(2048), "3m", (("format", "sql"), ("compress", False)),
-        "ran out of space", "SPOOL_DIR",
+        "faults_enospc",
+        random_bytes(2048),
+        "3m",
+        (("format", "sql"), ("compress", False)),
+        "ran out of space",
+        "SPOOL_DIR",
     ),
-}  # fmt: skip
+}
 
 
 async def spool_full(case: SpoolFull, stack: DevStack, work: Path) -> str:
