@@ -113,10 +113,7 @@ class BotApi:
             assert response is not None
             if on_answer is not None:
                 on_answer()
-            try:
-                body = response.json()
-            except ValueError:
-                body = {"description": response.text[:200]}
+            body = _json_or_empty(response) or {"description": response.text[:200]}
             if body.get("ok") and response.is_success:
                 return body["result"]
             description = str(body.get("description", ""))
