@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from temporalio import activity
 
 from activities.support import ByteProgress, count_bytes, heartbeating, step_errors
+from backup import layout
 from backup.errors import IntegrityError
 from backup.files import atomic_file
 from backup.manifest import Manifest
@@ -57,7 +58,7 @@ class UploadActivities:
                 stored = await storage.store(
                     source,
                     manifest,
-                    str(PurePosixPath(key_stem).parent / artifact.file_name),
+                    layout.artifact_key(key_stem, artifact.file_name),
                     transfer,
                 )
         journal.unlink(missing_ok=True)

@@ -17,7 +17,6 @@ from backup.errors import BackupTooLarge
 from backup.models import Compression
 
 MIN_JOB = 1024 * 1024  # libzstd's own floor is 512 KiB
-SUFFIX = {Compression.ZSTD: ".zst", Compression.GZIP: ".gz", Compression.NONE: ""}
 
 
 class Sink(Protocol):

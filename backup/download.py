@@ -13,6 +13,7 @@ from pathlib import Path
 
 from backup.errors import IntegrityError
 from backup.files import sha256_of
+from backup.layout import PARTIAL_SUFFIX
 from backup.manifest import Manifest
 from backup.settings import Settings
 from backup.signing import ManifestSigner, load_verify_key, verify_manifest
@@ -28,7 +29,7 @@ async def download(
 ) -> Manifest:
     """verify_key_file, when given, is the public key to check the signature with, whatever the
     settings say."""
-    partial = destination.with_name(destination.name + ".partial")
+    partial = destination.with_name(destination.name + PARTIAL_SUFFIX)
     try:
         fetched = await storage_for(location, settings).fetch(
             location, partial, transfer or Transfer()

@@ -18,8 +18,6 @@ from typing import BinaryIO
 from backup.compression import CappedHashingWriter
 from backup.errors import BackupError, ConfigurationError, EncryptionFailed
 
-SUFFIX = ".age"
-
 
 def parse_recipients(keys: Iterable[str]) -> list[object]:
     """age X25519 recipients from their public keys; a bad key is a configuration error."""

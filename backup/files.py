@@ -9,13 +9,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from backup.layout import PARTIAL_SUFFIX
+
 
 @contextlib.contextmanager
 def atomic_file(target: Path) -> Iterator[BinaryIO]:
     """Write to `<target>.partial`, fsync, then rename over `target`; on any failure the
     partial file is removed, so readers and retries never see half an artifact."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
+    partial = target.with_name(target.name + PARTIAL_SUFFIX)
     try:
         with partial.open("wb") as file:
             yield file

@@ -1,4 +1,4 @@
-"""Input and result of BackupAllProjectsWorkflow (README "Fleet backup").
+"""Input and result of BackupAllProjectsWorkflow (docs/contract.md "Fleet backup").
 
 The input also carries what one run hands to the next through continue-as-new: the keyset
 cursor and the summary so far.

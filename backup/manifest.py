@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from backup.dependency_models import Dependencies
 from backup.files import atomic_file
+from backup.layout import manifest_name  # noqa: F401  (callers import it from here too)
 from backup.models import Compression, DumpFormat, RestoreCheck
 
 MANIFEST_VERSION = 1
@@ -63,8 +64,3 @@ class Manifest(BaseModel):
     @classmethod
     def read(cls, path: Path) -> Manifest:
         return cls.model_validate_json(path.read_text())
-
-
-def manifest_name(artifact_name: str) -> str:
-    """The manifest sits beside its artifact, named after it."""
-    return artifact_name + ".manifest.json"

@@ -1,6 +1,6 @@
 """Pydantic models at every boundary: workflow input/result and what activities exchange.
 
-The workflow input is the public contract (README "Contract"): keep it backwards compatible.
+The workflow input is the public contract (docs/contract.md): keep it backwards compatible.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from backup.dependency_models import Dependencies
+from backup.layout import short_run_id  # noqa: F401  (callers import it from here too)
 from backup.retention import RetentionOutcome
 
 # Letters, digits, `_`, `-` and `.` (not first): safe in storage keys, file names and workflow ids.
@@ -179,12 +180,6 @@ class Project(BaseModel):
     schema_name: str
 
 
-def short_run_id(run_id: str) -> str:
-    """12 hex digits that tell runs apart in names. The last ones: run ids are UUIDv7, whose
-    leading digits are a timestamp shared by runs started close together."""
-    return run_id.replace("-", "")[-12:]
-
-
 class DumpSpec(BaseModel):
     """What the dump activity needs; built by the workflow from the request and the project."""
 
@@ -287,7 +282,7 @@ class Progress(BaseModel):
 
 
 class ExportResult(BaseModel):
-    """Result of ExportBackupWorkflow (README "Contract")."""
+    """Result of ExportBackupWorkflow (docs/contract.md)."""
 
     project_id: str
     schema_name: str

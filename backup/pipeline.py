@@ -29,12 +29,12 @@ import psycopg
 
 from backup import large_objects
 from backup.catalog import exact_row_counts, schema_data_bytes, schema_tables, server_version
-from backup.compression import SUFFIX, CappedHashingWriter, Compressor, too_large
+from backup.compression import CappedHashingWriter, Compressor, too_large
 from backup.dependencies import capture as capture_dependencies
-from backup.encryption import SUFFIX as AGE_SUFFIX
 from backup.encryption import AgeEncryptor, parse_recipients
 from backup.errors import DumpFailed, SchemaNotFound
 from backup.files import atomic_file
+from backup.layout import artifact_name
 from backup.manifest import Manifest, manifest_name
 from backup.models import Compression, DumpFormat, Project
 from backup.pgconn import ClientConnection, client_connection
@@ -42,12 +42,6 @@ from backup.pgdump import directory_compression, pg_dump_args, pg_dump_version
 from backup.spool import ensure_free_space, out_of_space_is_spool_full, spool_bytes_needed
 
 CHUNK = 1024 * 1024
-EXTENSION = {
-    DumpFormat.CUSTOM: ".dump",
-    DumpFormat.SQL: ".sql",
-    DumpFormat.TAR: ".tar",
-    DumpFormat.DIRECTORY: ".dir.tar",
-}
 
 ProgressCallback = Callable[[int], None]
 # How often the directory format's staging directory is measured against the cap.
@@ -71,15 +65,6 @@ class DumpOutcome:
     artifact_path: Path
     manifest_path: Path
     manifest: Manifest
-
-
-def artifact_name(
-    base_name: str, fmt: DumpFormat, compression: Compression, *, encrypted: bool = False
-) -> str:
-    """The suffixes name the layers to peel off, outermost last. A directory artifact is a plain
-    tar whatever its compression: pg_dump compressed the files inside it."""
-    outer = "" if fmt is DumpFormat.DIRECTORY else SUFFIX[compression]
-    return base_name + EXTENSION[fmt] + outer + (AGE_SUFFIX if encrypted else "")
 
 
 def dump_schema(

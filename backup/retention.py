@@ -17,21 +17,13 @@ verified in storage), so it can never push the last good backup out of the windo
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-# backups/<project>/<UTC start>-<run8>.<ext>: the stamp is the workflow's start time (README).
-BACKUP_NAME = re.compile(r"^(?P<stamp>\d{8}T\d{6}Z)-(?P<run>[A-Za-z0-9]+)\.(?P<ext>[A-Za-z0-9.]+)$")
-MANIFEST_SUFFIX = ".manifest.json"  # backup.manifest.manifest_name
-SIGNATURE_SUFFIX = ".sig"  # backup.signing; not imported so this module stays dependency-free
-PARTIAL_SUFFIX = ".partial"  # backup.files.atomic_file: a write in flight
-# The manifest goes first: from then on the backup no longer counts as good anywhere, and a
-# delete that stops halfway leaves an orphan (reported) rather than a manifest without data.
-DELETION_ORDER = ("manifest", "signature", "artifact")
+from backup.layout import StoredBackup, as_utc, newest_first
 
 
 class RetentionPolicy(BaseModel):
@@ -69,78 +61,6 @@ class RetentionPolicy(BaseModel):
         return f"keep {', '.join(rules)}; always the newest {self.min_keep}"
 
 
-@dataclass(frozen=True)
-class StoredBackup:
-    """One backup as a backend lists it. `keys` is what the backend deletes (object keys,
-    paths relative to the storage root, or message ids), in DELETION_ORDER."""
-
-    location: str  # of the artifact, as `store` returned it
-    created_at: datetime  # UTC: the workflow's start time, from the key
-    size_bytes: int  # of the artifact; 0 when the artifact itself is missing
-    keys: tuple[str, ...]
-    has_manifest: bool = True  # False: an orphan, never a candidate for retention
-
-
-@dataclass(frozen=True)
-class StoredObject:
-    """One listed object (file, S3 object) of a project's backup folder."""
-
-    key: str  # what the backend deletes it by
-    name: str  # the last path component
-    size_bytes: int
-
-
-def created_at_of(name: str) -> datetime | None:
-    """The UTC time in a backup's artifact name, or None when the name is not one of ours."""
-    match = BACKUP_NAME.match(name)
-    if match is None:
-        return None
-    try:
-        return datetime.strptime(match["stamp"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-    except ValueError:  # e.g. month 13: not written by us
-        return None
-
-
-def group_backups(
-    objects: Iterable[StoredObject], location_of: Callable[[str], str]
-) -> list[StoredBackup]:
-    """Artifact, manifest and signature objects grouped into backups (newest first).
-
-    Names that are not ours (or `*.partial`, a write in flight) are ignored: retention only ever
-    touches what this tool stored. `location_of(artifact key)` is the backend's location.
-    """
-    groups: dict[str, tuple[datetime, dict[str, StoredObject]]] = {}
-    for obj in objects:
-        if obj.name.endswith(PARTIAL_SUFFIX):
-            continue
-        artifact, role = _artifact_of(obj.name)
-        created_at = created_at_of(artifact)
-        if created_at is None:
-            continue
-        artifact_key = obj.key[: len(obj.key) - len(obj.name)] + artifact
-        groups.setdefault(artifact_key, (created_at, {}))[1][role] = obj
-    backups = []
-    for artifact_key, (created_at, roles) in groups.items():
-        backups.append(
-            StoredBackup(
-                location=location_of(artifact_key),
-                created_at=created_at,
-                size_bytes=roles["artifact"].size_bytes if "artifact" in roles else 0,
-                keys=tuple(roles[r].key for r in DELETION_ORDER if r in roles),
-                has_manifest="artifact" in roles and "manifest" in roles,
-            )
-        )
-    return sorted(backups, key=_newest_first)
-
-
-def _artifact_of(name: str) -> tuple[str, str]:
-    if name.endswith(MANIFEST_SUFFIX + SIGNATURE_SUFFIX):
-        return name.removesuffix(MANIFEST_SUFFIX + SIGNATURE_SUFFIX), "signature"
-    if name.endswith(MANIFEST_SUFFIX):
-        return name.removesuffix(MANIFEST_SUFFIX), "manifest"
-    return name, "artifact"
-
-
 @dataclass
 class RetentionPlan:
     keep: list[StoredBackup] = field(default_factory=list)  # newest first
@@ -155,8 +75,8 @@ def plan_retention(backups: Iterable[StoredBackup], policy: RetentionPolicy) -> 
     complete: list[StoredBackup] = []
     for backup in backups:
         (complete if backup.has_manifest else plan.orphans).append(backup)
-    complete.sort(key=_newest_first)
-    plan.orphans.sort(key=_newest_first)
+    complete.sort(key=newest_first)
+    plan.orphans.sort(key=newest_first)
 
     def keep(backup: StoredBackup, reason: str) -> None:
         plan.reasons.setdefault(backup.location, []).append(reason)
@@ -177,23 +97,13 @@ def plan_retention(backups: Iterable[StoredBackup], policy: RetentionPolicy) -> 
         for backup in complete:  # newest first: the first one of a period is its newest
             if count is None or len(seen) >= count:
                 break
-            bucket = period(_utc(backup.created_at))
+            bucket = period(as_utc(backup.created_at))
             if bucket not in seen:
                 seen.add(bucket)
                 keep(backup, f"{rule} {bucket}")
     for backup in complete:
         (plan.keep if backup.location in plan.reasons else plan.prune).append(backup)
     return plan
-
-
-def _newest_first(backup: StoredBackup) -> tuple[float, str]:
-    # The location breaks ties of backups started in the same second (run ids differ).
-    return (-_utc(backup.created_at).timestamp(), backup.location)
-
-
-def _utc(moment: datetime) -> datetime:
-    """Aware datetimes in UTC; a naive one is taken to be UTC already."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _day(moment: datetime) -> str:

@@ -1,4 +1,4 @@
-"""Worker configuration from the environment (README "Configuration").
+"""Worker configuration from the environment (docs/operations.md "Configuration").
 
 Secrets are SecretStr so they never show up in a repr, a log line or an error message.
 """
@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     manifest_verify_key_file: Path | None = None
 
     # Encrypted workflow payloads (off when empty): base64 of 32 random bytes, the same on every
-    # worker, starter and codec server of the namespace (README "Encrypted workflow payloads").
+    # worker, starter and codec server of the namespace (docs/security.md, workflow payloads).
     payload_encryption_key: SecretStr | None = None
     payload_encryption_key_id: str = "default"
     # Keys retired by a rotation, still needed to read running workflows and old histories:

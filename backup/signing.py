@@ -15,8 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from backup.errors import ConfigurationError, IntegrityError
-
-SIGNATURE_SUFFIX = ".sig"
+from backup.layout import SIGNATURE_SUFFIX  # noqa: F401  (kept importable from here)
 
 
 def generate_keypair() -> tuple[bytes, bytes]:

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import signal
 import subprocess
 import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -29,9 +28,9 @@ import psycopg
 
 from backup.models import ExportRequest, RestoreResult
 from client import connect_with, start_export
-from devstack.ports import free_port
 from devstack.process import stop_process
 from devstack.stack import DevStack
+from reliability import harness
 from reliability.crashes import (
     HOSTS,
     PART_MIB,
@@ -43,10 +42,10 @@ from reliability.crashes import (
     seed_project,
     spawn_worker,
 )
+from reliability.harness import own_stack, text_table, write_json
 from workflows.restore_backup import RestoreBackupWorkflow
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "reliability" / "results" / "restore_crashes.json"
+RESULTS = harness.RESULTS / "restore_crashes.json"
 
 
 @dataclass(frozen=True)
@@ -185,18 +184,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     cells = args.cell or [c.name for c in CELLS]
-    with tempfile.TemporaryDirectory(prefix="restore-crashes-") as home:
-        stack = DevStack(
-            Path(home) / "stack", temporal_port=None, ui_port=None,
-            metrics_port=free_port(), scale=0.05, storage="s3",
-        )  # fmt: skip
-        with stack:
-            seed_project(stack.postgres.url())
-            rows = asyncio.run(run_all(stack, Path(home), cells, args.host or list(HOSTS)))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps([asdict(r) for r in rows], indent=1))
+    with (
+        tempfile.TemporaryDirectory(prefix="restore-crashes-") as home,
+        own_stack(Path(home) / "stack", storage="s3") as stack,
+    ):
+        seed_project(stack.postgres.url())
+        rows = asyncio.run(run_all(stack, Path(home), cells, args.host or list(HOSTS)))
+    print(text_table(rows, ["cell", "host", "passed", "seconds", "detail"]))
     passed = sum(r.passed for r in rows)
-    print(f"restore cells: {passed}/{len(rows)} passed; wrote {args.out}")
+    print(f"restore cells: {passed}/{len(rows)} passed; wrote {write_json(rows, args.out)}")
     return 0 if passed == len(rows) else 1
 
 

@@ -34,11 +34,12 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from psycopg import sql
 from temporalio.client import Client, WorkflowFailureError
 
+from backup import layout
 from client import connect
 from devstack.ports import free_port
 from devstack.stack import DevStack
 from devstack.temporal import temporal_cli
-from emulators.telegram_api import FakeTelegramAPI
+from emulators.telegram import FakeTelegramAPI
 from reliability import harness
 from reliability.harness import own_stack, text_table, write_json
 
@@ -288,7 +289,7 @@ class Audit:
         )
         places["emails"] = "\n".join(m.decode(errors="replace") for m in self.mailbox.messages)
         places["Telegram messages and documents"] = "\n".join(self.telegram_texts)
-        manifests = sorted(stack.home.glob("storage/**/*.manifest.json"))
+        manifests = sorted(stack.home.glob(f"storage/**/*{layout.MANIFEST_SUFFIX}"))
         places[f"stored manifests ({len(manifests)})"] = "\n".join(_read(p) for p in manifests)
         return places
 

@@ -19,7 +19,7 @@ from backup.models import Compression, DumpFormat
 from backup.settings import Settings
 from backup.storage import Storage, Stored, Transfer, open_storage
 from devstack.seaweed import SeaweedS3
-from emulators.telegram_api import FakeTelegramAPI
+from emulators.telegram import FakeTelegramAPI
 
 KEY = "backups/acme/20261126T120000Z-abcdef12.dump.zst"
 TOKEN = "123456:test-token-secret"

@@ -196,7 +196,6 @@ class Harness:
             request,
             id=f"export-backup-test-{uuid.uuid4().hex[:8]}",
             task_queue=self.task_queue,
-            result_type=ExportResult,
         )
 
 

@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.upload import UploadActivities
     from activities.verify import VerifyActivities
     from activities.verify_restore import VerifyRestoreActivities
+    from backup import layout
     from backup.errors import (
         ArtifactCorrupted,
         BackupFailed,
@@ -55,7 +56,6 @@ with workflow.unsafe.imports_passed_through():
         Step,
         StoredArtifact,
         export_workflow_id,
-        short_run_id,
     )
     from backup.retention import RetentionOutcome
     from workflows import policies
@@ -111,7 +111,7 @@ class ExportBackupWorkflow:
         if started_with != req.project_id or not self._local_steps:  # the starter sets it
             workflow.upsert_search_attributes([PROJECT_ID.value_set(req.project_id)])
         run_key = info.run_id  # one spool directory and one storage key per workflow run
-        key_stem = f"backups/{req.project_id}/{started_at:%Y%m%dT%H%M%SZ}-{short_run_id(run_key)}"
+        key_stem = layout.key_stem(req.project_id, started_at, run_key)
 
         dumped: DumpedArtifact | None = None
         stored: StoredArtifact | None = None

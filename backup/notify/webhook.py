@@ -1,6 +1,6 @@
 """Signed webhooks (httpx): a versioned JSON payload, HMAC-SHA256 over "timestamp.body" like
 Stripe's and GitHub's, and an idempotency key per workflow run and event so a receiver can drop
-redeliveries. README "Webhooks" documents the schema and the verification recipe."""
+redeliveries. docs/notifications.md "Webhooks" documents the schema and the verification recipe."""
 
 from __future__ import annotations
 

@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+from backup.layout import StoredBackup
 from backup.manifest import Manifest
-from backup.retention import StoredBackup
 
 
 def _ignore(_: Any) -> None:
@@ -82,11 +82,11 @@ class Storage(Protocol):
     ) -> int:
         """Abort this deployment's unfinished uploads begun more than `older_than` before `now`
         (runs whose cleanup could not reach the store); returns how many. Nothing outside the
-        deployment's `backups/` is touched. A no-op where nothing is left half-uploaded."""
+        deployment's `layout.ROOT` is touched. A no-op where nothing is left half-uploaded."""
         ...
 
     async def list_backups(self, project_id: str) -> list[StoredBackup]:
-        """The project's backups under `backups/<project_id>/`, newest first, including
+        """The project's backups under `layout.project_prefix(project_id)`, newest first, including
         orphans (no manifest: `has_manifest` False). Raises ListingNotSupported where the
         backend can not list."""
         ...

@@ -7,11 +7,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from backup import layout
 from backup.errors import StorageError
 from backup.files import atomic_file
-from backup.manifest import Manifest, manifest_name
-from backup.retention import StoredBackup, StoredObject, group_backups
-from backup.signing import SIGNATURE_SUFFIX
+from backup.layout import StoredBackup, StoredObject, group_backups
+from backup.manifest import Manifest
 from backup.storage.base import Fetched, Signer, Stored, Transfer
 
 CHUNK = 4 * 1024 * 1024
@@ -29,16 +29,16 @@ class LocalStorage:
     ) -> Stored:
         target = self._path_for(key)
         await asyncio.to_thread(_copy, artifact, target, transfer)
-        manifest_path = target.with_name(manifest_name(target.name))
+        manifest_path = target.with_name(layout.manifest_name(target.name))
         raw = manifest.to_bytes()
         if self._sign:  # the signature lands first: a manifest is never unsigned when seen
-            _write(manifest_path.with_name(manifest_path.name + SIGNATURE_SUFFIX), self._sign(raw))
+            _write(target.with_name(layout.signature_name(target.name)), self._sign(raw))
         _write(manifest_path, raw)
         return Stored(target.as_uri(), manifest_path.as_uri())
 
     async def fetch(self, location: str, destination: Path, transfer: Transfer) -> Fetched:
         source = self._path_of(location)
-        manifest_path = source.with_name(manifest_name(source.name))
+        manifest_path = source.with_name(layout.manifest_name(source.name))
         parts = {"the artifact": source, "its manifest": manifest_path}
         missing = [what for what, path in parts.items() if not path.is_file()]
         if missing:
@@ -49,13 +49,13 @@ class LocalStorage:
             )
         await asyncio.to_thread(_copy, source, destination, transfer)
         raw = manifest_path.read_bytes()
-        signature_path = manifest_path.with_name(manifest_path.name + SIGNATURE_SUFFIX)
+        signature_path = source.with_name(layout.signature_name(source.name))
         signature = signature_path.read_bytes() if signature_path.exists() else None
         return Fetched(Manifest.model_validate_json(raw), raw, signature)
 
     async def abort_incomplete(self, key: str) -> int:
         target = self._path_for(key)
-        partials = list(target.parent.glob(target.name + "*.partial"))
+        partials = list(target.parent.glob(f"{target.name}*{layout.PARTIAL_SUFFIX}"))
         for partial in partials:
             partial.unlink(missing_ok=True)
         return len(partials)
@@ -67,7 +67,7 @@ class LocalStorage:
         return 0
 
     async def list_backups(self, project_id: str) -> list[StoredBackup]:
-        folder = self._path_for(f"backups/{project_id}")
+        folder = self._path_for(layout.project_prefix(project_id))
         return await asyncio.to_thread(self._list, folder)
 
     def _list(self, folder: Path) -> list[StoredBackup]:

@@ -24,10 +24,10 @@ from urllib.parse import urlparse
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from backup import layout
 from backup.errors import StorageError
-from backup.manifest import Manifest, manifest_name
-from backup.retention import StoredBackup, StoredObject, group_backups
-from backup.signing import SIGNATURE_SUFFIX
+from backup.layout import SIGNATURE_SUFFIX, StoredBackup, StoredObject, group_backups, manifest_name
+from backup.manifest import Manifest
 from backup.storage.base import Fetched, PartReader, Signer, Stored, Transfer, hash_range
 from backup.storage.s3_client import shared_client
 
@@ -394,7 +394,7 @@ class S3Storage:
     async def abort_abandoned_uploads(
         self, older_than: timedelta, now: datetime | None = None
     ) -> int:
-        prefix = self._key("backups/")
+        prefix = self._key(f"{layout.ROOT}/")
         cutoff = (now or datetime.now(UTC)) - older_than
         aborted = 0
         async with self._client() as s3:
@@ -428,7 +428,7 @@ class S3Storage:
             markers = following
 
     async def list_backups(self, project_id: str) -> list[StoredBackup]:
-        folder = self._key(f"backups/{project_id}/")
+        folder = self._key(layout.project_prefix(project_id))
         objects = []
         async with self._client() as s3:
             pages = s3.get_paginator("list_objects_v2").paginate(

@@ -1,4 +1,4 @@
-"""Telegram as storage, over the Bot API with httpx.
+"""Telegram as storage, over the Bot API (backup.telegram_bot).
 
 The cloud Bot API takes 50 MB per upload but `getFile` serves only 20 MB, so a bot could not
 read back anything bigger: the artifact goes up in parts of TELEGRAM_PART_BYTES (default 19 MiB),
@@ -10,9 +10,7 @@ Every message sent (parts, signature, manifest) is checkpointed, so a retry does
 again. The Bot API has no idempotency key: a part whose answer was lost (timeout, 5xx after
 Telegram stored it) is posted again by the retry, and the manifest names only that copy.
 
-The token is part of every URL, so it is redacted from every message we raise (raised outside
-httpx's except blocks, so no httpx error rides along as context), and httpx's own request log
-(which prints URLs) is kept below INFO.
+Bot API calls, the 429 policy and the token's redaction are backup.telegram_bot's.
 """
 
 from __future__ import annotations
@@ -20,15 +18,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-import logging
 import math
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import parse_qs, quote, urlparse
+from urllib.parse import parse_qs, urlparse
 
-import httpx
-
+from backup import layout
 from backup.errors import (
     ConfigurationError,
     IntegrityError,
@@ -36,9 +32,8 @@ from backup.errors import (
     StorageError,
     UnknownFile,
 )
-from backup.manifest import Manifest, ManifestPart, manifest_name
-from backup.retention import StoredBackup
-from backup.signing import SIGNATURE_SUFFIX
+from backup.layout import StoredBackup
+from backup.manifest import Manifest, ManifestPart
 from backup.storage.base import (
     Fetched,
     PartReader,
@@ -47,28 +42,19 @@ from backup.storage.base import (
     Transfer,
     hash_range,
 )
+from backup.telegram_bot import CLOUD_API, BotApi, BotApiError
 
 MIB = 1024 * 1024
-CLOUD_API = "https://api.telegram.org"
 # The cloud's getFile limit, "20MB": the Bot API server's code has 20 << 20, but the decimal
 # reading is the stricter one, and the test stand-in enforces it too.
 CLOUD_DOWNLOAD_LIMIT = 20 * 1000 * 1000
 SELF_HOSTED_LIMIT = 2000 * 1000 * 1000  # a local Bot API server's upload limit
-MAX_RATE_LIMIT_WAITS = 8
+MAX_RATE_LIMIT_WAIT = 600.0  # seconds of 429 waits per call: an upload has hours, and heartbeats
 NO_RETENTION = (
     "Telegram cannot list a chat's messages, and a bot can delete a message only within 48 hours"
     " of sending it: retention is not applied to chat {chat}; give the chat an auto-delete timer"
     " or delete old backups by hand"
 )
-
-logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines carry the token
-
-
-def redact_token(text: str, token: str) -> str:
-    """`text` without the bot token, as given or URL-encoded (as it appears in a URL)."""
-    for form in (token, quote(token, safe="")):
-        text = text.replace(form, "<TELEGRAM_BOT_TOKEN>")
-    return text
 
 
 def is_cloud(api_url: str) -> bool:
@@ -111,51 +97,33 @@ class TelegramStorage:
     def max_part_size(self) -> int:
         return CLOUD_DOWNLOAD_LIMIT if is_cloud(self.api_url) else SELF_HOSTED_LIMIT
 
-    def _redact(self, text: str) -> str:
-        return redact_token(text, self._token)
-
-    async def _call(
-        self,
-        client: httpx.AsyncClient,
-        method: str,
-        transfer: Transfer,
-        label: str = "",
-        **fields: Any,
-    ) -> Any:
-        """One Bot API call; waits out 429s (retry_after) and maps errors to StorageError."""
-        files = fields.pop("files", None)
-        data = {k: str(v) for k, v in fields.items() if v is not None}
-        for _ in range(MAX_RATE_LIMIT_WAITS):
-            failure = None
-            try:
-                response = await client.post(
-                    f"{self.api_url}/bot{self._token}/{method}", data=data, files=files
-                )
-            except (httpx.HTTPError, httpx.InvalidURL) as err:
-                failure = StorageError(
-                    self._redact(f"Telegram {method} at {self.api_url}: {err!r}"),
-                    retryable=not isinstance(err, (httpx.InvalidURL, httpx.UnsupportedProtocol)),
-                )
-            if failure is not None:
-                raise failure
-            transfer.requests.append(f"{method}({label})" if label else method)
-            try:
-                body = response.json()
-            except ValueError:
-                body = {"description": response.text[:200]}
-            if response.status_code == 429:
-                wait = float(body.get("parameters", {}).get("retry_after", 1))
-                await asyncio.sleep(wait)
-                continue
-            if body.get("ok"):
-                return body["result"]
-            raise self._error(method, response.status_code, str(body.get("description", "")))
-        raise StorageError(
-            f"Telegram {method}: still rate limited after {MAX_RATE_LIMIT_WAITS} waits"
+    def _bot(self) -> BotApi:
+        return BotApi(
+            self._token, self.api_url, timeout=self._timeout, max_wait=MAX_RATE_LIMIT_WAIT
         )
 
-    def _error(self, method: str, status: int, description: str) -> StorageError:
-        what = f"Telegram {method}: {status} {self._redact(description)}"
+    async def _call(
+        self, bot: BotApi, method: str, transfer: Transfer, label: str = "", **fields: Any
+    ) -> Any:
+        """One Bot API call (429s waited out by the client), its errors as StorageError."""
+        failure = None
+        try:
+            return await bot.call(
+                method,
+                on_answer=lambda: transfer.requests.append(
+                    f"{method}({label})" if label else method
+                ),
+                **fields,
+            )
+        except BotApiError as err:
+            failure = err
+        raise self._error(method, failure)  # outside the except block: no context rides along
+
+    def _error(self, method: str, err: BotApiError) -> StorageError:
+        if err.status is None or err.status == 429:
+            return StorageError(str(err), retryable=err.retryable)
+        status, description = err.status, err.description
+        what = f"Telegram {method}: {status} {description}"
         lowered = description.lower()
         if status == 401:
             return StorageError(f"{what}: TELEGRAM_BOT_TOKEN is not valid", retryable=False)
@@ -171,15 +139,15 @@ class TelegramStorage:
                 f"{what}: lower TELEGRAM_PART_BYTES (cloud Bot API: 50 MB upload, 20 MB download)",
                 retryable=False,
             )
-        return StorageError(what, retryable=status >= 500)
+        return StorageError(what, retryable=err.retryable)
 
     async def _send(
-        self, client: httpx.AsyncClient, transfer: Transfer, label: str, caption: str,
+        self, bot: BotApi, transfer: Transfer, label: str, caption: str,
         file_name: str, body: bytes | io.RawIOBase,
     ) -> dict[str, Any]:  # fmt: skip
         """sendDocument; returns the message id and file id of what Telegram stored."""
         message = await self._call(
-            client, "sendDocument", transfer, label,
+            bot, "sendDocument", transfer, label,
             chat_id=self.chat_id, message_thread_id=self.message_thread_id, caption=caption,
             files={"document": (file_name, body)},
         )  # fmt: skip
@@ -199,14 +167,14 @@ class TelegramStorage:
             state.update(changes, parts=[p.model_dump() for p in parts])
             transfer.checkpoint(dict(state))
 
-        async with httpx.AsyncClient(timeout=self._timeout) as client:
+        async with self._bot() as bot:
             for index in range(len(parts), count):
                 offset = index * part_size
                 length = min(part_size, size - offset)
                 _, _, sha256 = await asyncio.to_thread(hash_range, artifact, offset, length)
                 with PartReader(artifact, offset, length) as body:
                     sent = await self._send(
-                        client, transfer, str(index + 1), f"{name} part {index + 1}/{count}",
+                        bot, transfer, str(index + 1), f"{name} part {index + 1}/{count}",
                         f"{name}.part{index + 1:03d}", body,
                     )  # fmt: skip
                 parts.append(
@@ -220,18 +188,18 @@ class TelegramStorage:
             signature = _same(state.get("signature"), raw_sha256)
             if self._sign and signature is None:
                 signature = await self._send(
-                    client, transfer, "signature", f"signature of the manifest of {name}",
-                    manifest_name(name) + SIGNATURE_SUFFIX, self._sign(raw),
+                    bot, transfer, "signature", f"signature of the manifest of {name}",
+                    layout.signature_name(name), self._sign(raw),
                 )  # fmt: skip
                 signature["manifest_sha256"] = raw_sha256
                 checkpoint(signature=signature)
             sent_manifest = _same(state.get("manifest"), raw_sha256)
             if sent_manifest is None:
                 sent_manifest = await self._send(
-                    client, transfer, "manifest",
+                    bot, transfer, "manifest",
                     f"export-backup manifest of {manifest.project_id}: {count} part(s), "
                     f"sha256 {manifest.sha256}",
-                    manifest_name(name), raw,
+                    layout.manifest_name(name), raw,
                 )  # fmt: skip
                 sent_manifest["manifest_sha256"] = raw_sha256
                 checkpoint(manifest=sent_manifest)
@@ -261,10 +229,10 @@ class TelegramStorage:
 
     async def fetch(self, location: str, destination: Path, transfer: Transfer) -> Fetched:
         manifest_file_id, signature_file_id = _file_ids(location)
-        async with httpx.AsyncClient(timeout=self._timeout) as client:
+        async with self._bot() as bot:
             buffer = io.BytesIO()
             try:
-                await self._download(client, manifest_file_id, buffer, transfer)
+                await self._download(bot, manifest_file_id, buffer, transfer)
             except UnknownFile:
                 raise UnknownFile(
                     f"no backup at {location}: Telegram does not know its manifest's file id "
@@ -275,7 +243,7 @@ class TelegramStorage:
             signature = None
             if signature_file_id:
                 buffer = io.BytesIO()
-                await self._download(client, signature_file_id, buffer, transfer)
+                await self._download(bot, signature_file_id, buffer, transfer)
                 signature = buffer.getvalue()
             manifest = Manifest.model_validate_json(raw)
             if not manifest.parts:
@@ -283,7 +251,7 @@ class TelegramStorage:
             done = 0
             with destination.open("wb") as out:
                 for part in sorted(manifest.parts, key=lambda p: p.index):
-                    length, sha256 = await self._download(client, part.file_id, out, transfer)
+                    length, sha256 = await self._download(bot, part.file_id, out, transfer)
                     if length != part.size_bytes or sha256 != part.sha256:
                         raise IntegrityError(f"part {part.index + 1} of {location} is corrupted")
                     done += length
@@ -291,24 +259,16 @@ class TelegramStorage:
         return Fetched(manifest, raw, signature)
 
     async def _download(
-        self, client: httpx.AsyncClient, file_id: str, out: IO[bytes], transfer: Transfer
+        self, bot: BotApi, file_id: str, out: IO[bytes], transfer: Transfer
     ) -> tuple[int, str]:
         """Stream one file into `out`; returns its length and SHA-256."""
-        info = await self._call(client, "getFile", transfer, file_id=file_id)
-        url = f"{self.api_url}/file/bot{self._token}/{info['file_path']}"
-        digest, length, failure = hashlib.sha256(), 0, None
+        info = await self._call(bot, "getFile", transfer, file_id=file_id)
+        failure = None
         try:
-            async with client.stream("GET", url) as response:
-                response.raise_for_status()  # its message holds the URL, hence the token
-                async for chunk in response.aiter_bytes(MIB):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    length += len(chunk)
-        except httpx.HTTPError as err:
-            failure = self._redact(f"Telegram file download: {err!r}")
-        if failure is not None:
-            raise StorageError(failure)
-        return length, digest.hexdigest()
+            return await bot.download(info["file_path"], out)
+        except BotApiError as err:
+            failure = StorageError(str(err))  # e.g. an expired link: a retry asks for a new one
+        raise failure
 
     async def abort_incomplete(self, key: str) -> int:
         """Nothing stays half-uploaded in Telegram: each part is a whole message. Parts of a run
@@ -330,11 +290,11 @@ class TelegramStorage:
         """Delete the messages whose ids are `backup.keys` (the parts' ids are in the manifest).
         Telegram lets a bot delete only messages younger than 48 hours: an older one is a
         non-retryable error, because waiting never makes it deletable."""
-        async with httpx.AsyncClient(timeout=self._timeout) as client:
+        async with self._bot() as bot:
             for message_id in backup.keys:
                 try:
                     await self._call(
-                        client, "deleteMessage", Transfer(), chat_id=self.chat_id,
+                        bot, "deleteMessage", Transfer(), chat_id=self.chat_id,
                         message_id=message_id,
                     )  # fmt: skip
                 except StorageError as err:

@@ -1,14 +1,22 @@
-"""The faults, one function each: stage it, check the outcome, return a one-line detail (or
-raise AssertionError). SCENARIOS names them and marks those fast enough for CI."""
+"""The faults: stage one, check the outcome, return a one-line detail (or raise AssertionError).
+Faults of one shape share one function and differ by a row (RESTARTS, SPOOL_FULL); the checks
+every outcome needs are the `_succeeded` / `_failed` helpers. SCENARIOS names them all and marks
+those fast enough for CI."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
+
+from temporalio.client import WorkflowHandle
 
 from backup.download import download
 from backup.files import sha256_of
+from backup.models import ExportResult
 from devstack.ports import free_port
 from devstack.stack import DevStack
 from reliability.faults.staging import (
@@ -17,6 +25,7 @@ from reliability.faults.staging import (
     S3_DOWN_S,
     SLOW_DUMP,
     TEMPORAL_DOWN_S,
+    Worker,
     activity_failure,
     attempts,
     check_clean,
@@ -38,24 +47,94 @@ from reliability.faults.staging import (
 )
 
 
-async def postgres_restart_during_dump(stack: DevStack, work: Path) -> str:
-    """PostgreSQL stops (fast shutdown) while pg_dump runs and comes back on the same port:
-    the dump fails, is retried after 10 s and the backup completes."""
-    project = tenant(stack, "faults_pg", text_rows(60_000))
-    with worker(stack, work, "pg", SLOW_DUMP) as w:
-        handle = await start(stack, w, project)
-        await down_while_dumping(w, stack.postgres.stop, stack.postgres.start_again, PG_DOWN_S)
-        result = await result_of(handle)
-    dumps = await attempts(handle, "dump_schema")
-    assert dumps >= 2, f"the dump ran {dumps} time(s): the fault missed it"
+async def _succeeded(
+    stack: DevStack, w: Worker, handle: WorkflowHandle, result: ExportResult
+) -> None:
+    """A local artifact that matches its SHA-256, no spool left, the success webhook."""
     stored = Path(result.location.removeprefix("file://"))
     assert sha256_of(stored) == result.sha256, "the stored artifact does not match its SHA-256"
     check_clean(w)
     await check_notified(stack, handle, "backup.succeeded")
+
+
+async def _failed(
+    stack: DevStack, w: Worker, handle: WorkflowHandle, step: str, activity: str, budget: int
+) -> tuple[str, bool, str]:
+    """The step's activity failed after exactly `budget` attempts, no spool left, the failure
+    webhook naming the step; the activity's last error (type, non-retryable, message)."""
+    tries = await attempts(handle, activity)
+    assert tries == budget, f"{tries} {activity} attempts, expected {budget}"
+    check_clean(w)
+    await check_notified(stack, handle, "backup.failed", step=step)
+    return await activity_failure(handle, activity)
+
+
+Control = Callable[[], object]
+
+
+@dataclass(frozen=True)
+class Restart:
+    """A server stops while pg_dump runs and comes back on the same ports."""
+
+    schema: str
+    server: str  # as the detail names it
+    seconds: float
+    controls: Callable[[DevStack], tuple[Control, Control]]  # stop, start again
+    redumps: bool  # the fault fails the dump, which must run again
+    serves_next: bool  # the same worker process must serve the next backup
+
+
+RESTARTS = {
+    # PostgreSQL fast shutdown: the dump fails, is retried after 10 s, the backup completes.
+    "postgres": Restart(
+        "faults_pg",
+        "PostgreSQL",
+        PG_DOWN_S,
+        lambda stack: (stack.postgres.stop, stack.postgres.start_again),
+        redumps=True,
+        serves_next=False,
+    ),
+    # The Temporal dev server (SQLite file): the workflow completes and the same worker
+    # process serves the next backup.
+    "temporal": Restart(
+        "faults_temporal",
+        "Temporal",
+        TEMPORAL_DOWN_S,
+        lambda stack: (stack.temporal.stop, stack.temporal.start),
+        redumps=False,
+        serves_next=True,
+    ),
+}
+
+
+async def restart_while_dumping(case: Restart, stack: DevStack, work: Path) -> str:
+    project = tenant(stack, case.schema, text_rows(60_000))
+    stop, start_again = case.controls(stack)
+    with worker(stack, work, case.schema, SLOW_DUMP) as w:
+        handle = await start(stack, w, project)
+        await down_while_dumping(w, stop, start_again, case.seconds)
+        result = await result_of(handle)
+        after = ""
+        if case.serves_next:
+            again = await result_of(await start(stack, w, "acme"), timeout=180)
+            assert w.proc.poll() is None, "the worker exited"
+            after = f"; the same worker then backed up acme ({again.size_bytes} bytes)"
+    dumps = await attempts(handle, "dump_schema")
+    if case.redumps:
+        assert dumps >= 2, f"the dump ran {dumps} time(s): the fault missed it"
+    await _succeeded(stack, w, handle, result)
     return (
-        f"PostgreSQL down {PG_DOWN_S:g} s mid-dump; dump attempts {dumps}; "
-        f"{result.size_bytes} bytes stored, SHA-256 verified"
+        f"{case.server} down {case.seconds:g} s mid-dump; dump attempts {dumps}; "
+        f"{result.size_bytes} bytes stored, SHA-256 verified{after}"
     )
+
+
+async def _kill_s3_once_uploading(stack: DevStack, w: Worker, handle: WorkflowHandle) -> None:
+    """Kill SeaweedFS once the run's multipart upload is created (its journal is written)."""
+    assert stack.s3 is not None
+    journal = w.spool / str(handle.result_run_id) / "upload-state.json"
+    await asyncio.to_thread(wait_for_file, journal)  # CreateMultipartUpload answered
+    await asyncio.to_thread(stack.s3.kill)
 
 
 async def s3_restart_during_upload(stack: DevStack, work: Path) -> str:
@@ -66,9 +145,7 @@ async def s3_restart_during_upload(stack: DevStack, work: Path) -> str:
     env = {**MULTIPART, "ZSTD_LEVEL": "1"}
     with worker(stack, work, "s3", env) as w:
         handle = await start(stack, w, project)
-        journal = w.spool / str(handle.result_run_id) / "upload-state.json"
-        await asyncio.to_thread(wait_for_file, journal)  # CreateMultipartUpload answered
-        await asyncio.to_thread(stack.s3.kill)
+        await _kill_s3_once_uploading(stack, w, handle)
         await asyncio.sleep(S3_DOWN_S)
         await asyncio.to_thread(stack.s3.start_again)
         result = await result_of(handle)
@@ -102,15 +179,11 @@ async def s3_unreachable_short_budget(stack: DevStack, work: Path) -> str:
         error = await failure_of(handle)
     details = failure_details(error)
     assert details["failed_step"] == "uploading", details
-    kind, permanent, message = await activity_failure(handle, "upload_artifact")
+    kind, permanent, message = await _failed(stack, w, handle, "uploading", "upload_artifact", 3)
     assert kind == "StorageError" and not permanent, (kind, permanent)
     assert f"S3 at {dead} unreachable" in message, message
-    uploads = await attempts(handle, "upload_artifact")
-    assert uploads == 3, f"{uploads} upload attempts, expected the budget of 3"
-    check_clean(w)
-    await check_notified(stack, handle, "backup.failed", step="uploading")
     return (
-        f"{uploads} upload attempts ({kind}: {message[:70]}...), then BackupFailed with "
+        f"3 upload attempts ({kind}: {message[:70]}...), then BackupFailed with "
         f"error_type {details['error_type']}; spool removed; webhook backup.failed (uploading)"
     )
 
@@ -124,25 +197,20 @@ async def s3_stopped_for_good(stack: DevStack, work: Path) -> str:
     try:
         with worker(stack, work, "s3-gone", env) as w:
             handle = await start(stack, w, project)
-            journal = w.spool / str(handle.result_run_id) / "upload-state.json"
-            await asyncio.to_thread(wait_for_file, journal)
-            await asyncio.to_thread(stack.s3.kill)
+            await _kill_s3_once_uploading(stack, w, handle)
             error = await failure_of(handle, timeout=30 * 60)
     finally:
         await asyncio.to_thread(stack.s3.start_again)
     details = failure_details(error)
     assert details["failed_step"] == "uploading", details
-    kind, _, message = await activity_failure(handle, "upload_artifact")
+    # The production budget: 10 attempts.
+    kind, _, message = await _failed(stack, w, handle, "uploading", "upload_artifact", 10)
     assert kind == "StorageError", kind
-    uploads = await attempts(handle, "upload_artifact")
-    assert uploads == 10, f"{uploads} upload attempts, expected the production budget of 10"
-    check_clean(w)
-    await check_notified(stack, handle, "backup.failed", step="uploading")
     # Cleanup could not reach the store to abort the run's multipart upload: with S3 back, it
     # is still there. Reported, not failed: only a bucket lifecycle rule can catch this case.
     left = unfinished_uploads(stack, project)
     return (
-        f"{uploads} upload attempts then BackupFailed ({message[:100]}); "
+        f"10 upload attempts then BackupFailed ({message[:100]}); "
         f"unfinished multipart uploads once S3 is back: {len(left)}"
     )
 
@@ -166,82 +234,65 @@ async def notifications_down(stack: DevStack, work: Path) -> str:
     return f"backup stored at {result.location.rsplit('/', 1)[-1]}; recorded {errors}"[:300]
 
 
-async def spool_full_before_dump(stack: DevStack, work: Path) -> str:
-    """SPOOL_DIR is a 2 MiB tmpfs and the tenant has about 9 MB of table data: the pre-check
-    refuses before pg_dump starts, once, naming SPOOL_DIR, needed and free bytes."""
-    project = tenant(stack, "faults_spool", text_rows(30_000))
+@dataclass(frozen=True)
+class SpoolFull:
+    """The spool disk (a tmpfs) is too small: SpoolFull, permanent, after one dump attempt."""
+
+    schema: str
+    table: str  # staging's create-table SQL
+    size: str  # of the tmpfs
+    fields: tuple[tuple[str, Any], ...]  # of the request
+    says: str  # a phrase the error must hold
+    detail_from: str  # where the reported detail starts in the message
+
+
+SPOOL_FULL = {
+    # About 9 MB of table data on 2 MiB: the pre-check refuses before pg_dump starts, naming
+    # SPOOL_DIR, needed and free bytes.
+    "before_dump": SpoolFull(
+        "faults_spool", text_rows(30_000), "2m", (), "bytes are free", "not enough"
+    ),
+    # The estimate passes (2.4 MB of table data on 3 MiB) but the uncompressed SQL dump writes
+    # bytea as hex, 4 MB: ENOSPC mid-write becomes SpoolFull at once, the partial file is gone.
+    "during_write": SpoolFull(
+        "faults_enospc",
+        random_bytes(2048),
+        "3m",
+        (("format", "sql"), ("compress", False)),
+        "ran out of space",
+        "SPOOL_DIR",
+    ),
+}
+
+
+async def spool_full(case: SpoolFull, stack: DevStack, work: Path) -> str:
+    project = tenant(stack, case.schema, case.table)
     with (
-        tiny_filesystem(work / "tiny-spool") as spool,
-        worker(stack, work, "spool", tiny_spool(spool)) as w,
+        tiny_filesystem(work / f"tiny-{case.schema}", size=case.size) as spool,
+        worker(stack, work, case.schema, tiny_spool(spool)) as w,
     ):
-        handle = await start(stack, w, project)
+        handle = await start(stack, w, project, **dict(case.fields))
         error = await failure_of(handle)
-        check_clean(w)
     details = failure_details(error)
     assert details == {"failed_step": "dumping", "error_type": "SpoolFull"}, details
-    assert f"SPOOL_DIR {spool}" in error.message and "bytes are free" in error.message, error
-    dumps = await attempts(handle, "dump_schema")
-    assert dumps == 1, f"{dumps} dump attempts: SpoolFull must not be retried"
-    kind, permanent, _ = await activity_failure(handle, "dump_schema")
+    assert f"SPOOL_DIR {spool}" in error.message, error.message
+    assert case.says in error.message, error.message
+    # 1 attempt: SpoolFull must not be retried.
+    kind, permanent, _ = await _failed(stack, w, handle, "dumping", "dump_schema", 1)
     assert kind == "SpoolFull" and permanent, (kind, permanent)
-    await check_notified(stack, handle, "backup.failed", step="dumping")
-    return error.message[error.message.index("not enough") :][:200]
-
-
-async def spool_full_during_write(stack: DevStack, work: Path) -> str:
-    """The estimate passes (2.4 MB of table data on a 3 MiB spool) but the uncompressed SQL
-    dump writes bytea as hex, 4 MB: ENOSPC mid-write becomes SpoolFull at once, and the partial
-    file is gone."""
-    project = tenant(stack, "faults_enospc", random_bytes(2048))
-    with (
-        tiny_filesystem(work / "tiny-spool-2", size="3m") as spool,
-        worker(stack, work, "enospc", tiny_spool(spool)) as w,
-    ):
-        handle = await start(stack, w, project, format="sql", compress=False)
-        error = await failure_of(handle)
-        check_clean(w)
-    details = failure_details(error)
-    assert details == {"failed_step": "dumping", "error_type": "SpoolFull"}, details
-    assert "ran out of space" in error.message, error.message
-    dumps = await attempts(handle, "dump_schema")
-    assert dumps == 1, f"{dumps} dump attempts: SpoolFull must not be retried"
-    kind, permanent, _ = await activity_failure(handle, "dump_schema")
-    assert kind == "SpoolFull" and permanent, (kind, permanent)
-    await check_notified(stack, handle, "backup.failed", step="dumping")
-    return error.message[error.message.index("SPOOL_DIR") :][:200]
-
-
-async def temporal_restart_mid_workflow(stack: DevStack, work: Path) -> str:
-    """The Temporal dev server (SQLite file) stops while pg_dump runs and starts again on the
-    same ports: the workflow completes and the same worker process serves the next backup."""
-    project = tenant(stack, "faults_temporal", text_rows(60_000))
-    with worker(stack, work, "temporal", SLOW_DUMP) as w:
-        handle = await start(stack, w, project)
-        await down_while_dumping(w, stack.temporal.stop, stack.temporal.start, TEMPORAL_DOWN_S)
-        result = await result_of(handle)
-        after = await result_of(await start(stack, w, "acme"), timeout=180)
-        assert w.proc.poll() is None, "the worker exited"
-    dumps = await attempts(handle, "dump_schema")
-    stored = Path(result.location.removeprefix("file://"))
-    assert sha256_of(stored) == result.sha256, "the stored artifact does not match its SHA-256"
-    check_clean(w)
-    await check_notified(stack, handle, "backup.succeeded")
-    return (
-        f"Temporal down {TEMPORAL_DOWN_S:g} s mid-dump; dump attempts {dumps}; the same worker "
-        f"then backed up acme ({after.size_bytes} bytes)"
-    )
+    return error.message[error.message.index(case.detail_from) :][:200]
 
 
 Scenario = Callable[[DevStack, Path], Awaitable[str]]
 
 # name → (scenario, run by tests/reliability/test_faults.py)
 SCENARIOS: dict[str, tuple[Scenario, bool]] = {
-    "postgres_restart_during_dump": (postgres_restart_during_dump, True),
+    "postgres_restart_during_dump": (partial(restart_while_dumping, RESTARTS["postgres"]), True),
     "s3_restart_during_upload": (s3_restart_during_upload, True),
     "s3_unreachable_short_budget": (s3_unreachable_short_budget, True),
     "s3_stopped_for_good": (s3_stopped_for_good, False),
     "notifications_down": (notifications_down, False),
-    "spool_full_before_dump": (spool_full_before_dump, True),
-    "spool_full_during_write": (spool_full_during_write, True),
-    "temporal_restart_mid_workflow": (temporal_restart_mid_workflow, True),
+    "spool_full_before_dump": (partial(spool_full, SPOOL_FULL["before_dump"]), True),
+    "spool_full_during_write": (partial(spool_full, SPOOL_FULL["during_write"]), True),
+    "temporal_restart_mid_workflow": (partial(restart_while_dumping, RESTARTS["temporal"]), True),
 }

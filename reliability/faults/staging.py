@@ -21,6 +21,7 @@ from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
+from backup import layout
 from backup.models import ExportRequest, ExportResult
 from client import connect, start_export
 from devstack.seed import register_project
@@ -180,7 +181,9 @@ def unfinished_uploads(stack: DevStack, project: str) -> list[str]:
     assert stack.s3 is not None
     client = stack.s3.client()
     try:
-        listed = client.list_multipart_uploads(Bucket=stack.s3.bucket, Prefix=f"backups/{project}/")
+        listed = client.list_multipart_uploads(
+            Bucket=stack.s3.bucket, Prefix=layout.project_prefix(project)
+        )
     finally:
         client.close()
     return [upload["Key"] for upload in listed.get("Uploads", [])]

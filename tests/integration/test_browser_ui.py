@@ -7,13 +7,14 @@ Screenshots go to tmp/artifacts/browser/ (the best ones are in docs/images/).
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import re
 import shutil
 import socket
 import subprocess
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,7 +22,6 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.async_api import (
     Browser,
-    BrowserContext,
     Page,
     Response,
     async_playwright,
@@ -49,6 +49,8 @@ from tests.browser import (
 from workflows.search_attributes import BACKUP_STEP
 
 pytestmark = pytest.mark.timeout(300)
+# `expect` has its own 5 s default, which a loaded 2-core machine misses now and then.
+expect.set_options(timeout=BROWSER_TIMEOUT_MS)
 
 EMAIL = "ui-reader@tenant.example"  # in the input only: visible only when decoded
 
@@ -234,53 +236,63 @@ async def encrypted_backup(
     return handle, result
 
 
-async def open_with_token(browser: Browser, token: str) -> tuple[BrowserContext, Page, list[int]]:
-    """A browser whose requests carry `Authorization: Bearer <token>`, as an SSO proxy in front
-    of the codec server would add it; returns the codec server's answers it saw."""
-    context = await browser.new_context(
-        viewport={"width": 1400, "height": 1000},
-        extra_http_headers={"Authorization": f"Bearer {token}"},
-    )
-    context.set_default_timeout(BROWSER_TIMEOUT_MS)
-    page = await context.new_page()
-    statuses: list[int] = []
-
-    def seen(response: Response) -> None:
-        if urlsplit(response.url).path == "/decode":
-            statuses.append(response.status)
-
-    page.on("response", seen)
-    return context, page, statuses
+OpenPage = Callable[[str], contextlib.AbstractAsyncContextManager[tuple[Page, list[int]]]]
 
 
-async def test_codec_server_decodes_input_and_result_for_the_ui(
+@pytest.fixture
+def open_encrypted_backup(
     browser: Browser,
     encrypted: tuple[TemporalDevServer, Settings],
     encrypted_backup: tuple[WorkflowHandle[Any, Any], ExportResult],
-) -> None:
+) -> OpenPage:
+    """Opens the encrypted backup's page in a browser whose requests carry `Authorization:
+    Bearer <token>`, as an SSO proxy in front of the codec server would add it; yields the page
+    and the codec server's answers it saw."""
     temporal, _ = encrypted
-    handle, result = encrypted_backup
-    context, page, statuses = await open_with_token(browser, TOKEN)
-    try:
-        await page.goto(workflow_url(temporal.ui_url, handle))
+    handle, _ = encrypted_backup
+
+    @contextlib.asynccontextmanager
+    async def open_page(token: str) -> AsyncIterator[tuple[Page, list[int]]]:
+        context = await browser.new_context(
+            viewport={"width": 1400, "height": 1000},
+            extra_http_headers={"Authorization": f"Bearer {token}"},
+        )
+        context.set_default_timeout(BROWSER_TIMEOUT_MS)
+        try:
+            page = await context.new_page()
+            statuses: list[int] = []
+
+            def seen(response: Response) -> None:
+                if urlsplit(response.url).path == "/decode":
+                    statuses.append(response.status)
+
+            page.on("response", seen)
+            await page.goto(workflow_url(temporal.ui_url, handle))
+            yield page, statuses
+        finally:
+            await context.close()
+
+    return open_page
+
+
+async def test_codec_server_decodes_input_and_result_for_the_ui(
+    open_encrypted_backup: OpenPage,
+    encrypted_backup: tuple[WorkflowHandle[Any, Any], ExportResult],
+) -> None:
+    _, result = encrypted_backup
+    async with open_encrypted_backup(TOKEN) as (page, statuses):
         await expect(page.get_by_text(EMAIL, exact=False).first).to_be_visible()  # input
         await expect(page.get_by_text(result.location, exact=False).first).to_be_visible()
         assert 200 in statuses and 401 not in statuses
         await shoot(page, "encrypted-decoded")
-    finally:
-        await context.close()
 
 
 async def test_wrong_token_shows_ciphertext(
-    browser: Browser,
-    encrypted: tuple[TemporalDevServer, Settings],
+    open_encrypted_backup: OpenPage,
     encrypted_backup: tuple[WorkflowHandle[Any, Any], ExportResult],
 ) -> None:
-    temporal, _ = encrypted
     handle, result = encrypted_backup
-    context, page, statuses = await open_with_token(browser, "not-the-token")
-    try:
-        await page.goto(workflow_url(temporal.ui_url, handle))
+    async with open_encrypted_backup("not-the-token") as (page, statuses):
         await eventually(lambda: statuses, lambda answers: 401 in answers)
         # The input as the history holds it: the ciphertext, base64 as the UI prints bytes.
         history = await handle.fetch_history()
@@ -292,5 +304,3 @@ async def test_wrong_token_shows_ciphertext(
         assert "Codec Server could not connect" in text  # the UI says why
         assert EMAIL not in text and result.location not in text
         await shoot(page, "encrypted-wrong-token")
-    finally:
-        await context.close()

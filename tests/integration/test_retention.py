@@ -18,20 +18,14 @@ from temporalio.testing import ActivityEnvironment
 from activities.retention import RetentionActivities
 from backup.download import download
 from backup.errors import ConfigurationError, StorageError
+from backup.layout import StoredBackup
 from backup.prune import apply_retention
-from backup.retention import (
-    RetentionPolicy,
-    StoredBackup,
-    StoredObject,
-    created_at_of,
-    group_backups,
-    plan_retention,
-)
+from backup.retention import RetentionPolicy, plan_retention
 from backup.settings import Settings
 from backup.signing import generate_keypair
 from backup.storage import Storage, Transfer, open_storage
 from devstack.seaweed import SeaweedS3
-from emulators.telegram_api import DELETE_WINDOW_SECONDS, FakeTelegramAPI
+from emulators.telegram import DELETE_WINDOW_SECONDS, FakeTelegramAPI
 from tests.backends import CHAT, TOKEN, artifact, local_backend, s3_backend, telegram_backend
 
 # The policy, on fixed timestamps
@@ -225,41 +219,6 @@ def test_a_larger_rule_never_keeps_less(
 
 
 # Grouping listed objects into backups
-
-
-def test_listed_objects_are_grouped_into_backups() -> None:
-    folder = "backups/acme/"
-    names = [
-        "20260301T120000Z-aaaaaaaa.dump.zst.age",
-        "20260301T120000Z-aaaaaaaa.dump.zst.age.manifest.json",
-        "20260301T120000Z-aaaaaaaa.dump.zst.age.manifest.json.sig",
-        "20260302T120000Z-bbbbbbbb.sql.gz",  # no manifest: an orphan
-        "20260303T120000Z-cccccccc.dir.tar.zst.partial",  # a write in flight
-        "20260228T120000Z-dddddddd.tar.manifest.json",  # a manifest whose artifact is gone
-        "20260227T120000Z-eeeeeeee.dump",
-        "20260227T120000Z-eeeeeeee.dump.manifest.json",
-        "notes.txt",  # not ours
-        "20261301T120000Z-ffffffff.dump",  # not a date: not ours
-    ]
-    objects = [StoredObject(folder + name, name, 10) for name in names]
-    backups = group_backups(objects, lambda key: "s3://bucket/" + key)
-    summary = [(b.location.rsplit("/", 1)[1], b.has_manifest, b.keys) for b in backups]
-    a, b, d, e = (folder + n for n in ("20260301T120000Z-aaaaaaaa.dump.zst.age",
-                                       "20260302T120000Z-bbbbbbbb.sql.gz",
-                                       "20260228T120000Z-dddddddd.tar",
-                                       "20260227T120000Z-eeeeeeee.dump"))  # fmt: skip
-    assert summary == [
-        ("20260302T120000Z-bbbbbbbb.sql.gz", False, (b,)),
-        (
-            "20260301T120000Z-aaaaaaaa.dump.zst.age",
-            True,
-            (f"{a}.manifest.json", f"{a}.manifest.json.sig", a),
-        ),
-        ("20260228T120000Z-dddddddd.tar", False, (f"{d}.manifest.json",)),
-        ("20260227T120000Z-eeeeeeee.dump", True, (f"{e}.manifest.json", e)),
-    ]
-    assert backups[1].created_at == datetime(2026, 3, 1, 12, tzinfo=UTC)
-    assert created_at_of("20260301T120000Z-aaaaaaaa.dump.manifest.json.sig") is not None
 
 
 # Settings

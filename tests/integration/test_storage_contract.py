@@ -26,7 +26,7 @@ from backup.signing import generate_keypair
 from backup.storage import Transfer, open_storage
 from backup.storage.s3 import S3Storage, _b64
 from devstack.seaweed import SeaweedS3
-from emulators.telegram_api import DOWNLOAD_LIMIT, UPLOAD_LIMIT, FakeTelegramAPI
+from emulators.telegram import DOWNLOAD_LIMIT, UPLOAD_LIMIT, FakeTelegramAPI
 from tests.backends import (
     CHAT,
     KEY,
@@ -431,7 +431,7 @@ async def test_telegram_a_lost_answer_posts_a_part_twice_but_the_manifest_names_
     captions = [d.caption or "" for d in telegram.documents.values()]
     assert sum("part 2/3" in c for c in captions) == 2  # the known limitation
     fetched = await download(stored.location, tmp_path / "fetched", backend.settings)
-    assert [p.index for p in fetched.parts] == [0, 1, 2]
+    assert fetched.parts is not None and [p.index for p in fetched.parts] == [0, 1, 2]
     assert len({p.message_id for p in fetched.parts}) == 3
     assert (tmp_path / "fetched").read_bytes() == source.read_bytes()
 

@@ -19,7 +19,7 @@ from backup.notify import open_channel
 from backup.settings import Settings
 from devstack.ports import free_port
 from devstack.receivers import smtp_server, webhook_receiver
-from emulators.telegram_api import FakeTelegramAPI
+from emulators.telegram import FakeTelegramAPI
 from tests.notifications import LINK, failed, succeeded
 
 SECRET = "whsec-test-secret"

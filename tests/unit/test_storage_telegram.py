@@ -14,9 +14,9 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
+from backup import telegram_bot
 from backup.manifest import ManifestPart
 from backup.storage import Transfer
-from backup.storage import telegram as telegram_module
 from backup.storage.telegram import TelegramStorage
 from tests.backends import CHAT, KEY, MIB, TOKEN, artifact
 
@@ -59,7 +59,7 @@ def _through(monkeypatch: pytest.MonkeyPatch, server: Server) -> None:
     def client(**options: Any) -> httpx.AsyncClient:
         return real(transport=server, **options)
 
-    monkeypatch.setattr(telegram_module.httpx, "AsyncClient", client)
+    monkeypatch.setattr(telegram_bot.httpx, "AsyncClient", client)
 
 
 async def _peak(action: Any) -> int:

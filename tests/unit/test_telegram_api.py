@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from emulators.telegram_api import (
+from emulators.telegram import (
     DOWNLOAD,
     DOWNLOAD_LIMIT,
     REAL_SERVER_DOWNLOAD_LIMIT,
