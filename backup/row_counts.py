@@ -1,20 +1,18 @@
 """Exact row counts read from pg_dump's own output as it streams through the worker.
 
 The manifest's row counts are the test-restore contract, so they must be exact and of the dump's
-snapshot. Counting the COPY data the dump itself carries is both by construction, and costs the
-database nothing (a count(*) per table scans every heap a second time, beside the dump).
+snapshot. Counting the COPY data the dump itself carries is both by construction, and takes no
+second scan of every heap on the database server (count(*) per table, beside the dump); the
+price is worker CPU, a few hundred nanoseconds per row (docs/performance.md).
 
 COPY text escapes newlines inside values, so each row is exactly one b"\\n", and pg_dump ends
-each table's data with the terminator b"\\.\\n\\n\\n" (three newlines more, not rows). Type output
-functions return C strings, so COPY text never holds a NUL byte.
+each table's data with the terminator b"\\.\\n\\n\\n" (three newlines more, not rows).
 
 - Custom format (pg_backup_custom.c, pg_backup_archiver.c, archive versions 1.12 to 1.16): header,
   TOC (dumpId → namespace, tag, desc), then data blocks: a block type byte, the dumpId, chunks each
   prefixed by its length (an archive int: sign byte, then intSize bytes little-endian), a zero
   length closing the block. pg_dump -Z0 writes one chunk per row, plus one for the terminator.
-- Plain format: `COPY schema.table (columns) FROM stdin;` at statement level, rows, a `\\.` line.
-  The SQL between is scanned for quotes, dollar quotes and comments, so a function body that
-  contains such a line is not mistaken for data.
+- Plain format (backup/row_counts_sql.py): the lines between `COPY ... FROM stdin;` and `\\.`.
 
 Anything else (a compressed or unknown archive, a version not listed, a table seen twice or not at
 all, or without its terminator) is left uncounted: `counts` holds only tables read whole, and the
@@ -24,8 +22,8 @@ caller counts the rest with count(*) in the same snapshot. Never a guess.
 from __future__ import annotations
 
 import contextlib
-import re
 import struct
+from operator import itemgetter
 from typing import Protocol
 
 from backup.models import DumpFormat
@@ -38,6 +36,10 @@ READABLE_VERSIONS = range(12, 17)  # archive format 1.12 (PostgreSQL 9.0) to 1.1
 FORMAT_CUSTOM = 1
 # Beyond this much buffered header, TOC or SQL text the stream is not what we expect: give up.
 MAX_BUFFERED = 64 * 1024 * 1024
+# The bulk path splits at most WINDOW bytes at a time (a miss wastes at most that), and only
+# where FAST_MIN bytes are buffered (below that the chunk-by-chunk loop is as quick).
+WINDOW = 16 * 1024
+FAST_MIN = 1024
 
 
 class StreamCounter(Protocol):
@@ -53,6 +55,8 @@ def stream_counter(fmt: DumpFormat, schema: str) -> StreamCounter | None:
     if fmt is DumpFormat.CUSTOM:
         return CustomArchiveCounter(schema)
     if fmt is DumpFormat.SQL:
+        from backup.row_counts_sql import PlainSqlCounter
+
         return PlainSqlCounter(schema)
     return None
 
@@ -61,11 +65,11 @@ class _NeedMore(Exception):
     """The buffer ends inside the item being read."""
 
 
-class _Unreadable(Exception):
+class Unreadable(Exception):
     """The stream is not an archive this parser reads: count nothing more from it."""
 
 
-class _Tally:
+class Tally:
     """Per-table newline counts, a table counted only if its data was seen exactly once."""
 
     def __init__(self) -> None:
@@ -80,14 +84,54 @@ class _Tally:
             self.rows[table] = rows
 
 
-class CustomArchiveCounter:
+class Buffered:
+    """What the counters share: the buffer keeps what an item cut by a read needs, and an item
+    that did not fit is tried again only once the buffer has doubled (a large TOC or function
+    body fed in small reads is parsed a few times, not once per read)."""
+
+    START = 0  # where the unread part starts in the buffer (bytes before it kept as context)
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._retry_at = 0
+        self._unreadable = False
+        self._tally = Tally()
+
+    def feed(self, data: bytes) -> None:
+        if self._unreadable:
+            return
+        self._buf += data
+        if len(self._buf) >= self._retry_at:
+            self._consume()
+
+    def counts(self) -> dict[str, int]:
+        if not self._unreadable:
+            self._consume()
+        return dict(self._tally.rows)
+
+    def _consume(self) -> None:
+        try:
+            pos = self._parse(self.START)
+        except Exception:  # Unreadable, or a surprise: the tables left are counted by count(*)
+            self._unreadable, self._buf = True, bytearray()
+            return
+        self._retry_at = 2 * len(self._buf) if pos == self.START else 0
+        del self._buf[: pos - self.START]
+        if len(self._buf) > MAX_BUFFERED:
+            self._unreadable, self._buf = True, bytearray()
+
+    def _parse(self, pos: int) -> int:
+        """Consume what is whole in the buffer from `pos`; return where the unread part starts."""
+        raise NotImplementedError
+
+
+class CustomArchiveCounter(Buffered):
     """Parses a `pg_dump -Fc -Z0` stream incrementally, counting newlines per TABLE DATA block."""
 
     def __init__(self, schema: str) -> None:
+        super().__init__()
         self._schema = schema
-        self._buf = bytearray()
         self._state = "head"
-        self._tally = _Tally()
         self._int_size = 4
         self._tables: dict[int, str] = {}  # dumpId → table, for this schema's TABLE DATA
         self._table: str | None = None  # the block being read, None for another entry's
@@ -97,27 +141,9 @@ class CustomArchiveCounter:
         self._last_chunk = b""
         self._cut: bytearray | None = None
         self._chunk: struct.Struct | None = None
-
-    def counts(self) -> dict[str, int]:
-        return dict(self._tally.rows)
-
-    def feed(self, data: bytes) -> None:
-        if self._state == "unreadable":
-            return
-        self._buf += data
-        try:
-            pos = self._parse(0)
-        except Exception:  # _Unreadable, or a surprise: the tables left are counted by count(*)
-            self._state = "unreadable"
-            self._buf = bytearray()
-            return
-        del self._buf[:pos]
-        if len(self._buf) > MAX_BUFFERED:
-            self._state = "unreadable"
-            self._buf = bytearray()
+        self._heads = _Heads(4)
 
     def _parse(self, pos: int) -> int:
-        """Consume what is whole in the buffer; return where the unread part starts."""
         while pos < len(self._buf):
             state = self._state
             try:
@@ -162,18 +188,19 @@ class CustomArchiveCounter:
         if len(buf) < 12:
             raise _NeedMore
         if buf[:5] != b"PGDMP" or buf[5] != 1 or buf[6] not in READABLE_VERSIONS:
-            raise _Unreadable
+            raise Unreadable
         minor, self._int_size, off_size, fmt = buf[6], buf[8], buf[9], buf[10]
         if fmt != FORMAT_CUSTOM or self._int_size not in (4, 8):
-            raise _Unreadable
+            raise Unreadable
         self._chunk = struct.Struct("<B" + ("I" if self._int_size == 4 else "Q"))
+        self._heads = _Heads(self._int_size)
         pos = 11
         if minor >= 15:
             compressed, pos = buf[pos], pos + 1  # compression algorithm, 0: none
         else:
             compressed, pos = self._read_int(pos)  # compression level, 0: none
         if compressed:
-            raise _Unreadable
+            raise Unreadable
         for _ in range(7):  # creation time: sec, min, hour, mday, mon, year, isdst
             _, pos = self._read_int(pos)
         for _ in range(3):  # database name, server version, pg_dump version
@@ -222,7 +249,7 @@ class CustomArchiveCounter:
         elif kind == BLK_BLOBS:
             self._state, self._table = "blob", None
         else:
-            raise _Unreadable
+            raise Unreadable
         return pos
 
     def _read_chunks(self, pos: int) -> int:
@@ -241,11 +268,19 @@ class CustomArchiveCounter:
             return stop
         assert self._chunk is not None
         unpack, size = self._chunk.unpack_from, self._chunk.size
+        limit = end
+        if not self._blob and end - pos >= FAST_MIN:
+            consumed, rows = _one_row_chunks(buf, pos, min(end, pos + WINDOW), self._heads)
+            if consumed:
+                self._newlines += rows
+                self._last_chunk = b""  # the terminator is never one of them: it has 3 newlines
+                return pos + consumed
+            limit = pos + 1  # this one chunk the slow way, then the bulk path again
         newlines, start, stop = 0, pos, pos
-        while pos + size <= end:
+        while pos + size <= end and pos < limit:
             sign, length = unpack(buf, pos)
             if sign:
-                raise _Unreadable
+                raise Unreadable
             if not length:
                 self._newlines += newlines
                 if stop > start:
@@ -278,139 +313,49 @@ class CustomArchiveCounter:
             self._tally.record(self._table, rows)
 
 
+class _Heads(dict[int, bytes]):
+    """Piece length → the length prefix a one-row chunk of that piece would start with."""
+
+    def __init__(self, int_size: int) -> None:
+        super().__init__()
+        self.size = int_size + 1
+        self.never = b"\xff" * self.size  # no whole chunk: a piece this short has no such head
+
+    def __missing__(self, piece: int) -> bytes:
+        length = piece - self.size + 1  # the piece lost the chunk's newline, kept its prefix
+        head = b"\x00" + length.to_bytes(self.size - 1, "little") if length > 0 else self.never
+        self[piece] = head
+        return head
+
+
+def _one_row_chunks(buf: bytearray, pos: int, stop: int, heads: _Heads) -> tuple[int, int]:
+    """The bulk path, in C loops: pg_dump -Z0 writes one chunk per row, so split on newlines and
+    take the leading pieces that each are a chunk whole: its length prefix says the piece plus
+    its newline, so that chunk holds exactly one newline, its last byte, and the next chunk
+    starts at the next piece. Returns (bytes consumed, newlines counted): the first piece that is
+    not such a chunk (a length prefix holding a 0x0A byte, the terminator, the block's end, a
+    chunk cut by `stop`) is left to the chunk-by-chunk loop."""
+    pieces = bytes(buf[pos:stop]).split(b"\n")
+    pieces.pop()  # after the last newline: not a whole chunk
+    lengths = list(map(len, pieces))
+    size = heads.size
+    # Every piece adds `size` bytes to both sides up to the first one that is no whole chunk.
+    expected = b"".join(map(heads.__getitem__, lengths))
+    actual = b"".join(map(itemgetter(slice(0, size)), pieces))
+    if expected == actual:
+        whole = len(pieces)
+    else:
+        same, differ = 0, len(expected)  # expected[:same] == actual[:same], not so at `differ`
+        while differ - same > 1:
+            middle = (same + differ) // 2
+            if expected[:middle] == actual[:middle]:
+                same = middle
+            else:
+                differ = middle
+        whole = same // size
+    return sum(lengths[:whole]) + whole, whole
+
+
 def _small(buf: bytearray, start: int, stop: int) -> bytes:
     """The chunk if it may be the terminator (kept across feeds), else nothing."""
     return bytes(buf[start:stop]) if stop - start == len(TERMINATOR) else b""
-
-
-# Plain format: the tokens that change how the SQL between data sections is read.
-_IDENT = rb'(?:"(?:[^"]|"")*"|[A-Za-z_\x80-\xff][A-Za-z0-9_$\x80-\xff]*)'
-_COPY = re.compile(
-    rb"COPY (" + _IDENT + rb")\.(" + _IDENT + rb") "
-    rb"(?:\(" + _IDENT + rb"(?:, " + _IDENT + rb")*\) )?FROM stdin;\n"
-)
-_TOKEN = re.compile(
-    rb"(?<=\n)COPY |(?<![A-Za-z0-9_$\x80-\xff])[Ee]'|'|\"|--|/\*"
-    rb"|(?<![A-Za-z0-9_$\x80-\xff])\$(?:[A-Za-z_\x80-\xff][A-Za-z0-9_\x80-\xff]*)?\$"
-)
-_CLOSE = {
-    b"'": re.compile(rb"(?:[^']|'')*'"),
-    b"E'": re.compile(rb"(?:[^'\\]|''|\\[\s\S])*'"),
-    b'"': re.compile(rb'(?:[^"]|"")*"'),
-}
-_COMMENT = re.compile(rb"/\*|\*/")
-
-
-def _unquote(ident: bytes) -> str:
-    if ident.startswith(b'"'):
-        return ident[1:-1].replace(b'""', b'"').decode()
-    return ident.decode()
-
-
-class PlainSqlCounter:
-    """Counts the lines of each `COPY ... FROM stdin;` section of a plain-format dump."""
-
-    def __init__(self, schema: str) -> None:
-        self._schema = schema
-        self._buf = bytearray(b"\n")
-        self._tally = _Tally()
-        self._table: str | None = None  # inside a data section (of another schema: "")
-        self._rows = 0
-        self._mid_line = False
-        self._unreadable = False
-
-    def counts(self) -> dict[str, int]:
-        return dict(self._tally.rows)
-
-    def feed(self, data: bytes) -> None:
-        if self._unreadable:
-            return
-        self._buf += data
-        pos = 1  # the buffer keeps one byte before the unread part: is it a line start?
-        try:
-            while pos < len(self._buf):
-                moved = self._data(pos) if self._table is not None else self._sql(pos)
-                if moved == pos:
-                    break
-                pos = moved
-        except Exception:  # _Unreadable, or a surprise: the tables left are counted by count(*)
-            self._unreadable, self._buf = True, bytearray()
-            return
-        del self._buf[: pos - 1]
-        if len(self._buf) > MAX_BUFFERED:
-            self._unreadable, self._buf = True, bytearray()
-
-    def _sql(self, pos: int) -> int:
-        """Skip SQL up to the next statement-level COPY; quotes and comments are skipped whole
-        (kept in the buffer until they close)."""
-        buf = self._buf
-        found = _TOKEN.search(buf, pos)
-        if found is None:
-            # No token spans a line break: keep only the last, unfinished line.
-            return buf.rfind(b"\n", pos) + 1 or pos
-        token, at = found.group(), found.start()
-        if token == b"COPY ":
-            copy = _COPY.match(buf, at)
-            if copy is None:
-                if b"FROM stdin;\n" in buf[at:]:
-                    raise _Unreadable
-                return pos
-            schema, table = _unquote(copy.group(1)), _unquote(copy.group(2))
-            self._table = table if schema == self._schema else ""
-            self._rows, self._mid_line = 0, False
-            return copy.end()
-        if token == b"--":
-            return _after(buf.find(b"\n", found.end()), 1, pos)
-        if token == b"/*":
-            return self._block_comment(found.end(), pos)
-        if token.startswith(b"$"):
-            return _after(buf.find(token, found.end()), len(token), pos)
-        close = _CLOSE[b"E'" if token in (b"E'", b"e'") else token].match(buf, found.end())
-        if close is None or close.end() == len(buf):
-            return pos  # unclosed, or closed by a quote that may be the first of ''
-        return close.end()
-
-    def _block_comment(self, pos: int, start: int) -> int:
-        depth = 1
-        while depth:
-            mark = _COMMENT.search(self._buf, pos)
-            if mark is None:
-                return start
-            depth += 1 if mark.group() == b"/*" else -1
-            pos = mark.end()
-        return pos
-
-    def _data(self, pos: int) -> int:
-        """Rows up to the `\\.` line; a row longer than the buffer is counted, not kept."""
-        buf, end = self._buf, len(self._buf)
-        if self._mid_line:
-            newline = buf.find(b"\n", pos)
-            if newline < 0:
-                return end
-            self._rows += 1
-            self._mid_line = False
-            pos = newline + 1
-        if buf.startswith(b"\\.\n", pos):
-            return self._end_section(pos + 3)
-        terminator = buf.find(b"\n\\.\n", pos)
-        if terminator >= 0:
-            self._rows += buf.count(10, pos, terminator + 1)
-            return self._end_section(terminator + 4)
-        last = buf.rfind(b"\n", pos)
-        if last >= 0:
-            self._rows += buf.count(10, pos, last + 1)
-            pos = last + 1
-        if b"\\.\n".startswith(buf[pos:end]):
-            return pos  # maybe the start of the terminator: wait for the rest
-        self._mid_line = True
-        return end
-
-    def _end_section(self, pos: int) -> int:
-        if self._table:
-            self._tally.record(self._table, self._rows)
-        self._table = None
-        return pos
-
-
-def _after(index: int, length: int, otherwise: int) -> int:
-    return otherwise if index < 0 else index + length
