@@ -36,10 +36,13 @@ READABLE_VERSIONS = range(12, 17)  # archive format 1.12 (PostgreSQL 9.0) to 1.1
 FORMAT_CUSTOM = 1
 # Beyond this much buffered header, TOC or SQL text the stream is not what we expect: give up.
 MAX_BUFFERED = 64 * 1024 * 1024
-# The bulk path splits at most WINDOW bytes at a time (a miss wastes at most that), and only
-# where FAST_MIN bytes are buffered (below that the chunk-by-chunk loop is as quick).
-WINDOW = 16 * 1024
+# The bulk path splits at most WINDOW bytes at a time (a miss wastes at most that), only where
+# FAST_MIN bytes are buffered and the next row is short (else the chunk loop is as quick), and
+# backs off up to BACKOFF chunks when it keeps missing.
+WINDOW = 64 * 1024
 FAST_MIN = 1024
+BACKOFF = 4096
+BULK_ROW = 512  # longer rows: counting their bytes dominates, and the loop copies nothing
 
 
 class StreamCounter(Protocol):
@@ -142,6 +145,8 @@ class CustomArchiveCounter(Buffered):
         self._cut: bytearray | None = None
         self._chunk: struct.Struct | None = None
         self._heads = _Heads(4)
+        self._slow = 0  # chunks left to read one by one
+        self._backoff = 1
 
     def _parse(self, pos: int) -> int:
         while pos < len(self._buf):
@@ -268,16 +273,24 @@ class CustomArchiveCounter(Buffered):
             return stop
         assert self._chunk is not None
         unpack, size = self._chunk.unpack_from, self._chunk.size
-        limit = end
-        if not self._blob and end - pos >= FAST_MIN:
-            consumed, rows = _one_row_chunks(buf, pos, min(end, pos + WINDOW), self._heads)
-            if consumed:
-                self._newlines += rows
-                self._last_chunk = b""  # the terminator is never one of them: it has 3 newlines
-                return pos + consumed
-            limit = pos + 1  # this one chunk the slow way, then the bulk path again
+        budget = -1  # chunks to read one by one before the bulk path is tried again
+        if not self._blob and end - pos >= FAST_MIN and unpack(buf, pos)[1] <= BULK_ROW:
+            if self._slow:
+                budget = self._slow
+            else:
+                consumed, rows = _one_row_chunks(buf, pos, min(end, pos + WINDOW), self._heads)
+                if consumed:
+                    self._newlines += rows
+                    self._last_chunk = b""  # never the terminator: that has 3 newlines
+                    self._backoff = 1
+                    return pos + consumed
+                # Rows whose length prefix holds 0x0A all along (266 bytes, say) would fail the
+                # bulk path at every chunk: back off, up to BACKOFF chunks one by one.
+                budget = self._backoff
+                self._backoff = min(2 * self._backoff, BACKOFF)
         newlines, start, stop = 0, pos, pos
-        while pos + size <= end and pos < limit:
+        while pos + size <= end and budget:
+            budget -= 1
             sign, length = unpack(buf, pos)
             if sign:
                 raise Unreadable
@@ -297,6 +310,7 @@ class CustomArchiveCounter(Buffered):
                 return end
             newlines += count(10, start, stop)
             pos = stop
+        self._slow = max(budget, 0)
         self._newlines += newlines
         if stop > start:
             self._last_chunk = _small(buf, start, stop)
