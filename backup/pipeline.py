@@ -145,7 +145,7 @@ def dump_schema(
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="row-count") as counter,
             out_of_space_is_spool_full(spool_root),
         ):
-            # Formats the worker does not see whole (directory, tar) are counted beside the dump.
+            # The formats the worker does not see whole (directory, tar): count(*) beside the dump.
             counting = counter.submit(exact_row_counts, conn, schema, [] if stream else tables)
             try:
                 sink, compressor = _run_dump(
@@ -156,10 +156,9 @@ def dump_schema(
                 _cancel_counting(conn, counting)
                 raise
             counts = counting.result()
-        if stream:
+        if stream is not None:  # and what the stream did not show, in the same snapshot
             counts = stream.counts()
-            unseen = [table for table in tables if table not in counts]
-            counts.update(exact_row_counts(conn, schema, unseen))
+            counts.update(exact_row_counts(conn, schema, [t for t in tables if t not in counts]))
         dependencies.large_objects = append.result
 
     manifest = Manifest(
@@ -309,7 +308,7 @@ def _dump_stream(
     try:
         while chunk := proc.stdout.read(CHUNK):
             compressor.write(chunk)
-            if stream:
+            if stream is not None:
                 stream.feed(chunk)
             on_progress(compressor.raw_bytes)
         _finish(proc)
