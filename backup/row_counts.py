@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import struct
-from operator import itemgetter
 from typing import Protocol
 
 from backup.models import DumpFormat
@@ -333,7 +332,7 @@ class _Heads(dict[int, bytes]):
     def __init__(self, int_size: int) -> None:
         super().__init__()
         self.size = int_size + 1
-        self.never = b"\xff" * self.size  # no whole chunk: a piece this short has no such head
+        self.never = b"\xff" * self.size  # longer than any piece too short to be a chunk
 
     def __missing__(self, piece: int) -> bytes:
         length = piece - self.size + 1  # the piece lost the chunk's newline, kept its prefix
@@ -352,21 +351,8 @@ def _one_row_chunks(buf: bytearray, pos: int, stop: int, heads: _Heads) -> tuple
     pieces = bytes(buf[pos:stop]).split(b"\n")
     pieces.pop()  # after the last newline: not a whole chunk
     lengths = list(map(len, pieces))
-    size = heads.size
-    # Every piece adds `size` bytes to both sides up to the first one that is no whole chunk.
-    expected = b"".join(map(heads.__getitem__, lengths))
-    actual = b"".join(map(itemgetter(slice(0, size)), pieces))
-    if expected == actual:
-        whole = len(pieces)
-    else:
-        same, differ = 0, len(expected)  # expected[:same] == actual[:same], not so at `differ`
-        while differ - same > 1:
-            middle = (same + differ) // 2
-            if expected[:middle] == actual[:middle]:
-                same = middle
-            else:
-                differ = middle
-        whole = same // size
+    whole_chunk = list(map(bytes.startswith, pieces, map(heads.__getitem__, lengths)))
+    whole = whole_chunk.index(False) if False in whole_chunk else len(pieces)
     return sum(lengths[:whole]) + whole, whole
 
 
