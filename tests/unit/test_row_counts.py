@@ -160,3 +160,52 @@ def test_a_plain_dump_cut_inside_a_quote_or_a_data_line_resumes_exactly() -> Non
     for piece in pieces:
         counter.feed(piece)
     assert counter.counts() == STREAMED
+
+
+def downgraded(dump: bytes, minor: int) -> bytes:
+    """The captured archive (1.16) re-encoded as archive 1.`minor`, as older pg_dumps write it
+    (1.14: PostgreSQL 12 to 15, 1.15: 16, 1.16: 17 and 18):
+    below 1.16 TOC entries have no relkind, below 1.15 the header holds the compression level
+    as an int where 1.15 has the algorithm as a byte (pg_backup_archiver.c WriteHead, WriteToc)."""
+    assert dump[5:7] == b"\x01\x10"
+    pos = 12
+
+    def raw_int() -> bytes:
+        nonlocal pos
+        pos += 5
+        return dump[pos - 5 : pos]
+
+    def raw_str() -> bytes:
+        length = struct.unpack("<BI", raw_int())
+        nonlocal pos
+        size = 0 if length[0] else length[1]  # a negative length: NULL, no bytes
+        pos += size
+        return dump[pos - 5 - size : pos]
+
+    out = dump[:6] + bytes([minor]) + dump[7:11]
+    out += dump[11:12] if minor >= 15 else struct.pack("<BI", 0, dump[11])
+    out += b"".join(raw_int() for _ in range(7)) + b"".join(raw_str() for _ in range(3))
+    entries = raw_int()
+    out += entries
+    for _ in range(struct.unpack("<BI", entries)[1]):
+        out += raw_int() + raw_int() + b"".join(raw_str() for _ in range(4)) + raw_int()
+        out += b"".join(raw_str() for _ in range(6))
+        relkind = raw_int()
+        out += (relkind if minor >= 16 else b"") + raw_str() + raw_str()
+        while (dependency := raw_str()) != struct.pack("<BI", 1, 1):
+            out += dependency
+        out += dependency + dump[pos : pos + 9]
+        pos += 9
+    return out + dump[pos:]
+
+
+@pytest.mark.parametrize("minor", [14, 15, 16])
+def test_archive_versions_of_pg_dump_12_to_18(minor: int) -> None:
+    dump = captured(DumpFormat.CUSTOM)
+    archive = downgraded(dump, minor)
+    assert archive[6] == minor
+    # Faithful: 1.16 comes back byte for byte; older ones lose a relkind per entry (and 1.14
+    # has the 4 more bytes of an int for the compression byte).
+    assert (len(dump) - len(archive)) % 5 == (1 if minor == 14 else 0)
+    assert (archive == dump) is (minor == 16)
+    assert counted(DumpFormat.CUSTOM, cut(archive, minor, 4000)) == STREAMED
