@@ -27,7 +27,7 @@ from pathlib import Path
 
 import psycopg
 
-from backup import large_objects
+from backup import large_objects, row_counts
 from backup.catalog import exact_row_counts, schema_data_bytes, schema_tables, server_version
 from backup.compression import CappedHashingWriter, Compressor, too_large
 from backup.dependencies import capture as capture_dependencies
@@ -95,8 +95,10 @@ def dump_schema(
         )  # fmt: skip
     artifact = out_dir / artifact_name(base_name, fmt, compression, encrypted=bool(recipients))
     spool_root = out_dir.parent  # out_dir is SPOOL_DIR/<run key>
-    # One repeatable-read transaction exports its snapshot to pg_dump and counts the rows in it,
-    # so the manifest's row counts are exactly what the dump holds, whatever is written meanwhile.
+    # One repeatable-read transaction exports its snapshot to pg_dump; the rows are counted in
+    # the dump's own COPY data as it streams by (row_counts), and what that can not read is
+    # counted with count(*) in the same snapshot: exactly what the dump holds either way.
+    stream = row_counts.stream_counter(fmt, schema)
     with psycopg.connect(database_url) as conn:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         snapshot = str(_scalar(conn, "SELECT pg_catalog.pg_export_snapshot()"))
@@ -128,16 +130,20 @@ def dump_schema(
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="row-count") as counter,
             out_of_space_is_spool_full(spool_root),
         ):
-            counting = counter.submit(exact_row_counts, conn, schema, tables)
+            # The formats the worker does not see whole (directory, tar): count(*) beside the dump.
+            counting = counter.submit(exact_row_counts, conn, schema, [] if stream else tables)
             try:
                 sink, compressor = _run_dump(
                     database_url, schema, fmt, compression, pg_compress, options, out_dir,
-                    artifact, on_progress, age_recipients, snapshot, append,
+                    artifact, on_progress, age_recipients, snapshot, append, stream,
                 )  # fmt: skip
             except BaseException:
                 _cancel_counting(conn, counting)
                 raise
-            row_counts = counting.result()
+            counts = counting.result()
+        if stream is not None:  # and what the stream did not show, in the same snapshot
+            counts = stream.counts()
+            counts.update(exact_row_counts(conn, schema, [t for t in tables if t not in counts]))
         dependencies.large_objects = append.result
 
     manifest = Manifest(
@@ -154,7 +160,7 @@ def dump_schema(
         recipients=list(recipients or []),
         tables=tables,
         table_count=len(tables),
-        row_counts=row_counts,
+        row_counts={table: counts[table] for table in tables},
         pg_dump_version=pg_dump_version(options.bin_dir),
         server_version=server,
         started_at=started_at,
@@ -193,6 +199,7 @@ def _run_dump(
     age_recipients: list[object] | None,
     snapshot: str,
     append: Callable[[Compressor], object] = lambda _: None,
+    stream: row_counts.StreamCounter | None = None,
 ) -> tuple[CappedHashingWriter, Compressor]:
     """pg_dump → compress → encrypt → hash and count → artifact, written atomically."""
     with client_connection(database_url) as client, atomic_file(artifact) as file:
@@ -213,7 +220,9 @@ def _run_dump(
                         snapshot,
                     )  # fmt: skip
                 else:
-                    _dump_stream(client, schema, fmt, options, compressor, on_progress, snapshot)
+                    _dump_stream(
+                        client, schema, fmt, options, compressor, on_progress, snapshot, stream
+                    )
                 append(compressor)  # after pg_dump's output, in the same stream
         except BaseException:
             if encryptor:
@@ -274,6 +283,7 @@ def _dump_stream(
     compressor: Compressor,
     on_progress: ProgressCallback,
     snapshot: str | None = None,
+    stream: row_counts.StreamCounter | None = None,
 ) -> None:
     args = pg_dump_args(
         options.bin_dir, conninfo=client.conninfo, schema=schema, fmt=fmt, snapshot=snapshot
@@ -283,6 +293,8 @@ def _dump_stream(
     try:
         while chunk := proc.stdout.read(CHUNK):
             compressor.write(chunk)
+            if stream is not None:
+                stream.feed(chunk)
             on_progress(compressor.raw_bytes)
         _finish(proc)
     finally:
