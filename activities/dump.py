@@ -46,6 +46,7 @@ class DumpActivities:
                         gzip_level=s.gzip_level,
                         jobs=s.dump_jobs,
                         min_free_bytes=s.spool_min_free_bytes,
+                        rows_from_stream=s.row_counts == "stream",
                     ),
                     on_progress=heartbeat,
                     recipients=s.recipients_for(spec.project.project_id),

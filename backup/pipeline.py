@@ -58,6 +58,9 @@ class PipelineOptions:
     jobs: int = 2
     # Free space to leave on the spool disk beyond the dump's estimate (SPOOL_MIN_FREE_BYTES).
     min_free_bytes: int = 0
+    # ROW_COUNTS=stream: count rows in the dump's COPY data on the worker instead of count(*)
+    # on the database (docs/performance.md: less database CPU, more worker CPU).
+    rows_from_stream: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,7 @@ def dump_schema(
     # One repeatable-read transaction exports its snapshot to pg_dump; the rows are counted in
     # the dump's own COPY data as it streams by (row_counts), and what that can not read is
     # counted with count(*) in the same snapshot: exactly what the dump holds either way.
-    stream = row_counts.stream_counter(fmt, schema)
+    stream = row_counts.stream_counter(fmt, schema) if options.rows_from_stream else None
     with psycopg.connect(database_url) as conn:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         snapshot = str(_scalar(conn, "SELECT pg_catalog.pg_export_snapshot()"))

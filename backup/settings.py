@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     gzip_level: int = Field(default=6, ge=1, le=9)
     # Parallel jobs for the `directory` format (pg_dump -j).
     dump_jobs: int = Field(default=2, ge=1)
+    # Where the manifest's exact row counts come from, both in the dump's snapshot: `database`
+    # (count(*) beside pg_dump) or `stream` (the custom and sql formats' COPY data, counted on
+    # the worker: no database scan, about 0.2 s more worker CPU per million rows).
+    row_counts: Literal["database", "stream"] = "database"
     # A restore into a database that lacks an extension the backup needs creates it (as it was:
     # same schema, same version where available) instead of failing with MissingDependency.
     restore_create_extensions: bool = False

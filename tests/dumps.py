@@ -19,6 +19,7 @@ def dump(
     max_bytes: int = 10**10,
     recipients: list[str] | None = None,
     on_progress: ProgressCallback = lambda _: None,
+    rows_from_stream: bool = False,
 ) -> DumpOutcome:
     return dump_schema(
         database_url=url,
@@ -27,7 +28,9 @@ def dump(
         compression=compression,
         out_dir=out,
         base_name="b",
-        options=PipelineOptions(bin_dir=pg_bin_dir(), max_bytes=max_bytes),
+        options=PipelineOptions(
+            bin_dir=pg_bin_dir(), max_bytes=max_bytes, rows_from_stream=rows_from_stream
+        ),
         recipients=recipients,
         on_progress=on_progress,
     )

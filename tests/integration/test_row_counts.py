@@ -59,19 +59,25 @@ def counted_by_query(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return queried
 
 
+@pytest.mark.parametrize("from_stream", [True, False], ids=["stream", "database"])
 @pytest.mark.parametrize("fmt", list(DumpFormat))
 @pytest.mark.parametrize("schema", [row_count_schema.SCHEMA, REALISTIC])
 def test_counts_equal_count_star_in_every_format(
-    url: str, tmp_path: Path, counted_by_query: list[str], fmt: DumpFormat, schema: str
+    url: str,
+    tmp_path: Path,
+    counted_by_query: list[str],
+    fmt: DumpFormat,
+    schema: str,
+    from_stream: bool,
 ) -> None:
     reference = exact(url, schema)
     assert len(reference) > 10 and sum(reference.values()) > 1000
 
-    outcome = dump(url, schema, tmp_path, fmt, Compression.ZSTD)
+    outcome = dump(url, schema, tmp_path, fmt, Compression.ZSTD, rows_from_stream=from_stream)
 
     assert outcome.manifest.row_counts == reference
     assert list(outcome.manifest.row_counts) == outcome.manifest.tables
-    if fmt in (DumpFormat.CUSTOM, DumpFormat.SQL):
+    if from_stream and fmt in (DumpFormat.CUSTOM, DumpFormat.SQL):
         # Read from the stream: only tables with no data of their own are left to count(*).
         assert set(counted_by_query) == PARTITIONED[schema]
     else:
@@ -83,7 +89,9 @@ def test_seeded_tenants_are_counted_from_the_stream(
     postgres: PostgresServer, tmp_path: Path, counted_by_query: list[str], fmt: DumpFormat
 ) -> None:
     for schema in ("acme", "tenant_globex", "umbrella"):
-        outcome = dump(postgres.url(), schema, tmp_path / schema, fmt, Compression.NONE)
+        outcome = dump(
+            postgres.url(), schema, tmp_path / schema, fmt, Compression.NONE, rows_from_stream=True
+        )
         assert outcome.manifest.row_counts == exact(postgres.url(), schema)
     with psycopg.connect(postgres.url()) as conn:
         partitioned = conn.execute(
@@ -93,9 +101,10 @@ def test_seeded_tenants_are_counted_from_the_stream(
     assert partitioned is not None and len(counted_by_query) == partitioned[0]
 
 
+@pytest.mark.parametrize("from_stream", [True, False], ids=["stream", "database"])
 @pytest.mark.parametrize("fmt", list(DumpFormat))
 def test_rows_written_during_the_dump_are_not_counted(
-    url: str, tmp_path: Path, fmt: DumpFormat
+    url: str, tmp_path: Path, fmt: DumpFormat, from_stream: bool
 ) -> None:
     schema = row_count_schema.SCHEMA
     before = exact(url, schema)
@@ -114,7 +123,13 @@ def test_rows_written_during_the_dump_are_not_counted(
 
     try:
         outcome = dump(
-            url, schema, tmp_path, fmt, Compression.ZSTD, on_progress=write_while_dumping
+            url,
+            schema,
+            tmp_path,
+            fmt,
+            Compression.ZSTD,
+            on_progress=write_while_dumping,
+            rows_from_stream=from_stream,
         )
         assert written
         assert outcome.manifest.row_counts == before
