@@ -98,7 +98,7 @@ class ManySmall:
         return text
 
 
-def create_tiny_tenants(url: str, count: int) -> list[str]:
+def create_tiny_tenants(url: str, count: int, register: bool = True) -> list[str]:
     ids = [f"small_{n:03d}" for n in range(count)]
     with psycopg.connect(url, autocommit=True) as conn:
         for project in ids:
@@ -115,7 +115,8 @@ def create_tiny_tenants(url: str, count: int) -> list[str]:
                     conn.execute(sql.SQL(
                         "CREATE TABLE {}.users AS SELECT g AS id, 'u' || g AS name "
                         "FROM generate_series(1, 50) g").format(s))  # fmt: skip
-            register_bench_project(url, project, project)
+            if register:
+                register_bench_project(url, project, project)
     return ids
 
 
