@@ -62,8 +62,12 @@ class ManySmall:
     def per_second(self) -> float:
         return len(self.latencies) / self.seconds
 
-    def markdown(self) -> str:
+    @property
+    def p95(self) -> float:
         q = statistics.quantiles(self.latencies, n=100) if len(self.latencies) > 1 else [0.0] * 99
+        return q[94]
+
+    def markdown(self) -> str:
         limits = ", ".join(f"{k}={v}" for k, v in self.limits.items())
         on = "one worker" if self.workers == 1 else f"{self.workers} workers (distinct HOST_IDs)"
         text = (
@@ -75,7 +79,7 @@ class ManySmall:
             "|---:|---:|---:|---:|---:|---:|---|---|---:|\n"
             f"| {self.count} | {len(self.failures)} | {self.seconds:.1f} "
             f"| {self.per_second:.2f} "
-            f"| {statistics.median(self.latencies):.1f} | {q[94]:.1f} "
+            f"| {statistics.median(self.latencies):.1f} | {self.p95:.1f} "
             f"| {self.before[0]} → {self.after[0]} | {self.before[1]} → {self.after[1]} "
             f"| {len(self.spool_left)} |\n"
             + (f"\nFailures: {'; '.join(self.failures[:5])}\n" if self.failures else "")

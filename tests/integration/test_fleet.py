@@ -162,6 +162,38 @@ async def test_invalid_fleet_input_fails_naming_the_field(
     assert "max_concurrent" in str(caught.value.__cause__)
 
 
+async def test_default_max_concurrent_is_sixteen_and_a_run_from_before_keeps_four(
+    fleet_workers: Client, fleet_settings: Settings
+) -> None:
+    """No max_concurrent given: all 12 active projects of the one page run at once (the
+    default is 16 since patch fleet-max-concurrent-16), and the marker is in the history so
+    the run replays; histories recorded before it replay with 4 (tests/unit/test_replay.py)."""
+    client = fleet_workers
+    fleet_id = f"export-backup-fleet-test-{uuid.uuid4().hex[:6]}"
+    handle = await client.start_workflow(
+        BackupAllProjectsWorkflow.run,
+        {},
+        id=fleet_id,
+        task_queue=fleet_settings.temporal_task_queue,
+    )
+    summary = FleetSummary.model_validate(await handle.result())
+    assert (summary.total, summary.succeeded, summary.failed, summary.runs) == (12, 11, 1, 1)
+    active = sorted([*GOOD, BROKEN])
+    children = [await _describe(client, child_workflow_id(fleet_id, p)) for p in active]
+    # More than the old default of 4 at once: the children were all started together.
+    assert _max_overlap([(start, close) for _, start, close in children]) > 4
+    history = await handle.fetch_history()
+    patches = [
+        e.marker_recorded_event_attributes.details["patch-data"].payloads[0].data
+        for e in history.events
+        if e.marker_recorded_event_attributes.marker_name == "core_patch"
+    ]
+    assert any(b"fleet-max-concurrent-16" in p for p in patches), patches
+    await Replayer(
+        workflows=[BackupAllProjectsWorkflow], data_converter=pydantic_data_converter
+    ).replay_workflow(history)
+
+
 async def _describe(
     client: Client, workflow_id: str
 ) -> tuple[WorkflowExecutionStatus | None, datetime, datetime]:
