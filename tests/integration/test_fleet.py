@@ -19,7 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from backup.fleet_models import FleetProgress, FleetSummary
-from backup.projects import list_active_project_ids
+from backup.projects import close_kept_connections, list_active_project_ids
 from backup.settings import Settings
 from devstack.seed import CONTROL_PLANE_SQL, register_project
 from tests.standins import running
@@ -82,6 +82,20 @@ async def test_keyset_pages_list_active_projects_only(fleet_db: str) -> None:
     rest = await list_active_project_ids(fleet_db, first[-1], 100)
     assert first + rest == sorted([*GOOD, BROKEN])
     assert await list_active_project_ids(fleet_db, rest[-1], 5) == []
+
+
+async def test_listing_keeps_one_connection_and_replaces_one_the_server_closed(
+    fleet_db: str,
+) -> None:
+    first = await list_active_project_ids(fleet_db, None, 5)
+    await list_active_project_ids(fleet_db, None, 5)
+    with psycopg.connect(fleet_db, autocommit=True) as admin:
+        others = "datname = current_database() AND pid <> pg_backend_pid()"
+        pids = admin.execute(f"SELECT pid FROM pg_stat_activity WHERE {others}").fetchall()
+        assert len(pids) == 1, pids  # kept, not one connection per call
+        admin.execute("SELECT pg_terminate_backend(%s)", pids[0])
+    assert await list_active_project_ids(fleet_db, None, 5) == first
+    await close_kept_connections()
 
 
 async def test_fleet_backs_up_every_active_project_two_at_a_time(
