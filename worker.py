@@ -18,7 +18,7 @@ from datetime import timedelta
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Interceptor, Worker, WorkflowRunner
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.cleanup import CleanupActivities
 from activities.dump import DumpActivities
@@ -36,6 +36,7 @@ from backup.encryption import parse_recipients
 from backup.errors import ConfigurationError
 from backup.notify import open_channels
 from backup.pgdump import pg_bin_dir
+from backup.projects import close_kept_connections
 from backup.settings import Settings
 from backup.spool import sweep_stale
 from backup.storage import open_storage, sweep_abandoned_uploads
@@ -57,6 +58,27 @@ def check_configuration(settings: Settings) -> None:
         if keys:
             parse_recipients(keys)  # fail closed at start on a bad age key
     settings.spool_dir.mkdir(parents=True, exist_ok=True)
+
+
+# Modules a workflow run uses but need not import afresh: the sandbox re-executes every other
+# module of a workflow file for each new run (compiling it from source when, as in the
+# Dockerfile, PYTHONDONTWRITEBYTECODE is set). These hold no state a run changes: immutable
+# policies and models, and activity classes the workflow only names. `from workflows import
+# policies` bypasses `imports_passed_through()`, so the restrictions name them.
+PASSTHROUGH_MODULES = (
+    "activities",
+    "backup",
+    "pydantic",
+    "pydantic_core",
+    "workflows.inputs",
+    "workflows.policies",
+    "workflows.search_attributes",
+)
+
+
+def workflow_runner_default() -> SandboxedWorkflowRunner:
+    restrictions = SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
+    return SandboxedWorkflowRunner(restrictions=restrictions)
 
 
 def build_workers(
@@ -93,7 +115,7 @@ def build_workers(
         # A cancelled restore learns it from a heartbeat's answer: within seconds, not 48 s.
         max_heartbeat_throttle_interval=timedelta(seconds=2),
         interceptors=interceptors,
-        workflow_runner=workflow_runner or SandboxedWorkflowRunner(),
+        workflow_runner=workflow_runner or workflow_runner_default(),
     )
     pinned = Worker(
         client,
@@ -160,6 +182,7 @@ async def run(
         results = await asyncio.gather(*runs, return_exceptions=True)
         stopped.cancel()
         await close_shared_clients()
+        await close_kept_connections()
         # A worker that died on its own (not by signal) makes the process fail.
         for result in results:
             if isinstance(result, BaseException):

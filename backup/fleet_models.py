@@ -64,8 +64,9 @@ class FleetRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    # Child backups running at once (each is a pg_dump on some worker).
-    max_concurrent: int = Field(default=4, ge=1, le=100)
+    # Child backups running at once. Each worker's MAX_CONCURRENT_DUMPS bounds the pg_dumps on
+    # its host; the others wait there, holding no database connection.
+    max_concurrent: int = Field(default=16, ge=1, le=100)
     # Projects per workflow run; the next page runs after continue-as-new, so history stays small.
     page_size: int = Field(default=100, ge=1, le=1000)
     # Passed to every ExportBackupWorkflow.

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
 import psycopg
 from psycopg import sql
 
@@ -20,44 +25,45 @@ SCHEMA_EXISTS_SQL = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE 
 
 async def find_active_project(database_url: str, project_id: str) -> Project:
     """The ACTIVE project with this id and its schema (schema_name column, else the id)."""
-    async with await connect(database_url) as conn:
-        try:
-            present = await _scalar(conn, OPTIONAL_COLUMNS_SQL) or []
-            optional = [
-                sql.Identifier(column) if column in present else sql.NULL  # type: ignore[operator]
-                for column in ("name", "schema_name")
-            ]
-            query = sql.SQL(
-                "SELECT id, {}, status, {} FROM control_plane.projects WHERE id = %s"
-            ).format(*optional)
-            row = await (await conn.execute(query, (project_id,))).fetchone()
-        except psycopg.errors.UndefinedTable as err:
-            raise ConfigurationError(
-                "table control_plane.projects does not exist: DATABASE_URL points to the wrong "
-                "database"
-            ) from err
-        except psycopg.errors.UndefinedColumn as err:
-            raise ConfigurationError(
-                f"control_plane.projects lacks a column backups need ({err.diag.message_primary}):"
-                " it must have id and status (name and schema_name are optional)"
-            ) from err
-        if row is None:
-            raise ProjectNotFound(
-                f"project {project_id!r} not found in control_plane.projects; check the id"
-            )
-        _, name, status, schema_name = row
-        if status != "ACTIVE":
-            raise ProjectInactive(
-                f"project {project_id!r} is {status}, not ACTIVE; only active projects are "
-                "backed up"
-            )
-        schema = schema_name or project_id
-        if not await _scalar(conn, SCHEMA_EXISTS_SQL, (schema,)):
-            raise SchemaNotFound(
-                f"schema {schema!r} of project {project_id!r} does not exist; fix "
-                "control_plane.projects.schema_name or create the schema"
-            )
-        return Project(project_id=project_id, name=name or project_id, schema_name=schema)
+    return await with_connection(database_url, lambda conn: _find(conn, project_id))
+
+
+async def _find(conn: psycopg.AsyncConnection, project_id: str) -> Project:
+    try:
+        present = await _scalar(conn, OPTIONAL_COLUMNS_SQL) or []
+        optional = [
+            sql.Identifier(column) if column in present else sql.NULL  # type: ignore[operator]
+            for column in ("name", "schema_name")
+        ]
+        query = sql.SQL(
+            "SELECT id, {}, status, {} FROM control_plane.projects WHERE id = %s"
+        ).format(*optional)
+        row = await (await conn.execute(query, (project_id,))).fetchone()
+    except psycopg.errors.UndefinedTable as err:
+        raise ConfigurationError(
+            "table control_plane.projects does not exist: DATABASE_URL points to the wrong database"
+        ) from err
+    except psycopg.errors.UndefinedColumn as err:
+        raise ConfigurationError(
+            f"control_plane.projects lacks a column backups need ({err.diag.message_primary}):"
+            " it must have id and status (name and schema_name are optional)"
+        ) from err
+    if row is None:
+        raise ProjectNotFound(
+            f"project {project_id!r} not found in control_plane.projects; check the id"
+        )
+    _, name, status, schema_name = row
+    if status != "ACTIVE":
+        raise ProjectInactive(
+            f"project {project_id!r} is {status}, not ACTIVE; only active projects are backed up"
+        )
+    schema = schema_name or project_id
+    if not await _scalar(conn, SCHEMA_EXISTS_SQL, (schema,)):
+        raise SchemaNotFound(
+            f"schema {schema!r} of project {project_id!r} does not exist; fix "
+            "control_plane.projects.schema_name or create the schema"
+        )
+    return Project(project_id=project_id, name=name or project_id, schema_name=schema)
 
 
 async def connect(database_url: str) -> psycopg.AsyncConnection:
@@ -70,6 +76,60 @@ async def connect(database_url: str) -> psycopg.AsyncConnection:
                 "the database rejected the credentials in DATABASE_URL; fix DATABASE_URL"
             ) from err
         raise
+
+
+T = TypeVar("T")
+# Idle connections kept per (event loop, DATABASE_URL): validation and the fleet listing run
+# once per backup, and a new connection (backend start and SCRAM handshake on both sides) cost
+# more than their queries. Busier moments open more, closed after use beyond this many.
+IDLE_CONNECTIONS = 4
+_idle: dict[tuple[asyncio.AbstractEventLoop, str], list[psycopg.AsyncConnection]] = {}
+
+
+async def with_connection(
+    database_url: str, query: Callable[[psycopg.AsyncConnection], Awaitable[T]]
+) -> T:
+    """Run `query` (read-only) on a kept connection; one that the server closed meanwhile
+    (a restart, idle timeout) is dropped and the query runs once more on a new one."""
+    key = (asyncio.get_running_loop(), database_url)
+    for key_gone in [k for k in _idle if k[0] is not key[0] and k[0].is_closed()]:
+        del _idle[key_gone]  # their loop is gone, and their sockets with it
+    idle = _idle.setdefault(key, [])
+    while idle:
+        conn = idle.pop()
+        if conn.closed:
+            continue
+        try:
+            async with _kept(conn, idle):
+                return await query(conn)
+        except psycopg.OperationalError:
+            if not conn.broken:
+                raise
+    async with _kept(await connect(database_url), idle) as conn:
+        return await query(conn)
+
+
+@asynccontextmanager
+async def _kept(
+    conn: psycopg.AsyncConnection, idle: list[psycopg.AsyncConnection]
+) -> AsyncIterator[psycopg.AsyncConnection]:
+    """Back to `idle` after a clean use (errors raised by the queries included, autocommit
+    leaves no transaction open); closed when broken or when enough are idle."""
+    try:
+        yield conn
+    finally:
+        if conn.broken or conn.closed or len(idle) >= IDLE_CONNECTIONS:
+            await conn.close()
+        else:
+            idle.append(conn)
+
+
+async def close_kept_connections() -> None:
+    """Close this event loop's idle connections (worker shutdown, tests)."""
+    loop = asyncio.get_running_loop()
+    for key in [k for k in _idle if k[0] is loop]:
+        for conn in _idle.pop(key):
+            await conn.close()
 
 
 async def _scalar(
@@ -92,7 +152,8 @@ LIMIT %(limit)s
 
 async def list_active_project_ids(database_url: str, after: str | None, limit: int) -> list[str]:
     """Ids of ACTIVE projects after `after` (exclusive) in id order, at most `limit`."""
-    async with await connect(database_url) as conn:
+
+    async def page(conn: psycopg.AsyncConnection) -> list[str]:
         try:
             cursor = await conn.execute(ACTIVE_PROJECTS_PAGE_SQL, {"after": after, "limit": limit})
         except psycopg.errors.UndefinedTable as err:
@@ -101,3 +162,5 @@ async def list_active_project_ids(database_url: str, after: str | None, limit: i
                 "database"
             ) from err
         return [row[0] for row in await cursor.fetchall()]
+
+    return await with_connection(database_url, page)

@@ -1,8 +1,10 @@
 """`make bench`: this project's full ExportBackupWorkflow against what peers run, side by side
 on the same generated tenant schemas (custom format against `pg_dump -Fc`, directory format
-against `pg_dump -Fd -j`), then 100 tiny backups at once (bench/many_small.py).
+against `pg_dump -Fd -j`), then 100 tiny backups at once (bench/many_small.py) and one fleet
+backup of 300 tiny tenants (bench/fleet_speed.py), both beside the same peer loops.
 
     .venv/bin/python -m bench [--quick] [--sizes 100,500,1000] [--runs 1] [--no-many-small]
+                              [--fleet-count 300] [--no-fleet]
 
 Writes bench/results.md and bench/results.png. Security (age encryption, signed manifests) is
 off for the comparison, since peers do neither; one encrypted run on the largest size is added.
@@ -27,9 +29,10 @@ from backup.keys import generate_keys
 from backup.models import DumpFormat
 from backup.settings import Settings
 from bench import baselines, restore_speed
+from bench.fleet_speed import FleetSpeed, run_fleet
 from bench.machine import LoadSampler, machine
 from bench.many_small import ManySmall, run_many_small
-from bench.report import Row, plot, steps_table, table, targets
+from bench.report import Row, plot, small_targets, steps_table, table, targets
 from bench.schema import ensure_tenant, register_bench_project
 from bench.stack import BenchStack, BenchWorker, WorkflowRun
 
@@ -116,8 +119,8 @@ async def compare(stack: BenchStack, args: argparse.Namespace, tuning: dict[str,
 
 
 def write_results(
-    path: Path, rows: list[Row], small: ManySmall | None, load: LoadSampler,
-    tuning: dict[str, str], args: argparse.Namespace,
+    path: Path, rows: list[Row], small: ManySmall | None, fleet: FleetSpeed | None,
+    load: LoadSampler, tuning: dict[str, str], args: argparse.Namespace,
 ) -> None:  # fmt: skip
     worker = ", ".join(f"{k}={v}" for k, v in tuning.items()) or "defaults"
     text = [
@@ -141,18 +144,34 @@ def write_results(
     ]
     if small is not None:
         text += ["\n## Many small projects\n", small.markdown()]
+    if fleet is not None:
+        text += ["\n## Fleet backup\n", fleet.markdown()]
+    if small is not None or fleet is not None:
+        text += ["\n## Targets for tiny tenants\n", tiny_targets(small, fleet)]
     path.write_text("\n".join(text))
+
+
+def tiny_targets(small: ManySmall | None, fleet: FleetSpeed | None) -> str:
+    return small_targets(
+        small.per_second if small else None,
+        small.p95 if small else None,
+        fleet.per_second if fleet else None,
+    )
 
 
 async def measure(
     stack: BenchStack, args: argparse.Namespace, tuning: dict[str, str]
-) -> tuple[list[Row], ManySmall | None]:
+) -> tuple[list[Row], ManySmall | None, FleetSpeed | None]:
     rows = await compare(stack, args, tuning) if args.sizes else []
     small = await run_many_small(stack, args.small_count, tuning) if args.many_small else None
     if small is not None:  # scale-out: the same tenants on two worker processes (HOST_IDs)
         two = await run_many_small(stack, args.small_count, tuning, peers=False, workers=2)
         small.scale_out = two
-    return rows, small
+    fleet = None
+    if args.fleet_count:  # beside the peer loops of the many-small run (same tenant shape)
+        peers = small.peers if small is not None else None
+        fleet = await run_fleet(stack, args.fleet_count, tuning, peers=peers)
+    return rows, small, fleet
 
 
 def run(args: argparse.Namespace) -> int:
@@ -160,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
     load = LoadSampler()
     # The stack starts outside the event loop: its seeding runs a loop of its own.
     with BenchStack(args.home) as stack, load:
-        rows, small = asyncio.run(measure(stack, args, tuning))
+        rows, small, fleet = asyncio.run(measure(stack, args, tuning))
         sizes = restore_speed.QUICK_SIZES if args.quick else restore_speed.FULL_SIZES
         restore_speed.write(restore_speed.measure(stack.postgres, sizes), args.quick)
     print(table(rows))
@@ -168,14 +187,19 @@ def run(args: argparse.Namespace) -> int:
     print(steps_table(rows))
     if small:
         print(small.markdown())
+    if fleet:
+        print(fleet.markdown())
+    if small or fleet:
+        print(tiny_targets(small, fleet))
     print(load.summary())
     if rows:
         plot(rows, args.results.with_suffix(".png"))
         raw = [dataclasses.asdict(r) for r in rows]
         args.results.with_suffix(".json").write_text(json.dumps(raw, indent=1))
-    write_results(args.results, rows, small, load, tuning, args)
+    write_results(args.results, rows, small, fleet, load, tuning, args)
     print(f"wrote {args.results} and {args.results.with_suffix('.png')}")
-    return 0 if small is None or small.ok else 1
+    ok = (small is None or small.ok) and (fleet is None or fleet.ok)
+    return 0 if ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results.md")
     parser.add_argument("--no-many-small", dest="many_small", action="store_false")
     parser.add_argument("--small-count", type=int, default=100)
+    parser.add_argument("--fleet-count", type=int, default=300, help="fleet tenants (0: skip)")
+    parser.add_argument("--no-fleet", dest="fleet_count", action="store_const", const=0)
     parser.add_argument("--no-encrypted", dest="encrypted", action="store_false")
     parser.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE",
                         help="a worker setting for our runs (repeatable)")  # fmt: skip

@@ -12,9 +12,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import signal
 import statistics
+import subprocess
+import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +30,7 @@ from backup.models import ExportRequest
 from bench.schema import register_bench_project
 from bench.small_peers import PeerLoop, lean_loop, shell_loop
 from bench.stack import BenchStack, BenchWorker
+from bench.stack_cpu import StackCpu, postmaster_pid
 from client import start_export
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +50,7 @@ class ManySmall:
     peers: list[PeerLoop] = field(default_factory=list)
     workers: int = 1
     scale_out: ManySmall | None = None  # the same run on more worker processes
+    cpu: str = ""  # CPU per backup of each part of the stack, over the timed part
 
     @property
     def ok(self) -> bool:
@@ -56,8 +62,12 @@ class ManySmall:
     def per_second(self) -> float:
         return len(self.latencies) / self.seconds
 
-    def markdown(self) -> str:
+    @property
+    def p95(self) -> float:
         q = statistics.quantiles(self.latencies, n=100) if len(self.latencies) > 1 else [0.0] * 99
+        return q[94]
+
+    def markdown(self) -> str:
         limits = ", ".join(f"{k}={v}" for k, v in self.limits.items())
         on = "one worker" if self.workers == 1 else f"{self.workers} workers (distinct HOST_IDs)"
         text = (
@@ -69,10 +79,11 @@ class ManySmall:
             "|---:|---:|---:|---:|---:|---:|---|---|---:|\n"
             f"| {self.count} | {len(self.failures)} | {self.seconds:.1f} "
             f"| {self.per_second:.2f} "
-            f"| {statistics.median(self.latencies):.1f} | {q[94]:.1f} "
+            f"| {statistics.median(self.latencies):.1f} | {self.p95:.1f} "
             f"| {self.before[0]} → {self.after[0]} | {self.before[1]} → {self.after[1]} "
             f"| {len(self.spool_left)} |\n"
             + (f"\nFailures: {'; '.join(self.failures[:5])}\n" if self.failures else "")
+            + (f"\nCPU per backup: {self.cpu}\n" if self.cpu else "")
         )
         if self.peers:
             text += (
@@ -91,7 +102,7 @@ class ManySmall:
         return text
 
 
-def create_tiny_tenants(url: str, count: int) -> list[str]:
+def create_tiny_tenants(url: str, count: int, register: bool = True) -> list[str]:
     ids = [f"small_{n:03d}" for n in range(count)]
     with psycopg.connect(url, autocommit=True) as conn:
         for project in ids:
@@ -108,7 +119,8 @@ def create_tiny_tenants(url: str, count: int) -> list[str]:
                     conn.execute(sql.SQL(
                         "CREATE TABLE {}.users AS SELECT g AS id, 'u' || g AS name "
                         "FROM generate_series(1, 50) g").format(s))  # fmt: skip
-            register_bench_project(url, project, project)
+            if register:
+                register_bench_project(url, project, project)
     return ids
 
 
@@ -126,6 +138,7 @@ async def run_many_small(
     tuning: dict[str, str] | None = None,
     peers: bool = True,
     workers: int = 1,
+    profile: Path | None = None,
 ) -> ManySmall:
     projects = create_tiny_tenants(stack.postgres.url(), count)
     limits = {**LIMITS, **{k: v for k, v in (tuning or {}).items() if k in LIMITS}}
@@ -137,7 +150,7 @@ async def run_many_small(
         for n in range(1, workers):
             extra = {**env, "HOST_ID": f"bench-{n}", "SPOOL_DIR": f"{spool}-{n}"}
             more.enter_context(BenchWorker(stack, extra, f"worker-{n}").running())
-        result = await _run_on(stack, env, spool, projects, limits)
+        result = await _run_on(stack, env, spool, projects, limits, profile)
     result.workers = workers
     if peers:
         assert stack.s3 is not None
@@ -149,7 +162,7 @@ async def run_many_small(
 
 async def _run_on(
     stack: BenchStack, env: dict[str, str], spool: Path, projects: list[str],
-    limits: dict[str, str],
+    limits: dict[str, str], profile: Path | None = None,
 ) -> ManySmall:  # fmt: skip
     count = len(projects)
     with BenchWorker(stack, env).running() as worker:
@@ -167,21 +180,56 @@ async def _run_on(
             await handle.result()
             return time.perf_counter() - started
 
-        started = time.perf_counter()
-        outcomes = await asyncio.gather(*(one(p) for p in projects), return_exceptions=True)
-        seconds = time.perf_counter() - started
+        with contextlib.ExitStack() as watch:
+            cpu = watch.enter_context(StackCpu(stack_pids(stack, worker.proc.pid)))
+            if profile is not None:
+                watch.enter_context(py_spy(worker.proc.pid, profile))
+            started = time.perf_counter()
+            outcomes = await asyncio.gather(*(one(p) for p in projects), return_exceptions=True)
+            seconds = time.perf_counter() - started
         await asyncio.sleep(2)  # let the last notifications and pollers settle
         after = _usage(worker.proc.pid)
     latencies = [o for o in outcomes if isinstance(o, float)]
     failures = [f"{p}: {o!r}" for p, o in zip(projects, outcomes, strict=True)
                 if isinstance(o, BaseException)]  # fmt: skip
     left = [p.name for p in spool.iterdir()] if spool.exists() else []
-    return ManySmall(count, seconds, latencies, failures, limits, before, after, left)
+    result = ManySmall(count, seconds, latencies, failures, limits, before, after, left)
+    result.cpu = cpu.per_backup_ms(count)
+    return result
+
+
+def stack_pids(stack: BenchStack, worker: int) -> dict[str, int]:
+    assert stack.temporal.pid is not None and stack.s3 is not None and stack.s3.pid is not None
+    return {
+        "Temporal dev server": stack.temporal.pid,
+        "worker (with pg_dump)": worker,
+        "PostgreSQL": postmaster_pid(stack.postgres.data_dir),
+        "SeaweedFS": stack.s3.pid,
+    }
+
+
+@contextlib.contextmanager
+def py_spy(pid: int, out: Path) -> Iterator[None]:
+    """Sample the worker with py-spy (`pip install py-spy`; measurement only) into a collapsed
+    stack file, for flame graphs or `bench.profile_shares`."""
+    spy = Path(sys.executable).with_name("py-spy")
+    proc = subprocess.Popen(
+        [str(spy), "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
+         "--subprocesses", "--output", str(out)], stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(1)  # attached before the first backup starts
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
 
 
 def _main(args: argparse.Namespace) -> int:
+    tuning = dict(item.split("=", 1) for item in args.worker_env)
     with BenchStack(args.home) as stack:
-        result = asyncio.run(run_many_small(stack, args.count, workers=args.workers))
+        result = asyncio.run(run_many_small(stack, args.count, tuning, not args.no_peers,
+                                            args.workers, args.profile))  # fmt: skip
     print(result.markdown())
     return 0 if result.ok else 1
 
@@ -191,6 +239,10 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=100)
     parser.add_argument("--workers", type=int, default=1, help="worker processes (HOST_IDs)")
     parser.add_argument("--home", type=Path, default=ROOT / ".dev" / "bench")
+    parser.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="a worker setting (repeatable)")  # fmt: skip
+    parser.add_argument("--no-peers", action="store_true", help="skip the shell and lean loops")
+    parser.add_argument("--profile", type=Path, help="py-spy the worker into this raw file")
     return _main(parser.parse_args())
 
 

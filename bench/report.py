@@ -128,3 +128,23 @@ def targets(rows: list[Row]) -> str:
         f"| {verdict(rss <= 200)} |\n"
         f"| time grows linearly | seconds per 100 MB of schema, to S3: {per_100} | see plot |\n"
     )
+
+
+def small_targets(
+    per_second: float | None, p95: float | None, fleet_per_second: float | None
+) -> str:
+    """Issue 13's targets for tiny tenants with the measured figure beside each."""
+    lines = ["| target | measured | |", "|---|---|---|"]
+    if per_second is not None and p95 is not None:
+        ok = per_second >= 12 and p95 <= 10
+        lines.append(
+            f"| 100 tiny tenants on one worker ≥ 12 backups/s, p95 ≤ 10 s | {per_second:.2f}/s, "
+            f"p95 {p95:.1f} s | {'met' if ok else '**missed**'} |"
+        )
+    if fleet_per_second is not None:
+        ok = fleet_per_second >= 10
+        lines.append(
+            f"| fleet backup of a few hundred tiny tenants ≥ 10 backups/s | "
+            f"{fleet_per_second:.2f}/s | {'met' if ok else '**missed**'} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -128,6 +128,13 @@ async def record_all(stack: DevStack, folder: Path, fleet: bool) -> None:
             client, "fleet_all_projects", "BackupAllProjectsWorkflow", {"page_size": 2}, queue
         )
         print(f"  fleet: {summary}")
+        # The default max_concurrent of 16 (patch fleet-max-concurrent-16), in one run: a
+        # continued run gets max_concurrent explicitly and never asks for the patch.
+        summary = await record(
+            client, "fleet_default_concurrency", "BackupAllProjectsWorkflow", {"page_size": 50},
+            queue,
+        )  # fmt: skip
+        print(f"  fleet: {summary}")
 
 
 def main(argv: list[str] | None = None) -> int:

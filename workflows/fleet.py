@@ -30,6 +30,12 @@ with workflow.unsafe.imports_passed_through():
 
 # Running projects named in the details and the progress query (max_concurrent may be 100).
 MAX_SHOWN_RUNNING = 20
+# workflow.patched marker: max_concurrent defaults to FleetRequest's 16, not 4. Four children
+# at once left a fleet of tiny tenants bound by one backup's latency (2.6 backups/s), while
+# each worker's MAX_CONCURRENT_DUMPS still bounds the pg_dumps on a host. Runs started
+# before keep 4.
+WIDER_DEFAULT = "fleet-max-concurrent-16"
+OLD_DEFAULT_MAX_CONCURRENT = 4
 
 
 def child_workflow_id(parent_workflow_id: str, project_id: str) -> str:
@@ -69,6 +75,9 @@ class BackupAllProjectsWorkflow:
         """`request` is one JSON object (FleetRequest); typed Any so bad input fails at once
         naming the field, as ExportBackupWorkflow does."""
         req = parse_input(FleetRequest, request, "BackupAllProjectsWorkflow")
+        # Continue-as-new carries every field, so only a first run can lack the setting.
+        if "max_concurrent" not in req.model_fields_set and not workflow.patched(WIDER_DEFAULT):
+            req.max_concurrent = OLD_DEFAULT_MAX_CONCURRENT
         self._summary = req.summary.model_copy(deep=True)
         self._summary.runs += 1
         self._listed = self._summary.total

@@ -19,7 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from backup.fleet_models import FleetProgress, FleetSummary
-from backup.projects import list_active_project_ids
+from backup.projects import close_kept_connections, list_active_project_ids
 from backup.settings import Settings
 from devstack.seed import CONTROL_PLANE_SQL, register_project
 from tests.standins import running
@@ -82,6 +82,20 @@ async def test_keyset_pages_list_active_projects_only(fleet_db: str) -> None:
     rest = await list_active_project_ids(fleet_db, first[-1], 100)
     assert first + rest == sorted([*GOOD, BROKEN])
     assert await list_active_project_ids(fleet_db, rest[-1], 5) == []
+
+
+async def test_listing_keeps_one_connection_and_replaces_one_the_server_closed(
+    fleet_db: str,
+) -> None:
+    first = await list_active_project_ids(fleet_db, None, 5)
+    await list_active_project_ids(fleet_db, None, 5)
+    with psycopg.connect(fleet_db, autocommit=True) as admin:
+        others = "datname = current_database() AND pid <> pg_backend_pid()"
+        pids = admin.execute(f"SELECT pid FROM pg_stat_activity WHERE {others}").fetchall()
+        assert len(pids) == 1, pids  # kept, not one connection per call
+        admin.execute("SELECT pg_terminate_backend(%s)", pids[0])
+    assert await list_active_project_ids(fleet_db, None, 5) == first
+    await close_kept_connections()
 
 
 async def test_fleet_backs_up_every_active_project_two_at_a_time(
@@ -160,6 +174,38 @@ async def test_invalid_fleet_input_fails_naming_the_field(
     with pytest.raises(Exception) as caught:
         await handle.result()
     assert "max_concurrent" in str(caught.value.__cause__)
+
+
+async def test_default_max_concurrent_is_sixteen_and_a_run_from_before_keeps_four(
+    fleet_workers: Client, fleet_settings: Settings
+) -> None:
+    """No max_concurrent given: all 12 active projects of the one page run at once (the
+    default is 16 since patch fleet-max-concurrent-16), and the marker is in the history so
+    the run replays; histories recorded before it replay with 4 (tests/unit/test_replay.py)."""
+    client = fleet_workers
+    fleet_id = f"export-backup-fleet-test-{uuid.uuid4().hex[:6]}"
+    handle = await client.start_workflow(
+        BackupAllProjectsWorkflow.run,
+        {},
+        id=fleet_id,
+        task_queue=fleet_settings.temporal_task_queue,
+    )
+    summary = FleetSummary.model_validate(await handle.result())
+    assert (summary.total, summary.succeeded, summary.failed, summary.runs) == (12, 11, 1, 1)
+    active = sorted([*GOOD, BROKEN])
+    children = [await _describe(client, child_workflow_id(fleet_id, p)) for p in active]
+    # More than the old default of 4 at once: the children were all started together.
+    assert _max_overlap([(start, close) for _, start, close in children]) > 4
+    history = await handle.fetch_history()
+    patches = [
+        e.marker_recorded_event_attributes.details["patch-data"].payloads[0].data
+        for e in history.events
+        if e.marker_recorded_event_attributes.marker_name == "core_patch"
+    ]
+    assert any(b"fleet-max-concurrent-16" in p for p in patches), patches
+    await Replayer(
+        workflows=[BackupAllProjectsWorkflow], data_converter=pydantic_data_converter
+    ).replay_workflow(history)
 
 
 async def _describe(
