@@ -35,6 +35,7 @@ from backup.models import (
     DumpSpec,
     Notification,
     Project,
+    Step,
 )
 from backup.settings import Settings
 from backup.storage import Transfer
@@ -189,7 +190,7 @@ async def test_console_notification_is_logged(
     caplog.set_level(logging.INFO)
     note = Notification(
         event=BackupEvent.FAILED, project_id="acme", workflow_id="w", run_id="r",
-        failed_step="dumping", error="pg_dump exited with code 1",
+        failed_step=Step.DUMPING, error="pg_dump exited with code 1",
     )  # fmt: skip
     outcomes = await ActivityEnvironment().run(NotifyActivities(settings).notify, note)
     assert [(o.channel, o.status) for o in outcomes] == [("console", "sent")]

@@ -190,7 +190,7 @@ async def test_a_directory_backup_reports_the_compression_it_holds(
 ) -> None:
     """pg_dump compresses directory members itself, with gzip when its build has no zstd: the
     result must say what the artifact holds, not what was asked for, and restore from it."""
-    request = ExportRequest(project_id="acme", format="directory")
+    request = ExportRequest(project_id="acme", format=DumpFormat.DIRECTORY)
     result = await (await start_export(client, stack.settings(), request)).result()
     manifest = json.loads(Path(unquote(urlparse(result.manifest_location).path)).read_text())
     assert result.compression == manifest["compression"] != "none"

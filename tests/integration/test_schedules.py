@@ -210,7 +210,7 @@ async def test_update_changes_only_what_is_given(client: Client, paused_schedule
     [calendar] = (
         await client.get_schedule_handle(paused_schedule).describe()
     ).schedule.spec.calendars
-    assert [(r.start, r.end) for r in calendar.hour + calendar.minute] == [(4, 4), (30, 30)]
+    assert [(r.start, r.end) for r in [*calendar.hour, *calendar.minute]] == [(4, 4), (30, 30)]
     assert [(r.start, r.end) for r in calendar.day_of_week] == [(1, 5)]
 
     async def listed_cron() -> str | None:
