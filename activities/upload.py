@@ -20,9 +20,10 @@ from backup.files import atomic_file
 from backup.manifest import Manifest
 from backup.models import DumpedArtifact, StoredArtifact
 from backup.settings import Settings
+from backup.spool import UPLOAD_JOURNAL
 from backup.storage import Transfer, open_storage
 
-JOURNAL = "upload-state.json"
+JOURNAL = UPLOAD_JOURNAL
 
 
 class UploadActivities:
