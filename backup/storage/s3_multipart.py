@@ -85,17 +85,18 @@ class Multipart:
         return _Upload(created["UploadId"], 0, _etag_is_md5(created), {})
 
     async def _send_part(
-        self, s3: Any, key: str, upload: _Upload, number: int, source: Path | bytes
+        self, s3: Any, key: str, upload: _Upload, number: int, source: Path | memoryview
     ) -> SentPart:
-        """Part `number` of the file `source` cut at the upload's part size, or the bytes
-        `source`. Hashed off the event loop (hashlib releases the GIL), then sent as a stream: a
-        file range is read from the page cache, never whole (a bytes body is copied again into
-        the socket's buffer when the send outpaces the network, which took the worker past 280
-        MB RSS)."""
+        """Part `number` of the file `source` cut at the upload's part size, or the bytes in
+        memory `source`. Hashed off the event loop (hashlib releases the GIL), then sent as a
+        stream: a file range is read from the page cache, never whole (a bytes body is copied
+        again into the socket's buffer when the send outpaces the network, which took the
+        worker past 280 MB RSS)."""
         body: io.IOBase
-        if isinstance(source, bytes):
+        if isinstance(source, memoryview):
             md5, sha256 = await asyncio.to_thread(_hash_bytes, source)
-            length, checksum, body = len(source), self._part_checksum(sha256), io.BytesIO(source)
+            length, checksum = len(source), self._part_checksum(sha256)
+            body = _MemoryReader(source)
         else:
             length, md5, checksum = await asyncio.to_thread(
                 self._hash_part, source, number, upload.part_size
@@ -306,8 +307,40 @@ class Multipart:
             markers = following
 
 
-def _hash_bytes(data: bytes) -> tuple[bytes, bytes]:
+def _hash_bytes(data: memoryview) -> tuple[bytes, bytes]:
     return hashlib.md5(data).digest(), hashlib.sha256(data).digest()
+
+
+class _MemoryReader(io.RawIOBase):
+    """A part in memory as a seekable upload body that copies nothing up front (as PartReader
+    for a file range: botocore rewinds it on a retry and probes its length)."""
+
+    def __init__(self, data: memoryview) -> None:
+        super().__init__()
+        self._data, self._pos = data, 0
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        chunk = self._data[self._pos : self._pos + len(buffer)]
+        buffer[: len(chunk)] = chunk
+        self._pos += len(chunk)
+        return len(chunk)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._data)}[whence]
+        self._pos = min(max(0, base + offset), len(self._data))
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
 
 
 def _b64(raw: bytes) -> str:

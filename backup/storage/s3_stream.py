@@ -21,6 +21,7 @@ import concurrent.futures
 import contextlib
 import json
 import logging
+import queue
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path, PurePosixPath
@@ -153,7 +154,6 @@ class PartStreamer:
         self._state: dict[str, Any] | None = None
         self._creating: asyncio.Future[_Upload] | None = None
         self._limit: asyncio.Semaphore | None = None
-        self._slots = threading.BoundedSemaphore(STREAM_PARTS_IN_FLIGHT)
         self.failed: BaseException | None = None
 
     @property
@@ -183,11 +183,14 @@ class PartStreamer:
         try:
             yield cast(BinaryIO, parts)
             if self.started:
-                self.send(bytes(parts.buffer))  # the last part (never empty)
-                self.wait()
+                self.send(parts.rest)  # the last part (never empty)
+                try:
+                    self.wait()
+                except _PartFailed as failed:
+                    raise failed.__cause__ or failed from None  # the dump is redone
             else:  # at most one part: spooled as in SPOOL_MODE=spool, one PutObject later
                 with atomic_file(target) as file:
-                    file.write(parts.buffer)
+                    file.write(parts.rest)
         except BaseException:
             self.abort()
             raise
@@ -213,27 +216,23 @@ class PartStreamer:
             )  # fmt: skip
             self.abort()
 
-    def send(self, data: bytes) -> None:
-        """SPOOL_MODE=stream: send one part from memory, once one of the slots is free; a
-        failed part stops the dump at once."""
-        while not self._slots.acquire(timeout=WAIT_SECONDS):
-            self._raise_failure()
-            self._tick()
+    def send(self, data: memoryview, done: Callable[[], None] = lambda: None) -> None:
+        """SPOOL_MODE=stream: send one part from memory (`done` once its buffer is free again);
+        a part that failed stops the dump at once."""
         self._raise_failure()
-        future = self._schedule(data)
-        future.add_done_callback(lambda _: self._slots.release())
+        self._schedule(data).add_done_callback(lambda _: done())
 
     def _raise_failure(self) -> None:
         if self.failed:
             raise self.failed
 
-    def _schedule(self, source: Path | bytes) -> concurrent.futures.Future[None]:
+    def _schedule(self, source: Path | memoryview) -> concurrent.futures.Future[None]:
         number, self._next = self._next, self._next + 1
         future = asyncio.run_coroutine_threadsafe(self._send(number, source), background_loop())
         self._futures.append(future)
         return future
 
-    async def _send(self, number: int, source: Path | bytes) -> None:
+    async def _send(self, number: int, source: Path | memoryview) -> None:
         try:
             async with self.storage._client() as s3:
                 upload = await self._upload(s3)
@@ -344,19 +343,51 @@ class _GrowingFile:
 
 
 class _MemoryParts:
-    """SPOOL_MODE=stream's sink: bytes collect into a part, which is sent once full."""
+    """SPOOL_MODE=stream's sink: bytes fill a part buffer, which is sent once it is full and more
+    follows (so the last part is never empty). Buffers are reused, STREAM_PARTS_IN_FLIGHT + 1
+    of them at most: a new 16 MiB object per part stayed in malloc's arenas (294 MB RSS at
+    1 GB). The first one grows with the data, so a tiny dump does not touch 16 MiB."""
 
     def __init__(self, streamer: PartStreamer) -> None:
         self._streamer = streamer
-        self.buffer = bytearray()
+        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        self._made = 1
+        self.current = bytearray()
+        self.filled = 0
+
+    @property
+    def rest(self) -> memoryview:
+        return memoryview(self.current)[: self.filled]
 
     def write(self, data: bytes, /) -> int:
-        self.buffer += data
-        size = self._streamer.part_size
-        while len(self.buffer) > size:  # more than one part: the last one is never empty
-            self._streamer.send(bytes(self.buffer[:size]))
-            del self.buffer[:size]
+        view, size = memoryview(data), self._streamer.part_size
+        while view:
+            if self.filled == size:  # full, and more follows: send it
+                self._send()
+            n = min(len(view), size - self.filled)
+            if len(self.current) == self.filled:  # the first buffer, still growing
+                self.current += view[:n]
+            else:
+                self.current[self.filled : self.filled + n] = view[:n]
+            self.filled += n
+            view = view[n:]
         return len(data)
+
+    def _send(self) -> None:
+        buffer = self.current
+        self._streamer.send(self.rest, lambda: self._free.put(buffer))
+        self.current, self.filled = self._take(), 0
+
+    def _take(self) -> bytearray:
+        if self._made <= STREAM_PARTS_IN_FLIGHT:
+            self._made += 1
+            return bytearray(self._streamer.part_size)
+        while True:  # every buffer is in flight: wait for a part to finish
+            try:
+                return self._free.get(timeout=WAIT_SECONDS)
+            except queue.Empty:
+                self._streamer._raise_failure()
+                self._streamer._tick()
 
     def flush(self) -> None:
         return None

