@@ -382,12 +382,13 @@ class _MemoryParts:
         if self._made <= STREAM_PARTS_IN_FLIGHT:
             self._made += 1
             return bytearray(self._streamer.part_size)
-        while True:  # every buffer is in flight: wait for a part to finish
+        # Every buffer is in flight: wait for a part to finish. No tick here: with age the
+        # writer is pyrage's thread, outside the activity (the heartbeat's side thread beats).
+        while True:
             try:
                 return self._free.get(timeout=WAIT_SECONDS)
             except queue.Empty:
                 self._streamer._raise_failure()
-                self._streamer._tick()
 
     def flush(self) -> None:
         return None

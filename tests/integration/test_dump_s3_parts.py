@@ -5,6 +5,7 @@ part or a crashed attempt. Also SPOOL_MODE=stream (no spool file)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pyrage
 import pytest
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import ActivityEnvironment
@@ -403,6 +405,35 @@ def test_spool_mode_falls_back_to_the_upload_step_when_a_part_fails(
 
 
 def _run_async(fn: Any, *args: Any) -> Any:
-    import asyncio
-
     return asyncio.run(ActivityEnvironment().run(fn, *args))
+
+
+async def test_stream_mode_with_age_encryption_and_slow_parts(
+    streaming: Settings,
+    big_schema: str,
+    seaweed: SeaweedS3,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """With age, pyrage's thread writes the parts: when every buffer is in flight it waits for
+    one outside the activity's thread (a heartbeat there failed the dump)."""
+    identity = pyrage.x25519.Identity.generate()
+    encrypting = streaming.model_copy(update={"encryption_recipients": str(identity.to_public())})
+    send = S3Storage._send_part
+
+    async def slow(self: S3Storage, *args: Any) -> Any:
+        await asyncio.sleep(0.3)
+        return await send(self, *args)
+
+    monkeypatch.setattr(S3Storage, "_send_part", slow)
+    dumped = ActivityEnvironment().run(DumpActivities(encrypting).dump_schema, spec(big_schema))
+    assert not Path(dumped.artifact_path).exists() and dumped.file_name.endswith(".age")
+    ActivityEnvironment().run(VerifyActivities(encrypting).verify_artifact, dumped)
+    stored = await ActivityEnvironment().run(
+        UploadActivities(encrypting).upload_artifact, dumped, spec(big_schema).key_stem
+    )
+    fetched = tmp_path / "fetched.age"
+    await download(stored.location, fetched, encrypting)
+    assert fetched.stat().st_size == dumped.size_bytes
+    plain = pyrage.decrypt(fetched.read_bytes(), [identity])
+    assert plain[:4] == b"\x28\xb5\x2f\xfd"  # a zstd frame
