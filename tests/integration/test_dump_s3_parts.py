@@ -365,18 +365,23 @@ def test_stream_mode_refuses_a_test_restore_clearly(
     )
 
 
-def test_stream_mode_fails_the_dump_on_a_failed_part_and_leaves_nothing(
-    streaming: Settings, big_schema: str, seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def fail_part(monkeypatch: pytest.MonkeyPatch, failing: int) -> None:
+    """S3 answers part `failing` with an error (every attempt)."""
     send = S3Storage._send_part
 
-    async def fails_at_part_3(self: S3Storage, s3: Any, key: str, upload: Any, number: int,
-                              *args: Any) -> Any:  # fmt: skip
-        if number == 3:
+    async def fails(self: S3Storage, s3: Any, key: str, upload: Any, number: int,
+                    *args: Any) -> Any:  # fmt: skip
+        if number == failing:
             raise StorageError("S3 500 from the test")
         return await send(self, s3, key, upload, number, *args)
 
-    monkeypatch.setattr(S3Storage, "_send_part", fails_at_part_3)
+    monkeypatch.setattr(S3Storage, "_send_part", fails)
+
+
+def test_stream_mode_fails_the_dump_on_a_failed_part_and_leaves_nothing(
+    streaming: Settings, big_schema: str, seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fail_part(monkeypatch, 3)
     with pytest.raises(ApplicationError) as caught:
         ActivityEnvironment().run(DumpActivities(streaming).dump_schema, spec(big_schema))
     assert caught.value.type == "StorageError" and not caught.value.non_retryable
@@ -384,24 +389,30 @@ def test_stream_mode_fails_the_dump_on_a_failed_part_and_leaves_nothing(
     assert list((streaming.spool_dir / RUN_KEY).iterdir()) == []
 
 
-def test_spool_mode_falls_back_to_the_upload_step_when_a_part_fails(
-    s3_settings: Settings, big_schema: str, seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch
+async def test_spool_mode_falls_back_to_the_upload_step_when_a_part_fails(
+    s3_settings: Settings,
+    big_schema: str,
+    seaweed: SeaweedS3,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     """The spool holds the artifact anyway: a part that fails while dumping only costs the head
     start (the upload step sends everything as before), never the dump."""
-    send = S3Storage._send_part
-
-    async def fails(self: S3Storage, s3: Any, key: str, upload: Any, number: int,
-                    *args: Any) -> Any:  # fmt: skip
-        if number == 2:
-            raise StorageError("S3 500 from the test")
-        return await send(self, s3, key, upload, number, *args)
-
-    monkeypatch.setattr(S3Storage, "_send_part", fails)
-    dumped = ActivityEnvironment().run(DumpActivities(s3_settings).dump_schema, spec(big_schema))
+    with monkeypatch.context() as failing:
+        fail_part(failing, 2)
+        dumped = ActivityEnvironment().run(
+            DumpActivities(s3_settings).dump_schema, spec(big_schema)
+        )
     assert Path(dumped.artifact_path).stat().st_size == dumped.size_bytes
     assert not (s3_settings.spool_dir / RUN_KEY / JOURNAL).exists()
     assert uploads(seaweed, s3_settings) == []
+    ActivityEnvironment().run(VerifyActivities(s3_settings).verify_artifact, dumped)
+    stored = await ActivityEnvironment().run(
+        UploadActivities(s3_settings).upload_artifact, dumped, spec(big_schema).key_stem
+    )
+    fetched = tmp_path / "fetched"
+    await download(stored.location, fetched, s3_settings)
+    assert fetched.read_bytes() == Path(dumped.artifact_path).read_bytes()
 
 
 def _run_async(fn: Any, *args: Any) -> Any:
