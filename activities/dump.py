@@ -3,6 +3,7 @@ multipart parts go up as the artifact grows (backup.storage.s3_stream)."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import threading
 from collections.abc import Iterator
@@ -21,12 +22,17 @@ from backup.settings import Settings
 from backup.spool import UPLOAD_JOURNAL, remove_run, run_dir
 from backup.storage import open_storage
 from backup.storage.s3 import S3Storage
+from backup.storage.s3_loop import parts_loop
 from backup.storage.s3_stream import PartStreamer, abort_journaled
 
 
 class DumpActivities:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        try:  # the worker's loop, where S3 parts are sent from while dumping (s3_stream)
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
 
     @activity.defn(name="dump_schema")
     def dump_schema(self, spec: DumpSpec) -> DumpedArtifact:
@@ -36,7 +42,8 @@ class DumpActivities:
         with step_errors("dump"):
             storage = _s3_storage(s)
             if storage:  # parts an earlier attempt sent belong to a dump that is redone now
-                abort_journaled(storage, s.spool_dir / spec.run_key / UPLOAD_JOURNAL)
+                journal = s.spool_dir / spec.run_key / UPLOAD_JOURNAL
+                abort_journaled(storage, journal, parts_loop(self._loop))
             # A retry starts from scratch: pg_dump can not resume, and stale files would mislead.
             remove_run(s.spool_dir, spec.run_key)
             with SyncHeartbeat("dumping") as heartbeat, dump_slot(s.max_concurrent_dumps):
@@ -44,7 +51,7 @@ class DumpActivities:
                     storage, spec.key_stem, s.backup_max_bytes,
                     run_dir(s.spool_dir, spec.run_key) / UPLOAD_JOURNAL,
                     in_memory=s.spool_mode == "stream",
-                    tick=lambda: heartbeat(heartbeat.progress.done),
+                    tick=lambda: heartbeat(heartbeat.progress.done), loop=parts_loop(self._loop),
                 )  # fmt: skip
                 # Stream mode spools at most one part (what a single PutObject sends); the
                 # directory format stages pg_dump's files on the spool whatever the mode.

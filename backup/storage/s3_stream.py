@@ -16,22 +16,20 @@ An artifact of at most one part is never sent early: it keeps the single PutObje
 from __future__ import annotations
 
 import asyncio
-import atexit
 import concurrent.futures
 import contextlib
 import json
 import logging
 import queue
-import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO, TypeVar, cast
+from typing import Any, BinaryIO, cast
 
 from backup.errors import ArtifactCorrupted, BackupError, BackupTooLarge
 from backup.files import atomic_file
 from backup.manifest import Manifest
 from backup.storage.s3 import S3Storage
-from backup.storage.s3_client import close_shared_clients
+from backup.storage.s3_loop import background_loop, run_in_background
 from backup.storage.s3_multipart import MIN_PART_SIZE, SentPart, _Upload, part_size_for
 
 # Parts of SPOOL_MODE=stream held in memory while they are sent (besides the one filling), cut
@@ -44,32 +42,7 @@ PARTS_WHILE_DUMPING = 2
 ABORT_SECONDS = 30.0  # an abort after failure waits at most this for S3 (cleanup retries)
 WAIT_SECONDS = 1.0  # how often a wait for parts checks for cancellation
 
-T = TypeVar("T")
 logger = logging.getLogger("export_backup.storage")
-_loop: asyncio.AbstractEventLoop | None = None
-_loop_lock = threading.Lock()
-
-
-def background_loop() -> asyncio.AbstractEventLoop:
-    """One event loop thread per worker process sends the parts of every dump (the dump itself
-    runs in a sync activity's thread): its shared S3 client is opened once, not per dump."""
-    global _loop
-    with _loop_lock:
-        if _loop is None:
-            _loop = asyncio.new_event_loop()
-            threading.Thread(target=_loop.run_forever, name="s3-parts", daemon=True).start()
-            atexit.register(_close, _loop)
-        return _loop
-
-
-def _close(loop: asyncio.AbstractEventLoop) -> None:
-    """At exit: close the loop's S3 client (its sockets), as the worker does for its own."""
-    with contextlib.suppress(Exception):
-        asyncio.run_coroutine_threadsafe(close_shared_clients(), loop).result(5)
-
-
-def run_in_background(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-    return asyncio.run_coroutine_threadsafe(coro, background_loop()).result(timeout)
 
 
 def read_journal(path: Path) -> dict[str, Any] | None:
@@ -79,7 +52,9 @@ def read_journal(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def abort_journaled(storage: S3Storage, journal: Path) -> bool:
+def abort_journaled(
+    storage: S3Storage, journal: Path, loop: asyncio.AbstractEventLoop | None = None
+) -> bool:
     """Abort the multipart upload a previous dump attempt began (its parts belong to a dump
     that is redone now); True when there was one. Best effort: the run's cleanup aborts
     whatever is left under its key."""
@@ -88,7 +63,7 @@ def abort_journaled(storage: S3Storage, journal: Path) -> bool:
         return False
     try:
         run_in_background(
-            _abort(storage, str(state["key"]), str(state["upload_id"])), ABORT_SECONDS
+            _abort(storage, str(state["key"]), str(state["upload_id"])), ABORT_SECONDS, loop
         )
     except (BackupError, TimeoutError) as err:
         logger.warning("could not abort the earlier upload of %s: %s", state["key"], err)
@@ -143,8 +118,10 @@ class PartStreamer:
         *,
         in_memory: bool = False,
         tick: Callable[[], None] = lambda: None,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.storage = storage
+        self._loop = loop or background_loop()
         self._folder = PurePosixPath(key_stem).parent
         self.key = ""
         # Sized for the largest artifact the cap lets through: never more than 10,000 parts.
@@ -159,6 +136,7 @@ class PartStreamer:
         self._state: dict[str, Any] | None = None
         self._creating: asyncio.Future[_Upload] | None = None
         self._limit: asyncio.Semaphore | None = None
+        self._journal_lock = asyncio.Lock()
         self.failed: BaseException | None = None
 
     @property
@@ -233,7 +211,7 @@ class PartStreamer:
 
     def _schedule(self, source: Path | memoryview) -> concurrent.futures.Future[None]:
         number, self._next = self._next, self._next + 1
-        future = asyncio.run_coroutine_threadsafe(self._send(number, source), background_loop())
+        future = asyncio.run_coroutine_threadsafe(self._send(number, source), self._loop)
         self._futures.append(future)
         return future
 
@@ -248,7 +226,7 @@ class PartStreamer:
                 async with self._limit:
                     part = await self.storage._send_part(s3, self.key, upload, number, source)
             self._parts[number] = part
-            self._checkpoint()
+            await self._checkpoint()
         except BaseException as err:
             self.failed = self.failed or err
             raise
@@ -266,16 +244,16 @@ class PartStreamer:
             "key": self.key, "upload_id": upload.upload_id, "part_size": self.part_size,
             "etag_is_md5": upload.etag_is_md5, "streamed": self.in_memory, "parts": {},
         }  # fmt: skip
-        self._checkpoint()
+        await self._checkpoint()
         return upload
 
-    def _checkpoint(self) -> None:
-        """On the background loop only, so journal writes never interleave."""
-        if self._state is None:
-            return
-        self._state["parts"] = {str(n): p.journal() for n, p in sorted(self._parts.items())}
-        with atomic_file(self.journal) as file:
-            file.write(json.dumps(self._state).encode())
+    async def _checkpoint(self) -> None:
+        """One journal write at a time, off the event loop (it fsyncs), the newest state last."""
+        async with self._journal_lock:
+            if self._state is None:
+                return
+            self._state["parts"] = {str(n): p.journal() for n, p in sorted(self._parts.items())}
+            await asyncio.to_thread(_write, self.journal, json.dumps(self._state).encode())
 
     def wait(self) -> None:
         """Until every part is sent; a failed part raises _PartFailed (its cause the error)."""
@@ -293,7 +271,7 @@ class PartStreamer:
         """The dump is done and its manifest written: note what the parts add up to."""
         if self._state is not None and not self.failed:
             self._state.update(size=size, sha256=sha256)
-            run_in_background(_call(self._checkpoint))
+            run_in_background(self._checkpoint(), loop=self._loop)
 
     def abort(self) -> None:
         """Stop sending, abort the multipart upload and forget it (best effort: the run's
@@ -302,7 +280,7 @@ class PartStreamer:
             future.cancel()
         concurrent.futures.wait(self._futures, timeout=ABORT_SECONDS)
         try:
-            run_in_background(self._abort_upload(), ABORT_SECONDS)
+            run_in_background(self._abort_upload(), ABORT_SECONDS, self._loop)
         except (BackupError, TimeoutError) as err:
             logger.warning("could not abort the upload of %s: %s", self.key, err)
         self._state = None
@@ -318,8 +296,9 @@ class PartStreamer:
         await _abort(self.storage, self.key, upload.upload_id)
 
 
-async def _call(fn: Callable[[], None]) -> None:
-    fn()
+def _write(path: Path, raw: bytes) -> None:
+    with atomic_file(path) as file:
+        file.write(raw)
 
 
 class _PartFailed(Exception):
