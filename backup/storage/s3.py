@@ -1,11 +1,12 @@
 """S3-compatible object storage (AWS S3, SeaweedFS, MinIO, ...) with aioboto3.
 
 Large artifacts go up as a multipart upload that a retried attempt resumes: the upload id and
-part size are checkpointed and the server's own list of parts says what is done. Every part
-carries its Content-MD5 (and, with S3_CHECKSUMS, its SHA-256) for the store to verify; where the
-store says the object is plain or SSE-S3 its ETags are MD5s and are checked too. The completed
-object's size, SHA-256 metadata and multipart ETag are checked against the local file before
-the manifest is written beside it.
+part size are checkpointed and the server's own list of parts says what is done (the multipart
+half is `s3_multipart`; parts sent while the dump still runs, `s3_stream`, are completed here).
+Every part carries its Content-MD5 (and, with S3_CHECKSUMS, its SHA-256) for the store to
+verify; where the store says the object is plain or SSE-S3 its ETags are MD5s and are checked
+too. The completed object's size, SHA-256 metadata (absent on parts sent while dumping: the
+hash was not known yet) and multipart ETag are checked before the manifest is written beside it.
 """
 
 from __future__ import annotations
