@@ -448,3 +448,26 @@ async def test_stream_mode_with_age_encryption_and_slow_parts(
     assert fetched.stat().st_size == dumped.size_bytes
     plain = pyrage.decrypt(fetched.read_bytes(), [identity])
     assert plain[:4] == b"\x28\xb5\x2f\xfd"  # a zstd frame
+
+
+async def test_stream_mode_sends_a_directory_dump_as_it_is_tarred(
+    streaming: Settings,
+    big_schema: str,
+    seaweed: SeaweedS3,
+    postgres: PostgresServer,
+    tmp_path: Path,
+) -> None:
+    """pg_dump -Fd still stages its files on the spool; the tar of them goes out in parts."""
+    directory = spec(big_schema).model_copy(update={"format": DumpFormat.DIRECTORY})
+    dumped = ActivityEnvironment().run(DumpActivities(streaming).dump_schema, directory)
+    assert not Path(dumped.artifact_path).exists() and dumped.size_bytes > 5 * MIB
+    ActivityEnvironment().run(VerifyActivities(streaming).verify_artifact, dumped)
+    stored = await ActivityEnvironment().run(
+        UploadActivities(streaming).upload_artifact, dumped, directory.key_stem
+    )
+    fetched = tmp_path / "fetched.dir.tar"
+    manifest = await download(stored.location, fetched, streaming)
+    check = check_by_restore(
+        fetched, manifest, postgres.url(), f"verify_{os.urandom(4).hex()}", pg_bin_dir()
+    )
+    assert check.verified, check.describe()
