@@ -21,9 +21,10 @@ from backup.files import atomic_file
 from backup.manifest import Manifest
 from backup.models import DumpedArtifact, StoredArtifact
 from backup.settings import Settings
+from backup.spool import UPLOAD_JOURNAL
 from backup.storage import Transfer, open_storage
 
-JOURNAL = "upload-state.json"
+JOURNAL = UPLOAD_JOURNAL
 
 
 class UploadActivities:
@@ -38,16 +39,17 @@ class UploadActivities:
         source = Path(artifact.artifact_path)
         journal = source.with_name(JOURNAL)
         progress = ByteProgress("uploading", total=artifact.size_bytes)
-        progress.resume = _previous_state(journal)
+        previous = _previous_state(journal)
+        # Parts sent while dumping are listed in the journal only: up to 10,000 of them would
+        # not fit a heartbeat, and another host has no spool to resume them from anyway.
+        progress.resume = previous and {k: v for k, v in previous.items() if k != "parts"}
 
         def checkpoint(state: dict[str, Any]) -> None:
             progress.resume = state
             with atomic_file(journal) as f:
                 f.write(json.dumps(state).encode())
 
-        transfer = Transfer(
-            resume=progress.resume, on_progress=progress.update, on_checkpoint=checkpoint
-        )
+        transfer = Transfer(resume=previous, on_progress=progress.update, on_checkpoint=checkpoint)
         with step_errors("upload"):
             manifest = Manifest.read(Path(artifact.manifest_path))
             refuse_unexpected_plaintext(

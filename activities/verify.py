@@ -7,8 +7,11 @@ from pathlib import Path
 from temporalio import activity
 
 from activities.support import SyncHeartbeat, step_errors
+from backup.manifest import Manifest
 from backup.models import DumpedArtifact
 from backup.settings import Settings
+from backup.spool import UPLOAD_JOURNAL
+from backup.storage.s3_stream import verify_streamed
 from backup.verify import verify_spooled
 
 
@@ -18,9 +21,12 @@ class VerifyActivities:
 
     @activity.defn(name="verify_artifact")
     def verify_artifact(self, artifact: DumpedArtifact) -> None:
+        source, manifest = Path(artifact.artifact_path), Path(artifact.manifest_path)
+        max_bytes = self._settings.backup_max_bytes
         with step_errors("verify"), SyncHeartbeat("verifying"):
-            verify_spooled(
-                Path(artifact.artifact_path),
-                Path(artifact.manifest_path),
-                self._settings.backup_max_bytes,
-            )
+            # SPOOL_MODE=stream: no spool file, the journal's parts must add up to the dump.
+            journal = source.with_name(UPLOAD_JOURNAL)
+            if source.exists() or not manifest.exists():
+                verify_spooled(source, manifest, max_bytes)
+            elif not verify_streamed(journal, Manifest.read(manifest), max_bytes):
+                verify_spooled(source, manifest, max_bytes)  # says what is missing

@@ -13,7 +13,7 @@ from backup.models import DumpedArtifact, RestoreCheck
 from backup.pgdump import pg_bin_dir
 from backup.restore import check_by_restore
 from backup.settings import Settings
-from backup.spool import reserve_scratch_database, run_dir
+from backup.spool import refuse_streamed, reserve_scratch_database, run_dir
 from backup.verify import spooled_manifest
 
 
@@ -35,6 +35,7 @@ class VerifyRestoreActivities:
         s = self._settings
         manifest_path = Path(artifact.manifest_path)
         # verify_artifact hashed the file just before: only check it is still there.
+        refuse_streamed(Path(artifact.artifact_path), s.spool_mode)
         manifest = spooled_manifest(Path(artifact.artifact_path), manifest_path)
         # The cleanup activity drops the scratch database of a run whose worker died mid-restore.
         scratch = reserve_scratch_database(run_dir(s.spool_dir, run_key), run_key)

@@ -21,9 +21,11 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 import psycopg
 
@@ -61,6 +63,10 @@ class PipelineOptions:
     # ROW_COUNTS=stream: count rows in the dump's COPY data on the worker instead of count(*)
     # on the database (docs/performance.md: less database CPU, more worker CPU).
     rows_from_stream: bool = False
+    # Where the artifact is written: the spool file, or a part streamer's (s3_stream) view of
+    # it that sends S3 parts while it grows; `spooled_max` bounds what lands on the spool.
+    output: Callable[[Path], AbstractContextManager[BinaryIO]] = atomic_file
+    spooled_max: int | None = None
 
 
 @dataclass(frozen=True)
@@ -117,7 +123,7 @@ def dump_schema(
             schema_data_bytes(conn, schema),
             compressed=compression is not Compression.NONE,
             staged=False,
-            max_bytes=options.max_bytes,
+            max_bytes=min(options.max_bytes, options.spooled_max or options.max_bytes),
         )
         if fmt is DumpFormat.DIRECTORY:
             # The staging directory is compressed and capped like the artifact, and at worst
@@ -205,7 +211,7 @@ def _run_dump(
     stream: row_counts.StreamCounter | None = None,
 ) -> tuple[CappedHashingWriter, Compressor]:
     """pg_dump → compress → encrypt → hash and count → artifact, written atomically."""
-    with client_connection(database_url) as client, atomic_file(artifact) as file:
+    with client_connection(database_url) as client, options.output(artifact) as file:
         sink = CappedHashingWriter(file, options.max_bytes)
         # dump → compress → encrypt → hash and count → file
         encryptor = AgeEncryptor(sink, age_recipients) if age_recipients else None

@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     # Free space a dump must leave on the spool disk beyond its estimated size; less fails the
     # dump before pg_dump starts (SpoolFull), instead of ENOSPC deep into it.
     spool_min_free_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
+    # spool: the artifact is written to SPOOL_DIR (S3 parts go up while it grows, see
+    # S3_UPLOAD_WHILE_DUMPING). stream: S3 only, for hosts whose disk can not hold an artifact;
+    # parts go from memory straight to S3 and a crash or failed part redoes the dump; no test
+    # restores (verify_restore) on such a worker (docs/storage.md "SPOOL_MODE").
+    spool_mode: Literal["spool", "stream"] = "spool"
 
     # Encryption at rest: age X25519 public keys (age1...), comma-separated; per project in
     # ENCRYPTION_PROJECT_RECIPIENTS as JSON {"project_id": ["age1...", ...]}. Empty = off.
@@ -94,6 +99,9 @@ class Settings(BaseSettings):
     s3_part_size_mib: int = Field(default=16, ge=5, le=5 * 1024)
     s3_concurrency: int = Field(default=4, ge=1, le=32)
     s3_checksums: bool = True  # S3 additional checksums (SHA-256); off for stores without them
+    # Send multipart parts while the dump still writes the spool file, completed only after
+    # verification (docs/performance.md); false uploads the whole artifact after the dump.
+    s3_upload_while_dumping: bool = True
     s3_server_side_encryption: str | None = None  # AES256 | aws:kms
     s3_sse_kms_key_id: str | None = None
     s3_storage_class: str | None = None  # e.g. STANDARD_IA, GLACIER_IR

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from backup.errors import SpoolFull
+from backup.errors import ConfigurationError, SpoolFull
 
 
 def run_dir(spool_root: Path, run_key: str) -> Path:
@@ -45,6 +45,8 @@ def sweep_stale(spool_root: Path, max_age_hours: float) -> list[str]:
 
 
 SCRATCH_MARKER = "scratch-database"
+# The upload's resumable state beside the artifact: parts sent while dumping and after.
+UPLOAD_JOURNAL = "upload-state.json"
 
 
 def reserve_scratch_database(run_path: Path, run_key: str) -> str:
@@ -53,6 +55,18 @@ def reserve_scratch_database(run_path: Path, run_key: str) -> str:
     name = "export_backup_verify_" + run_key.replace("-", "")[:32]
     (run_path / SCRATCH_MARKER).write_text(name)
     return name
+
+
+def refuse_streamed(artifact: Path, spool_mode: str) -> None:
+    """A test restore needs the artifact on this host; SPOOL_MODE=stream sent it to S3 without
+    keeping it (all but one-part artifacts), and the object is not visible before the test."""
+    if spool_mode == "stream" and not artifact.exists():
+        raise ConfigurationError(
+            "verify_restore needs the artifact on the worker's spool, and SPOOL_MODE=stream "
+            "kept none (the dump went straight to S3): run test restores on workers with "
+            "SPOOL_MODE=spool, or start the backup without verify_restore and test it with "
+            "RestoreBackupWorkflow"
+        )
 
 
 def scratch_database_of(spool_root: Path, run_key: str) -> str | None:

@@ -12,42 +12,40 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlparse
 
 import psutil
 import psycopg
 from temporalio.client import Client, WorkflowHandle
 
-from backup.download import download
-from backup.models import ExportRequest, ExportResult, short_run_id
+from backup.models import ExportRequest, ExportResult
 from client import connect_with, start_export
 from devstack.process import stop_process
 from devstack.seed import register_project
 from devstack.stack import DevStack
-from reliability.harness import activity_history
+from reliability.crash_checks import PART_MIB, PROJECT, CellFailed, OutcomeChecks, _files, check
 
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT = "crashmx"
 RANDOM_MIB = 24  # random bytes in the tenant: ~25 MB stored, 5 parts of 5 MiB
-PART_MIB = 5
 Host = Literal["same", "other"]
 # The killed worker takes 0.3 s per MiB of dump (~15 s), so "early" and "late" are far apart.
 # (Not zstd level 19: its large jobs block the progress callback that heartbeats for > 10 s.)
 SLOW_DUMP = {"CRASH_SLOW_CHUNK_SECONDS": "0.3"}
-# The killed worker sends one part at a time, a second apart, so the kill lands mid-upload.
-SLOW_UPLOAD = {"CRASH_SLOW_PART_SECONDS": "1", "S3_CONCURRENCY": "1"}
+# The killed worker sends one part at a time, a second apart, so the kill lands mid-upload:
+# in the upload step (parts only after the dump), or while the dump sends its parts.
+SLOW_UPLOAD = {
+    "CRASH_SLOW_PART_SECONDS": "1", "S3_CONCURRENCY": "1", "S3_UPLOAD_WHILE_DUMPING": "false",
+}  # fmt: skip
+SLOW_PARTS = {"CRASH_SLOW_PART_SECONDS": "1", "S3_CONCURRENCY": "1"}
 GRACE_SECONDS = 2  # SHUTDOWN_GRACE_SECONDS of the worker that gets SIGTERM
 
 
@@ -63,6 +61,7 @@ class Cell:
     # How many times dump_schema may run in total, per host of the new worker.
     dumps: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     resumes_upload: bool = False  # the new worker's upload must resume, not start over
+    both_env: dict[str, str] = field(default_factory=dict)  # for the new worker too
 
 
 Dumps = dict[str, tuple[int, ...]]
@@ -77,6 +76,16 @@ CELLS = [
     Cell("dump late", "spool", env=SLOW_DUMP, dumps={"same": (2,), "other": (2,)}),
     Cell("verify", "marker", "verify_artifact", dumps=REDUMP_ELSEWHERE),
     Cell("upload mid-way", "part", env=SLOW_UPLOAD, dumps=REDUMP_ELSEWHERE, resumes_upload=True),
+    # Parts sent while dumping: the dump is redone after the old upload is aborted; with
+    # SPOOL_MODE=stream there is no spool file to fall back on either.
+    Cell("dump sending parts", "part", env=SLOW_PARTS, dumps={"same": (2,), "other": (2,)}),
+    Cell(
+        "stream dump",
+        "part",
+        env=SLOW_PARTS,
+        dumps={"same": (2,), "other": (2,)},
+        both_env={"SPOOL_MODE": "stream"},
+    ),
     Cell("notify", "marker", "deliver_notification", dumps=BOTH_ONE),
     Cell("cleanup", "marker", "cleanup_spool", dumps=BOTH_ONE),
     # Graceful: pg_dump can not checkpoint, so a dump cut off by the grace runs again (or
@@ -113,15 +122,6 @@ class Row:
     seconds: float
 
 
-class CellFailed(AssertionError):
-    pass
-
-
-def check(condition: bool, message: str) -> None:
-    if not condition:
-        raise CellFailed(message)
-
-
 def seed_project(database_url: str) -> None:
     """A tenant of random bytes (incompressible once hex-decoded): tens of MB, several parts."""
     with psycopg.connect(database_url, autocommit=True) as conn:
@@ -147,10 +147,6 @@ def spawn_worker(
     """The harness worker as a process, ready to poll when this returns."""
     harness = [sys.executable, "-m", "reliability.crashy_worker"]
     return stack.spawn_worker(log_file, env, timeout, argv=harness)
-
-
-def _files(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
 
 
 class Matrix:
@@ -184,7 +180,7 @@ class Matrix:
         return Row(c.name, host, passed, detail, round(time.monotonic() - started, 1))
 
 
-class _Run:
+class _Run(OutcomeChecks):
     def __init__(self, matrix: Matrix, c: Cell, host: Host, folder: Path, queue: str) -> None:
         self.m, self.cell, self.host, self.folder, self.queue = matrix, c, host, folder, queue
         folder.mkdir(parents=True)
@@ -209,7 +205,7 @@ class _Run:
 
     async def execute(self) -> list[str]:
         c = self.cell
-        crash_env = {**c.env, "SHUTDOWN_GRACE_SECONDS": str(GRACE_SECONDS)}
+        crash_env = {**c.both_env, **c.env, "SHUTDOWN_GRACE_SECONDS": str(GRACE_SECONDS)}
         if c.crash_at:
             crash_env |= {"CRASH_AT": c.crash_at, "CRASH_MARKER": str(self.marker)}
         first = await asyncio.to_thread(
@@ -238,7 +234,7 @@ class _Run:
             spawn_worker,
             self.m.stack,
             self.folder / "worker-b.log",
-            self.env(host_b, self.spool_b, {}),
+            self.env(host_b, self.spool_b, c.both_env),
         )
         self.workers.append(second)
         result = await asyncio.wait_for(self.handle.result(), timeout=300)
@@ -317,108 +313,6 @@ class _Run:
             return []
         return [json.loads(line) for line in self.events.read_text().splitlines() if line]
 
-    async def check_outcome(self, result: ExportResult) -> list[str]:
-        notes = [self._check_storage(result)]
-        notes.append(await self._check_signature(result))
-        notes.append(self._check_spool(result))
-        notes.append(self._check_multipart(result))
-        notes.append(self._check_notifications(result))
-        notes.append(await self._check_dumps())
-        if self.cell.resumes_upload:
-            notes.append(self._check_resumed_upload(result.size_bytes))
-        return notes
-
-    def _check_storage(self, result: ExportResult) -> str:
-        key = urlparse(result.location).path.lstrip("/")
-        tail = short_run_id(result.run_id)
-        listed = self.m.s3.list_objects_v2(Bucket=self.m.bucket, Prefix=f"backups/{PROJECT}/")
-        keys = sorted(o["Key"] for o in listed.get("Contents", []) if tail in o["Key"])
-        wanted = sorted([key, f"{key}.manifest.json", f"{key}.manifest.json.sig"])
-        check(keys == wanted, f"storage holds {keys} for the run, expected {wanted}")
-        body = self.m.s3.get_object(Bucket=self.m.bucket, Key=key)["Body"].read()
-        manifest = json.loads(
-            self.m.s3.get_object(Bucket=self.m.bucket, Key=f"{key}.manifest.json")["Body"].read()
-        )
-        digest = hashlib.sha256(body).hexdigest()
-        check(digest == manifest["sha256"] == result.sha256, "artifact SHA-256 ≠ manifest")
-        return f"1 artifact + manifest + signature, {len(body):,} bytes, SHA-256 matches"
-
-    async def _check_signature(self, result: ExportResult) -> str:
-        target = self.folder / "downloaded"
-        await download(result.location, target, self.m.stack.settings())
-        target.unlink()
-        return "download verifies signature, size and SHA-256"
-
-    def _check_spool(self, result: ExportResult) -> str:
-        left = _files(self.spool_b)
-        check(not left, f"spool files left on the live host: {left}")
-        note = "no spool left"
-        if self.host == "other":
-            dead = _files(self.spool_a)
-            # The dead host's disk is nobody's to clean: its worker sweeps stale spools at start.
-            note += f" (dead host-a keeps {len(dead)} file(s), swept by its next start)"
-        return note
-
-    def _check_multipart(self, result: ExportResult) -> str:
-        listed = self.m.s3.list_multipart_uploads(
-            Bucket=self.m.bucket, Prefix=f"backups/{PROJECT}/"
-        )
-        tail = short_run_id(result.run_id)
-        open_uploads = [u for u in listed.get("Uploads", []) if tail in u["Key"]]
-        check(not open_uploads, f"unfinished multipart uploads left: {open_uploads}")
-        return "no unfinished multipart upload"
-
-    def _check_notifications(self, result: ExportResult) -> str:
-        receiver = self.m.stack.webhooks
-        assert receiver is not None
-        hooks = [
-            d
-            for d in receiver.deliveries
-            if _header(d.headers, "Idempotency-Key").startswith(result.run_id)
-        ]
-        keys = Counter(_header(d.headers, "Idempotency-Key") for d in hooks)
-        wanted = f"{result.run_id}:backup.succeeded"
-        check(set(keys) == {wanted}, f"webhook events {dict(keys)}, expected only {wanted}")
-        check(all(d.verified for d in hooks), "a webhook delivery failed its signature check")
-        check(len({d.body for d in hooks}) == 1, "webhook redeliveries differ in body")
-        mails = Counter(
-            str(m.get("X-Export-Backup-Id", ""))
-            for m in self.m.stack.mailbox
-            if str(m.get("X-Export-Backup-Id", "")).startswith(result.run_id)
-        )
-        check(mails == Counter({wanted: 1}), f"emails {dict(mails)}, expected one of {wanted}")
-        return f"webhook x{keys[wanted]} (one Idempotency-Key), email x1"
-
-    async def _check_dumps(self) -> str:
-        assert self.handle is not None
-        history = await activity_history(self.handle)
-        scheduled, attempts = history.scheduled["dump_schema"], history.started["dump_schema"]
-        runs = [e for e in self.read_events() if e.get("activity") == "dump_schema"]
-        hosts = ",".join(e["host"] for e in runs)
-        allowed = self.cell.dumps[self.host]
-        check(
-            len(runs) in allowed,
-            f"dump_schema ran {len(runs)}x ({hosts}), expected {' or '.join(map(str, allowed))}",
-        )
-        return (
-            f"dump ran {len(runs)}x ({hosts}); history: {scheduled} scheduled, "
-            f"started attempts {attempts}"
-        )
-
-    def _check_resumed_upload(self, size: int) -> str:
-        stores = [e for e in self.read_events() if e.get("event") == "store"]
-        done = [e for e in stores if "CompleteMultipartUpload" in e["requests"]]
-        check(len(done) == 1, f"{len(done)} completed uploads")
-        final = done[0]
-        parts = sum(r.startswith("UploadPart") for r in final["requests"])
-        if self.host == "other":
-            return f"new host uploaded afresh ({parts} parts); stale upload aborted by cleanup"
-        check(final["resumed"] and "ListParts" in final["requests"], "upload did not resume")
-        check("CreateMultipartUpload" not in final["requests"], "upload started over")
-        total = -(-size // (PART_MIB * 1024 * 1024))
-        check(parts < total, f"resumed upload sent all {parts} parts again")
-        return f"upload resumed: ListParts, {parts} of {total} parts sent, the rest kept"
-
     async def abandon(self) -> None:
         if self.handle is not None:
             with contextlib.suppress(Exception):  # already finished, or the server is gone
@@ -437,7 +331,3 @@ class _Run:
                 lines = log.read_text(errors="replace").splitlines()[-8:]
                 tails.append(f"\n  [{name}] " + "\n  ".join(lines))
         return "".join(tails)
-
-
-def _header(headers: dict[str, str], name: str) -> str:
-    return next((v for k, v in headers.items() if k.lower() == name.lower()), "")

@@ -14,7 +14,7 @@ import pytest
 
 from backup.download import download
 from backup.errors import StorageError
-from backup.storage import Transfer, s3_client
+from backup.storage import Transfer, s3_client, s3_multipart
 from backup.storage import s3 as s3_module
 from backup.storage.s3 import S3Storage
 from devstack.seaweed import SeaweedS3
@@ -135,7 +135,7 @@ async def test_resume_pages_through_list_parts(
 ) -> None:
     """More parts stored than one ListParts page holds (pages of 2 here, 1,000 on AWS): every
     page is read, so none of the stored parts is sent again."""
-    monkeypatch.setattr(s3_module, "LIST_PARTS_PAGE", 2)
+    monkeypatch.setattr(s3_multipart, "LIST_PARTS_PAGE", 2)
     backend = _one_at_a_time(s3_backend(seaweed, monkeypatch))
     source, manifest = artifact(tmp_path, int(backend.part_size * 5.5))
     crash = Transfer(on_progress=crash_after(backend.part_size * 5))

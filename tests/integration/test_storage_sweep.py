@@ -19,8 +19,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from backup.settings import Settings
-from backup.storage import s3 as s3_module
-from backup.storage import sweep_abandoned_uploads
+from backup.storage import s3_multipart, sweep_abandoned_uploads
 from backup.storage.s3 import S3Storage
 from devstack.seaweed import SeaweedS3
 from tests.backends import s3_backend
@@ -82,7 +81,7 @@ async def test_every_page_of_the_listing_is_swept(
 ) -> None:
     backend = s3_backend(seaweed, monkeypatch)
     prefix = backend.settings.s3_prefix
-    monkeypatch.setattr(s3_module, "LIST_UPLOADS_PAGE", 2)
+    monkeypatch.setattr(s3_multipart, "LIST_UPLOADS_PAGE", 2)
     for i in range(7):
         _create(seaweed, uploads, f"{prefix}/backups/p{i % 3}/run-{i}.dump.zst")
     later = datetime.now(UTC) + HOURS

@@ -1,6 +1,7 @@
 """A representative corner of the crash matrix (reliability/crash_matrix.py runs all of it): a
-worker process SIGKILLed while pg_dump runs, mid-way through a multipart upload, and inside
-verify with the run moving to another host. Each backup must still complete with exactly one
+worker process SIGKILLed while pg_dump runs, mid-way through a multipart upload, inside
+verify with the run moving to another host, while the dump sends its parts, and with
+SPOOL_MODE=stream on another host. Each backup must still complete with exactly one
 verified artifact, no spool or unfinished upload left, one notification per channel, and a
 re-dump only where the spool is gone."""
 
@@ -36,7 +37,13 @@ def s3_stack(server_dir: Path) -> Iterator[DevStack]:
 
 @pytest.mark.parametrize(
     ("name", "host"),
-    [("dump early", "same"), ("upload mid-way", "same"), ("verify", "other")],
+    [
+        ("dump early", "same"),
+        ("upload mid-way", "same"),
+        ("verify", "other"),
+        ("dump sending parts", "same"),
+        ("stream dump", "other"),
+    ],
 )
 async def test_crash_cell(s3_stack: DevStack, tmp_path: Path, name: str, host: Host) -> None:
     row = await Matrix(s3_stack, tmp_path).run(cell(name), host)
