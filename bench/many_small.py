@@ -113,12 +113,18 @@ def create_tiny_tenants(url: str, count: int, register: bool = True) -> list[str
             if not exists:
                 with conn.transaction():
                     conn.execute(sql.SQL("CREATE SCHEMA {}").format(s))
-                    conn.execute(sql.SQL(
-                        "CREATE TABLE {}.notes AS SELECT g AS id, md5(g::text) AS body "
-                        "FROM generate_series(1, 50) g").format(s))  # fmt: skip
-                    conn.execute(sql.SQL(
-                        "CREATE TABLE {}.users AS SELECT g AS id, 'u' || g AS name "
-                        "FROM generate_series(1, 50) g").format(s))  # fmt: skip
+                    conn.execute(
+                        sql.SQL(
+                            "CREATE TABLE {}.notes AS SELECT g AS id, md5(g::text) AS body "
+                            "FROM generate_series(1, 50) g"
+                        ).format(s)
+                    )
+                    conn.execute(
+                        sql.SQL(
+                            "CREATE TABLE {}.users AS SELECT g AS id, 'u' || g AS name "
+                            "FROM generate_series(1, 50) g"
+                        ).format(s)
+                    )
             if register:
                 register_bench_project(url, project, project)
     return ids
@@ -161,9 +167,13 @@ async def run_many_small(
 
 
 async def _run_on(
-    stack: BenchStack, env: dict[str, str], spool: Path, projects: list[str],
-    limits: dict[str, str], profile: Path | None = None,
-) -> ManySmall:  # fmt: skip
+    stack: BenchStack,
+    env: dict[str, str],
+    spool: Path,
+    projects: list[str],
+    limits: dict[str, str],
+    profile: Path | None = None,
+) -> ManySmall:
     count = len(projects)
     with BenchWorker(stack, env).running() as worker:
         await worker.backup("acme")  # warm-up, so "before" holds the steady-state fds
@@ -190,8 +200,11 @@ async def _run_on(
         await asyncio.sleep(2)  # let the last notifications and pollers settle
         after = _usage(worker.proc.pid)
     latencies = [o for o in outcomes if isinstance(o, float)]
-    failures = [f"{p}: {o!r}" for p, o in zip(projects, outcomes, strict=True)
-                if isinstance(o, BaseException)]  # fmt: skip
+    failures = [
+        f"{p}: {o!r}"
+        for p, o in zip(projects, outcomes, strict=True)
+        if isinstance(o, BaseException)
+    ]
     left = [p.name for p in spool.iterdir()] if spool.exists() else []
     result = ManySmall(count, seconds, latencies, failures, limits, before, after, left)
     result.cpu = cpu.per_backup_ms(count)
@@ -214,9 +227,21 @@ def py_spy(pid: int, out: Path) -> Iterator[None]:
     stack file, for flame graphs or `bench.profile_shares`."""
     spy = Path(sys.executable).with_name("py-spy")
     proc = subprocess.Popen(
-        [str(spy), "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
-         "--subprocesses", "--output", str(out)], stdout=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            str(spy),
+            "record",
+            "--pid",
+            str(pid),
+            "--format",
+            "raw",
+            "--rate",
+            "200",
+            "--subprocesses",
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     time.sleep(1)  # attached before the first backup starts
     try:
         yield
@@ -228,8 +253,9 @@ def py_spy(pid: int, out: Path) -> Iterator[None]:
 def _main(args: argparse.Namespace) -> int:
     tuning = dict(item.split("=", 1) for item in args.worker_env)
     with BenchStack(args.home) as stack:
-        result = asyncio.run(run_many_small(stack, args.count, tuning, not args.no_peers,
-                                            args.workers, args.profile))  # fmt: skip
+        result = asyncio.run(
+            run_many_small(stack, args.count, tuning, not args.no_peers, args.workers, args.profile)
+        )
     print(result.markdown())
     return 0 if result.ok else 1
 
@@ -239,8 +265,13 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=100)
     parser.add_argument("--workers", type=int, default=1, help="worker processes (HOST_IDs)")
     parser.add_argument("--home", type=Path, default=ROOT / ".dev" / "bench")
-    parser.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE",
-                        help="a worker setting (repeatable)")  # fmt: skip
+    parser.add_argument(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a worker setting (repeatable)",
+    )
     parser.add_argument("--no-peers", action="store_true", help="skip the shell and lean loops")
     parser.add_argument("--profile", type=Path, help="py-spy the worker into this raw file")
     return _main(parser.parse_args())

@@ -89,8 +89,12 @@ def plot(rows: list[Row], path: Path) -> None:
         if any(r.worker_hwm for r in mine):
             memory.plot(sizes, [(r.worker_hwm or 0) / MB for r in mine], marker="o", label=method)
     times.set(xlabel="schema relation size (MB)", ylabel="wall time (s)", title="Time vs size")
-    memory.set(xlabel="schema relation size (MB)", ylabel="worker peak RSS (MB, VmHWM)",
-               title="Worker memory vs size", ylim=(0, 256))  # fmt: skip
+    memory.set(
+        xlabel="schema relation size (MB)",
+        ylabel="worker peak RSS (MB, VmHWM)",
+        title="Worker memory vs size",
+        ylim=(0, 256),
+    )
     memory.axhline(200, color="grey", linestyle="--", linewidth=1)
     times.legend(fontsize=7)
     memory.legend(fontsize=7)

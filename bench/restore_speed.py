@@ -40,15 +40,29 @@ def bare_pg_restore(server: PostgresServer, schema: str, work: Path) -> float:
     bin_dir = pg_bin_dir()
     with client_connection(server.url()) as client:
         subprocess.run(
-            [str(bin_dir / "pg_dump"), "-Fc", "-Z0", f"--schema={exact_schema_pattern(schema)}",
-             f"--file={dump}", f"--dbname={client.conninfo}"],
-            check=True, env={**client.env}, pass_fds=client.pass_fds,
-        )  # fmt: skip
+            [
+                str(bin_dir / "pg_dump"),
+                "-Fc",
+                "-Z0",
+                f"--schema={exact_schema_pattern(schema)}",
+                f"--file={dump}",
+                f"--dbname={client.conninfo}",
+            ],
+            check=True,
+            env={**client.env},
+            pass_fds=client.pass_fds,
+        )
     server.drop_database("bench_bare")
     server.create_database("bench_bare")
     with client_connection(server.url("bench_bare")) as client:
-        args = [str(bin_dir / "pg_restore"), "-j", "2", "--no-owner",
-                f"--dbname={client.conninfo}", str(dump)]  # fmt: skip
+        args = [
+            str(bin_dir / "pg_restore"),
+            "-j",
+            "2",
+            "--no-owner",
+            f"--dbname={client.conninfo}",
+            str(dump),
+        ]
         seconds = timed(
             subprocess.run, args, check=True, env={**client.env}, pass_fds=client.pass_fds
         )
@@ -65,9 +79,12 @@ def measure_size(server: PostgresServer, size: float) -> str:
         outcome = dump_schema(
             database_url=server.url(),
             project=Project(project_id=schema, name=schema, schema_name=schema),
-            fmt=DumpFormat.CUSTOM, compression=Compression.ZSTD, out_dir=work,
-            base_name="b", options=PipelineOptions(bin_dir=pg_bin_dir(), max_bytes=10**11),
-        )  # fmt: skip
+            fmt=DumpFormat.CUSTOM,
+            compression=Compression.ZSTD,
+            out_dir=work,
+            base_name="b",
+            options=PipelineOptions(bin_dir=pg_bin_dir(), max_bytes=10**11),
+        )
         bare = bare_pg_restore(server, schema, work)
         copy = f"{schema}_copy"
         drop_schema(server.url(), copy)

@@ -37,12 +37,14 @@ def shell_loop(pg: PostgresServer, s3: SeaweedS3, tenants: list[str], concurrenc
     env = {**os.environ, **s3.env(), "PGPASSWORD": pg.password}
 
     def one(tenant: str) -> None:
-        uploader = shlex.join([sys.executable, "-m", "bench.stream_upload", s3.bucket,
-                               f"peers/shell/{tenant}.dump"])  # fmt: skip
+        uploader = shlex.join(
+            [sys.executable, "-m", "bench.stream_upload", s3.bucket, f"peers/shell/{tenant}.dump"]
+        )
         _run(f"{_pg_dump(pg, tenant)} -Fc | {uploader}", env)
 
-    return PeerLoop("shell loop: pg_dump -Fc | upload process", len(tenants),
-                    _timed(one, tenants, concurrency))  # fmt: skip
+    return PeerLoop(
+        "shell loop: pg_dump -Fc | upload process", len(tenants), _timed(one, tenants, concurrency)
+    )
 
 
 def lean_loop(pg: PostgresServer, s3: SeaweedS3, tenants: list[str], concurrency: int) -> PeerLoop:
@@ -55,8 +57,11 @@ def lean_loop(pg: PostgresServer, s3: SeaweedS3, tenants: list[str], concurrency
         )
         client.put_object(Bucket=s3.bucket, Key=f"peers/lean/{tenant}.dump", Body=dump.stdout)
 
-    return PeerLoop("lean loop: pg_dump + PutObject in one process", len(tenants),
-                    _timed(one, tenants, concurrency))  # fmt: skip
+    return PeerLoop(
+        "lean loop: pg_dump + PutObject in one process",
+        len(tenants),
+        _timed(one, tenants, concurrency),
+    )
 
 
 def _timed(one: Callable[[str], None], tenants: list[str], concurrency: int) -> float:

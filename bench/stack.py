@@ -29,8 +29,15 @@ class BenchStack(DevStack):
     """The dev stack with free ports, console notifications only, and no worker of its own."""
 
     def __init__(self, home: Path) -> None:
-        super().__init__(home, temporal_port=None, ui_port=None, metrics_port=0, scale=0.01,
-                         storage="s3", s3=True)  # fmt: skip
+        super().__init__(
+            home,
+            temporal_port=None,
+            ui_port=None,
+            metrics_port=0,
+            scale=0.01,
+            storage="s3",
+            s3=True,
+        )
         self.encrypted = False
 
     @property
@@ -98,8 +105,9 @@ class BenchWorker:
             result: ExportResult = await handle.result()
             seconds = time.perf_counter() - started
         steps = await step_seconds(self.client, handle.id)
-        return WorkflowRun(seconds, result.size_bytes, result.raw_bytes, steps,
-                           vm_hwm(self.proc.pid), rss.peak)  # fmt: skip
+        return WorkflowRun(
+            seconds, result.size_bytes, result.raw_bytes, steps, vm_hwm(self.proc.pid), rss.peak
+        )
 
 
 async def step_seconds(client: Client, workflow_id: str) -> dict[str, float]:

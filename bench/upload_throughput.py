@@ -35,11 +35,23 @@ def manifest_for(path: Path) -> Manifest:
     now = datetime.now(UTC)
     size = path.stat().st_size
     return Manifest(
-        project_id="bench", project_name="bench", schema_name="bench", format=DumpFormat.CUSTOM,
-        compression=Compression.ZSTD, artifact=path.name, size_bytes=size, raw_bytes=size,
-        sha256=sha256_of(path), tables=[], table_count=0, pg_dump_version="-",
-        server_version="-", started_at=now, finished_at=now, dump_seconds=0,
-    )  # fmt: skip
+        project_id="bench",
+        project_name="bench",
+        schema_name="bench",
+        format=DumpFormat.CUSTOM,
+        compression=Compression.ZSTD,
+        artifact=path.name,
+        size_bytes=size,
+        raw_bytes=size,
+        sha256=sha256_of(path),
+        tables=[],
+        table_count=0,
+        pg_dump_version="-",
+        server_version="-",
+        started_at=now,
+        finished_at=now,
+        dump_seconds=0,
+    )
 
 
 def timed(fn: object) -> float:
@@ -75,8 +87,11 @@ def main() -> None:
             os.sync()
 
         results = {}
-        for name, fn in [("single-stream PUT", single_stream), ("export-backup S3", ours),
-                         ("local file copy", local_copy)]:  # fmt: skip
+        for name, fn in [
+            ("single-stream PUT", single_stream),
+            ("export-backup S3", ours),
+            ("local file copy", local_copy),
+        ]:
             results[name] = statistics.median(timed(fn) for _ in range(args.runs))
         size_mb = artifact.stat().st_size / 1e6
         base = results["single-stream PUT"]

@@ -44,9 +44,13 @@ SET name = EXCLUDED.name, status = EXCLUDED.status, schema_name = EXCLUDED.schem
 
 
 def register_project(
-    conn: psycopg.Connection, project_id: str, schema: str, *, name: str | None = None,
+    conn: psycopg.Connection,
+    project_id: str,
+    schema: str,
+    *,
+    name: str | None = None,
     status: str = "ACTIVE",
-) -> None:  # fmt: skip
+) -> None:
     """Add (or update) a tenant in control_plane.projects: for tests, harnesses and benches
     that bring their own schema."""
     conn.execute(UPSERT_PROJECT, (project_id, name or project_id, status, schema))

@@ -166,9 +166,12 @@ class DevStack:
             if manifest.encryption:
                 decrypt_file(artifact, plain, self.keys.identity_file)
             restore(
-                plain if manifest.encryption else artifact, result.format,
-                Compression(result.compression), self.postgres.url(scratch), pg_bin_dir(),
-            )  # fmt: skip
+                plain if manifest.encryption else artifact,
+                result.format,
+                Compression(result.compression),
+                self.postgres.url(scratch),
+                pg_bin_dir(),
+            )
             return (
                 row_counts(self.postgres.url(), result.schema_name),
                 row_counts(self.postgres.url(scratch), result.schema_name),

@@ -84,14 +84,21 @@ class TemporalDevServer(Service):
                 raise RuntimeError(f"port {port} is already in use: stop what holds it first")
         self.db_file.parent.mkdir(parents=True, exist_ok=True)
         args = [
-            temporal_cli(), "server", "start-dev",
-            "--ip", "127.0.0.1",
-            "--port", str(self.port),
-            "--ui-port", str(self.ui_port),
-            "--db-filename", str(self.db_file),
-            "--log-level", "warn",
+            temporal_cli(),
+            "server",
+            "start-dev",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--ui-port",
+            str(self.ui_port),
+            "--db-filename",
+            str(self.db_file),
+            "--log-level",
+            "warn",
             "--ui-disable-news-fetch",
-        ]  # fmt: skip
+        ]
         for pragma in _env_list("DEVSTACK_SQLITE_PRAGMAS", SQLITE_PRAGMAS):
             args += ["--sqlite-pragma", pragma]
         for value in _env_list("DEVSTACK_DYNAMIC_CONFIG", DYNAMIC_CONFIG):

@@ -43,8 +43,10 @@ SLOW_DUMP = {"CRASH_SLOW_CHUNK_SECONDS": "0.3"}
 # The killed worker sends one part at a time, a second apart, so the kill lands mid-upload:
 # in the upload step (parts only after the dump), or while the dump sends its parts.
 SLOW_UPLOAD = {
-    "CRASH_SLOW_PART_SECONDS": "1", "S3_CONCURRENCY": "1", "S3_UPLOAD_WHILE_DUMPING": "false",
-}  # fmt: skip
+    "CRASH_SLOW_PART_SECONDS": "1",
+    "S3_CONCURRENCY": "1",
+    "S3_UPLOAD_WHILE_DUMPING": "false",
+}
 SLOW_PARTS = {"CRASH_SLOW_PART_SECONDS": "1", "S3_CONCURRENCY": "1"}
 GRACE_SECONDS = 2  # SHUTDOWN_GRACE_SECONDS of the worker that gets SIGTERM
 

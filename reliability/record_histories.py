@@ -59,11 +59,17 @@ async def record_all(stack: DevStack, folder: Path, fleet: bool) -> None:
     client = await connect(stack.temporal.address, "default")
     queue = stack.settings().temporal_task_queue
     # Local activities for the short steps (patched "local-steps"), success and failure.
-    await record(client, "succeeded_local_steps", "ExportBackupWorkflow", {"project_id": "acme"},
-                 queue)  # fmt: skip
+    await record(
+        client, "succeeded_local_steps", "ExportBackupWorkflow", {"project_id": "acme"}, queue
+    )
     with contextlib.suppress(WorkflowFailureError):  # recorded by then: failing is the point
-        await record(client, "failed_local_steps_inactive", "ExportBackupWorkflow",
-                     {"project_id": "initech"}, queue)  # fmt: skip
+        await record(
+            client,
+            "failed_local_steps_inactive",
+            "ExportBackupWorkflow",
+            {"project_id": "initech"},
+            queue,
+        )
     verified = await record(
         client,
         "succeeded_verify_restore",
@@ -131,9 +137,12 @@ async def record_all(stack: DevStack, folder: Path, fleet: bool) -> None:
         # The default max_concurrent of 16 (patch fleet-max-concurrent-16), in one run: a
         # continued run gets max_concurrent explicitly and never asks for the patch.
         summary = await record(
-            client, "fleet_default_concurrency", "BackupAllProjectsWorkflow", {"page_size": 50},
+            client,
+            "fleet_default_concurrency",
+            "BackupAllProjectsWorkflow",
+            {"page_size": 50},
             queue,
-        )  # fmt: skip
+        )
         print(f"  fleet: {summary}")
 
 

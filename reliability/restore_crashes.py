@@ -107,8 +107,13 @@ async def run_cell(
     workers: list[subprocess.Popen[bytes]] = []
 
     def env(host_id: str, spool: Path) -> dict[str, str]:
-        return {"TEMPORAL_TASK_QUEUE": queue, "HOST_ID": host_id, "SPOOL_DIR": str(spool),
-                "METRICS_PORT": "0", "S3_PART_SIZE_MIB": str(PART_MIB)}  # fmt: skip
+        return {
+            "TEMPORAL_TASK_QUEUE": queue,
+            "HOST_ID": host_id,
+            "SPOOL_DIR": str(spool),
+            "METRICS_PORT": "0",
+            "S3_PART_SIZE_MIB": str(PART_MIB),
+        }
 
     try:
         first = await asyncio.to_thread(
@@ -126,9 +131,11 @@ async def run_cell(
         first.send_signal(signal.SIGKILL)
         await asyncio.to_thread(first.wait, 30)
         second = await asyncio.to_thread(
-            spawn_worker, stack, folder / "worker-b.log",
+            spawn_worker,
+            stack,
+            folder / "worker-b.log",
             env("host-a" if host == "same" else "host-b", spool_b),
-        )  # fmt: skip
+        )
         workers.append(second)
         result: RestoreResult = await asyncio.wait_for(handle.result(), timeout=300)
         check(result.verified, f"restored rows differ from the manifest: {result.row_counts}")
@@ -171,8 +178,11 @@ async def run_all(stack: DevStack, work: Path, cells: list[str], hosts: list[str
         for host in HOSTS:
             if cell.name in cells and host in hosts:
                 row = await run_cell(stack, backup.location, cell, host, work)
-                print(f"  {'PASS' if row.passed else 'FAIL'} restore {row.cell} / {row.host}"
-                      f" ({row.seconds:.0f} s): {row.detail}", flush=True)  # fmt: skip
+                print(
+                    f"  {'PASS' if row.passed else 'FAIL'} restore {row.cell} / {row.host}"
+                    f" ({row.seconds:.0f} s): {row.detail}",
+                    flush=True,
+                )
                 rows.append(row)
     return rows
 

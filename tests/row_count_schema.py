@@ -109,12 +109,20 @@ def capture(url: str) -> None:
     for fmt, suffix, extra in (("custom", "dump", ["--compress=0"]), ("plain", "sql", [])):
         with client_connection(url) as client:
             out = subprocess.run(
-                [str(pg_bin_dir() / "pg_dump"), f"--format={fmt}", *extra, "--no-owner",
-                 "--no-acl", f"--schema={exact_schema_pattern(SCHEMA)}",
-                 f"--dbname={client.conninfo}"],
-                check=True, capture_output=True, env={**os.environ, **client.env},
+                [
+                    str(pg_bin_dir() / "pg_dump"),
+                    f"--format={fmt}",
+                    *extra,
+                    "--no-owner",
+                    "--no-acl",
+                    f"--schema={exact_schema_pattern(SCHEMA)}",
+                    f"--dbname={client.conninfo}",
+                ],
+                check=True,
+                capture_output=True,
+                env={**os.environ, **client.env},
                 pass_fds=client.pass_fds,
-            ).stdout  # fmt: skip
+            ).stdout
         (DATA / f"rows.{suffix}.gz").write_bytes(gzip.compress(out, mtime=0))
     (DATA / "rows.json").write_text(json.dumps(counts, indent=1, sort_keys=True) + "\n")
 

@@ -41,11 +41,16 @@ def open_channel(name: str, settings: Settings) -> Channel:
     if name == "email":
         assert s.smtp_host is not None
         return EmailChannel(
-            host=s.smtp_host, port=s.smtp_port, sender=s.smtp_from, username=s.smtp_username,
+            host=s.smtp_host,
+            port=s.smtp_port,
+            sender=s.smtp_from,
+            username=s.smtp_username,
             password=s.smtp_password.get_secret_value() if s.smtp_password else None,
-            starttls=s.smtp_starttls, tls=s.smtp_tls, timeout=s.smtp_timeout_seconds,
+            starttls=s.smtp_starttls,
+            tls=s.smtp_tls,
+            timeout=s.smtp_timeout_seconds,
             default_recipient=s.notify_email_default,
-        )  # fmt: skip
+        )
     if name == "webhook":
         assert s.webhook_url is not None
         secret = s.webhook_secret.get_secret_value() if s.webhook_secret else None
@@ -54,9 +59,11 @@ def open_channel(name: str, settings: Settings) -> Channel:
         chat = s.telegram_notify_chat_id or s.telegram_chat_id
         assert s.telegram_bot_token is not None and chat
         return TelegramChannel(
-            s.telegram_bot_token.get_secret_value(), chat, api_url=s.telegram_api_url,
+            s.telegram_bot_token.get_secret_value(),
+            chat,
+            api_url=s.telegram_api_url,
             thread_id=s.telegram_message_thread_id,
-        )  # fmt: skip
+        )
     raise ConfigurationError(
         f"NOTIFY_CHANNELS has unknown channel {name!r}; known: {', '.join(KNOWN)}"
     )

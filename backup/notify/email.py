@@ -15,10 +15,18 @@ class EmailChannel:
     name = "email"
 
     def __init__(
-        self, *, host: str, port: int, sender: str, username: str | None = None,
-        password: str | None = None, starttls: bool = True, tls: bool = False,
-        timeout: float = 30.0, default_recipient: str | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        *,
+        host: str,
+        port: int,
+        sender: str,
+        username: str | None = None,
+        password: str | None = None,
+        starttls: bool = True,
+        tls: bool = False,
+        timeout: float = 30.0,
+        default_recipient: str | None = None,
+    ) -> None:
         self.host, self.port, self.sender = host, port, sender
         self._username, self._password = username, password
         self.starttls, self.tls, self.timeout = starttls, tls, timeout
@@ -55,10 +63,15 @@ class EmailChannel:
     async def _send(self, message: EmailMessage) -> NotificationFailed | None:
         try:
             await aiosmtplib.send(
-                message, hostname=self.host, port=self.port, username=self._username,
-                password=self._password, start_tls=self.starttls and not self.tls,
-                use_tls=self.tls, timeout=self.timeout,
-            )  # fmt: skip
+                message,
+                hostname=self.host,
+                port=self.port,
+                username=self._username,
+                password=self._password,
+                start_tls=self.starttls and not self.tls,
+                use_tls=self.tls,
+                timeout=self.timeout,
+            )
         except aiosmtplib.SMTPAuthenticationError as err:
             return NotificationFailed(
                 f"SMTP server {self.host} refused the login of {self._username!r}: fix "

@@ -15,8 +15,15 @@ MAX_RATE_LIMIT_WAIT = 20.0
 class TelegramChannel:
     name = "telegram"
 
-    def __init__(self, token: str, chat_id: str, *, api_url: str, thread_id: int | None = None,
-                 timeout: float = 30.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        token: str,
+        chat_id: str,
+        *,
+        api_url: str,
+        thread_id: int | None = None,
+        timeout: float = 30.0,
+    ) -> None:
         self._token = token
         self.chat_id, self.api_url, self.thread_id = chat_id, api_url.rstrip("/"), thread_id
         self.timeout = timeout

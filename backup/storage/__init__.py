@@ -97,10 +97,12 @@ async def sweep_abandoned_uploads(settings: Settings, timeout: float = SWEEP_SEC
     except Exception as err:  # any failure only skips this sweep
         # Our errors' messages are written to hold no secrets; others' might, so only the type.
         reason = (
-            str(err) if isinstance(err, BackupError)
-            else f"no answer within {timeout:g} s" if isinstance(err, TimeoutError)
+            str(err)
+            if isinstance(err, BackupError)
+            else f"no answer within {timeout:g} s"
+            if isinstance(err, TimeoutError)
             else type(err).__name__
-        )  # fmt: skip
+        )
         logger.warning(
             "skipped the sweep of abandoned S3 multipart uploads (next start retries): %s", reason
         )

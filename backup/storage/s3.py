@@ -152,9 +152,11 @@ class S3Storage(Multipart):
             raw = manifest.to_bytes()
             if self._sign:  # the signature lands first: a manifest is never unsigned when seen
                 await s3.put_object(
-                    Bucket=self.bucket, Key=manifest_key + SIGNATURE_SUFFIX, Body=self._sign(raw),
+                    Bucket=self.bucket,
+                    Key=manifest_key + SIGNATURE_SUFFIX,
+                    Body=self._sign(raw),
                     **self.extra,
-                )  # fmt: skip
+                )
             await s3.put_object(
                 Bucket=self.bucket,
                 Key=manifest_key,
@@ -173,9 +175,14 @@ class S3Storage(Multipart):
         checksum = {"ChecksumSHA256": _b64(bytes.fromhex(sha256))} if self.checksums else {}
         with PartReader(artifact, 0, length) as body:
             await s3.put_object(
-                Bucket=self.bucket, Key=key, Body=body, Metadata={"sha256": sha256},
-                ContentMD5=_b64(md5), **checksum, **self.extra,
-            )  # fmt: skip
+                Bucket=self.bucket,
+                Key=key,
+                Body=body,
+                Metadata={"sha256": sha256},
+                ContentMD5=_b64(md5),
+                **checksum,
+                **self.extra,
+            )
         transfer.requests.append("PutObject")
         transfer.on_progress(length)
         return f'"{md5.hex()}"'

@@ -104,9 +104,14 @@ class Multipart:
             body = PartReader(source, (number - 1) * upload.part_size, length)
         with body:
             answer = await s3.upload_part(
-                Bucket=self.bucket, Key=key, UploadId=upload.upload_id, PartNumber=number,
-                Body=body, ContentMD5=_b64(md5), **checksum,
-            )  # fmt: skip
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload.upload_id,
+                PartNumber=number,
+                Body=body,
+                ContentMD5=_b64(md5),
+                **checksum,
+            )
         # Otherwise (SSE-KMS, SSE-C) the store verified the Content-MD5 and checksum.
         if _etag_is_md5(answer):
             _check_etag(answer["ETag"], md5, number)
@@ -130,10 +135,15 @@ class Multipart:
             upload = await self._create_upload(s3, key, {"sha256": sha256})
             upload.part_size = part_size
             transfer.requests.append("CreateMultipartUpload")
-            transfer.checkpoint({
-                "key": key, "upload_id": upload.upload_id, "part_size": part_size,
-                "sha256": sha256, "etag_is_md5": upload.etag_is_md5,
-            })  # fmt: skip
+            transfer.checkpoint(
+                {
+                    "key": key,
+                    "upload_id": upload.upload_id,
+                    "part_size": part_size,
+                    "sha256": sha256,
+                    "etag_is_md5": upload.etag_is_md5,
+                }
+            )
         else:
             # Parts an earlier attempt uploaded must hold our file's bytes; any that does not
             # is sent again (S3 keeps the last upload of a part number).
@@ -250,9 +260,13 @@ class Multipart:
             return None
         journaled = {int(n): p for n, p in (state.get("parts") or {}).items()}
         return _Upload(
-            upload_id, part_size, bool(state.get("etag_is_md5", True)), parts,
-            journaled or None, bool(state.get("streamed")),
-        )  # fmt: skip
+            upload_id,
+            part_size,
+            bool(state.get("etag_is_md5", True)),
+            parts,
+            journaled or None,
+            bool(state.get("streamed")),
+        )
 
     async def _list_parts(
         self, s3: Any, key: str, upload_id: str, transfer: Transfer
@@ -265,9 +279,12 @@ class Multipart:
             after = {"PartNumberMarker": marker} if marker else {}
             try:
                 page = await s3.list_parts(
-                    Bucket=self.bucket, Key=key, UploadId=upload_id,
-                    MaxParts=LIST_PARTS_PAGE, **after,
-                )  # fmt: skip
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    MaxParts=LIST_PARTS_PAGE,
+                    **after,
+                )
             except ClientError as err:
                 if err.response.get("Error", {}).get("Code") == "NoSuchUpload":
                     return None

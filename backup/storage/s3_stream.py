@@ -195,8 +195,9 @@ class PartStreamer:
         except _PartFailed as failed:
             logger.warning(
                 "parts sent while dumping failed (%s); the upload step sends %s from the spool",
-                failed.__cause__, self.key,
-            )  # fmt: skip
+                failed.__cause__,
+                self.key,
+            )
             self.abort()
 
     def send(self, data: memoryview, done: Callable[[], None] = lambda: None) -> None:
@@ -241,9 +242,13 @@ class PartStreamer:
         upload = await self.storage._create_upload(s3, self.key, {})
         upload.part_size = self.part_size
         self._state = {
-            "key": self.key, "upload_id": upload.upload_id, "part_size": self.part_size,
-            "etag_is_md5": upload.etag_is_md5, "streamed": self.in_memory, "parts": {},
-        }  # fmt: skip
+            "key": self.key,
+            "upload_id": upload.upload_id,
+            "part_size": self.part_size,
+            "etag_is_md5": upload.etag_is_md5,
+            "streamed": self.in_memory,
+            "parts": {},
+        }
         await self._checkpoint()
         return upload
 

@@ -142,15 +142,25 @@ class TelegramStorage:
         return StorageError(what, retryable=err.retryable)
 
     async def _send(
-        self, bot: BotApi, transfer: Transfer, label: str, caption: str,
-        file_name: str, body: bytes | io.RawIOBase,
-    ) -> dict[str, Any]:  # fmt: skip
+        self,
+        bot: BotApi,
+        transfer: Transfer,
+        label: str,
+        caption: str,
+        file_name: str,
+        body: bytes | io.RawIOBase,
+    ) -> dict[str, Any]:
         """sendDocument; returns the message id and file id of what Telegram stored."""
         message = await self._call(
-            bot, "sendDocument", transfer, label,
-            chat_id=self.chat_id, message_thread_id=self.message_thread_id, caption=caption,
+            bot,
+            "sendDocument",
+            transfer,
+            label,
+            chat_id=self.chat_id,
+            message_thread_id=self.message_thread_id,
+            caption=caption,
             files={"document": (file_name, body)},
-        )  # fmt: skip
+        )
         return {"message_id": message["message_id"], "file_id": message["document"]["file_id"]}
 
     async def store(
@@ -174,9 +184,13 @@ class TelegramStorage:
                 _, _, sha256 = await asyncio.to_thread(hash_range, artifact, offset, length)
                 with PartReader(artifact, offset, length) as body:
                     sent = await self._send(
-                        bot, transfer, str(index + 1), f"{name} part {index + 1}/{count}",
-                        f"{name}.part{index + 1:03d}", body,
-                    )  # fmt: skip
+                        bot,
+                        transfer,
+                        str(index + 1),
+                        f"{name} part {index + 1}/{count}",
+                        f"{name}.part{index + 1:03d}",
+                        body,
+                    )
                 parts.append(
                     ManifestPart(index=index, size_bytes=length, sha256=sha256.hex(), **sent)
                 )
@@ -188,19 +202,26 @@ class TelegramStorage:
             signature = _same(state.get("signature"), raw_sha256)
             if self._sign and signature is None:
                 signature = await self._send(
-                    bot, transfer, "signature", f"signature of the manifest of {name}",
-                    layout.signature_name(name), self._sign(raw),
-                )  # fmt: skip
+                    bot,
+                    transfer,
+                    "signature",
+                    f"signature of the manifest of {name}",
+                    layout.signature_name(name),
+                    self._sign(raw),
+                )
                 signature["manifest_sha256"] = raw_sha256
                 checkpoint(signature=signature)
             sent_manifest = _same(state.get("manifest"), raw_sha256)
             if sent_manifest is None:
                 sent_manifest = await self._send(
-                    bot, transfer, "manifest",
+                    bot,
+                    transfer,
+                    "manifest",
                     f"export-backup manifest of {manifest.project_id}: {count} part(s), "
                     f"sha256 {manifest.sha256}",
-                    layout.manifest_name(name), raw,
-                )  # fmt: skip
+                    layout.manifest_name(name),
+                    raw,
+                )
                 sent_manifest["manifest_sha256"] = raw_sha256
                 checkpoint(manifest=sent_manifest)
         signature_id = f"&sig_file_id={signature['file_id']}" if self._sign and signature else ""
@@ -294,9 +315,12 @@ class TelegramStorage:
             for message_id in backup.keys:
                 try:
                     await self._call(
-                        bot, "deleteMessage", Transfer(), chat_id=self.chat_id,
+                        bot,
+                        "deleteMessage",
+                        Transfer(),
+                        chat_id=self.chat_id,
                         message_id=message_id,
-                    )  # fmt: skip
+                    )
                 except StorageError as err:
                     text = str(err).lower()
                     if "message to delete not found" in text:

@@ -189,9 +189,13 @@ async def test_console_notification_is_logged(
 ) -> None:
     caplog.set_level(logging.INFO)
     note = Notification(
-        event=BackupEvent.FAILED, project_id="acme", workflow_id="w", run_id="r",
-        failed_step=Step.DUMPING, error="pg_dump exited with code 1",
-    )  # fmt: skip
+        event=BackupEvent.FAILED,
+        project_id="acme",
+        workflow_id="w",
+        run_id="r",
+        failed_step=Step.DUMPING,
+        error="pg_dump exited with code 1",
+    )
     outcomes = await ActivityEnvironment().run(NotifyActivities(settings).notify, note)
     assert [(o.channel, o.status) for o in outcomes] == [("console", "sent")]
     assert "Backup of acme FAILED during dumping: pg_dump exited with code 1" in caplog.text

@@ -100,19 +100,26 @@ async def test_multipart_upload_of_three_5mib_parts(store: SeaweedS3) -> None:
         done = []
         for number, data in enumerate(parts, start=1):
             part = await s3.upload_part(
-                Bucket=store.bucket, Key=key, UploadId=upload["UploadId"],
-                PartNumber=number, Body=data,
-            )  # fmt: skip
+                Bucket=store.bucket,
+                Key=key,
+                UploadId=upload["UploadId"],
+                PartNumber=number,
+                Body=data,
+            )
             assert part["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
             done.append({"ETag": part["ETag"], "PartNumber": number})
         listed = await s3.list_parts(Bucket=store.bucket, Key=key, UploadId=upload["UploadId"])
         assert [(p["PartNumber"], p["Size"]) for p in listed["Parts"]] == [
-            (1, PART), (2, PART), (3, PART)
-        ]  # fmt: skip
+            (1, PART),
+            (2, PART),
+            (3, PART),
+        ]
         complete = await s3.complete_multipart_upload(
-            Bucket=store.bucket, Key=key, UploadId=upload["UploadId"],
+            Bucket=store.bucket,
+            Key=key,
+            UploadId=upload["UploadId"],
             MultipartUpload={"Parts": done},
-        )  # fmt: skip
+        )
         got = await s3.get_object(Bucket=store.bucket, Key=key)
         assert await got["Body"].read() == b"".join(parts)
     md5s = b"".join(hashlib.md5(data).digest() for data in parts)
@@ -126,15 +133,20 @@ async def test_multipart_minimum_part_size_is_enforced(store: SeaweedS3) -> None
         done = []
         for number in (1, 2):
             part = await s3.upload_part(
-                Bucket=store.bucket, Key=key, UploadId=upload["UploadId"],
-                PartNumber=number, Body=b"x" * 1024,
-            )  # fmt: skip
+                Bucket=store.bucket,
+                Key=key,
+                UploadId=upload["UploadId"],
+                PartNumber=number,
+                Body=b"x" * 1024,
+            )
             done.append({"ETag": part["ETag"], "PartNumber": number})
         with pytest.raises(ClientError) as raised:
             await s3.complete_multipart_upload(
-                Bucket=store.bucket, Key=key, UploadId=upload["UploadId"],
+                Bucket=store.bucket,
+                Key=key,
+                UploadId=upload["UploadId"],
                 MultipartUpload={"Parts": done},
-            )  # fmt: skip
+            )
         assert error_code(raised.value) == ("EntityTooSmall", 400)
         await s3.abort_multipart_upload(Bucket=store.bucket, Key=key, UploadId=upload["UploadId"])
 
@@ -185,9 +197,11 @@ async def test_checksums_on_put_object_are_reported(store: SeaweedS3) -> None:
     async with s3_client(store, config=AioConfig(retries={"max_attempts": 1})) as s3:
         try:
             await s3.put_object(
-                Bucket=store.bucket, Key="sum/bad.bin", Body=body,
+                Bucket=store.bucket,
+                Key="sum/bad.bin",
+                Body=body,
                 ChecksumSHA256=base64.b64encode(b"\0" * 32).decode(),
-            )  # fmt: skip
+            )
             findings["wrong ChecksumSHA256 on put"] = "accepted"
         except ClientError as err:
             findings["wrong ChecksumSHA256 on put"] = error_code(err)
@@ -208,9 +222,13 @@ async def test_checksums_on_multipart_upload_are_reported(store: SeaweedS3) -> N
         done = []
         for number, data in enumerate(parts, start=1):
             part = await s3.upload_part(
-                Bucket=store.bucket, Key=key, UploadId=upload["UploadId"],
-                PartNumber=number, Body=data, ChecksumAlgorithm="SHA256",
-            )  # fmt: skip
+                Bucket=store.bucket,
+                Key=key,
+                UploadId=upload["UploadId"],
+                PartNumber=number,
+                Body=data,
+                ChecksumAlgorithm="SHA256",
+            )
             entry = {"ETag": part["ETag"], "PartNumber": number}
             if "ChecksumSHA256" in part:
                 entry["ChecksumSHA256"] = part["ChecksumSHA256"]
@@ -222,9 +240,12 @@ async def test_checksums_on_multipart_upload_are_reported(store: SeaweedS3) -> N
         )
         try:
             complete = await s3.complete_multipart_upload(
-                Bucket=store.bucket, Key=key, UploadId=upload["UploadId"],
-                MultipartUpload={"Parts": done}, ChecksumSHA256=composite,
-            )  # fmt: skip
+                Bucket=store.bucket,
+                Key=key,
+                UploadId=upload["UploadId"],
+                MultipartUpload={"Parts": done},
+                ChecksumSHA256=composite,
+            )
         except ClientError as err:
             findings["complete with ChecksumSHA256"] = error_code(err)
             await s3.abort_multipart_upload(

@@ -70,9 +70,14 @@ def test_the_directory_format_stops_at_the_cap_while_pg_dump_runs(
     seen: list[int] = []
     with pytest.raises(BackupTooLarge, match="BACKUP_MAX_BYTES"):
         dump(
-            postgres.url(), bulky, tmp_path, DumpFormat.DIRECTORY, compression,
-            max_bytes=cap, on_progress=seen.append,
-        )  # fmt: skip
+            postgres.url(),
+            bulky,
+            tmp_path,
+            DumpFormat.DIRECTORY,
+            compression,
+            max_bytes=cap,
+            on_progress=seen.append,
+        )
     assert running_when_stopped == [True], "pg_dump had finished: the cap came too late"
     assert max(seen, default=0) <= cap
     assert list(tmp_path.iterdir()) == []
@@ -106,9 +111,13 @@ def test_a_failing_pg_dump_leaves_no_directory(
     monkeypatch.setattr(pipeline, "_start", remember)
     with pytest.raises(DumpFailed, match="pg_dump exited with code -9"):
         dump(
-            postgres.url(), bulky, tmp_path, DumpFormat.DIRECTORY, Compression.NONE,
+            postgres.url(),
+            bulky,
+            tmp_path,
+            DumpFormat.DIRECTORY,
+            Compression.NONE,
             on_progress=kill_pg_dump,
-        )  # fmt: skip
+        )
     assert list(tmp_path.iterdir()) == []
 
 

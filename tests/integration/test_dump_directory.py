@@ -32,9 +32,14 @@ def previous_version_artifact(url: str, schema: str, folder: Path, outer: Compre
     staging = folder / "staging"
     with client_connection(url) as client:
         args = pg_dump_args(
-            pg_bin_dir(), conninfo=client.conninfo, schema=schema, fmt=DumpFormat.DIRECTORY,
-            output_dir=staging, jobs=2, compress="0",
-        )  # fmt: skip
+            pg_bin_dir(),
+            conninfo=client.conninfo,
+            schema=schema,
+            fmt=DumpFormat.DIRECTORY,
+            output_dir=staging,
+            jobs=2,
+            compress="0",
+        )
         env = {**os.environ, **client.env}
         subprocess.run(args, check=True, env=env, pass_fds=client.pass_fds)
     tar_path = folder / "b.dir.tar"
@@ -95,9 +100,13 @@ def test_an_encrypted_directory_artifact_holds_no_readable_dump(
     keys = generate_keys(tmp_path / "keys")
     out = tmp_path / "spool"
     outcome = dump(
-        postgres.url(), "acme", out, DumpFormat.DIRECTORY, Compression.ZSTD,
+        postgres.url(),
+        "acme",
+        out,
+        DumpFormat.DIRECTORY,
+        Compression.ZSTD,
         recipients=[keys.recipient],
-    )  # fmt: skip
+    )
     assert outcome.artifact_path.name == "b.dir.tar.age"
     assert sorted(p.name for p in out.iterdir()) == ["b.dir.tar.age", "b.dir.tar.age.manifest.json"]
     stored = outcome.artifact_path.read_bytes()

@@ -369,8 +369,9 @@ def fail_part(monkeypatch: pytest.MonkeyPatch, failing: int) -> None:
     """S3 answers part `failing` with an error (every attempt)."""
     send = S3Storage._send_part
 
-    async def fails(self: S3Storage, s3: Any, key: str, upload: Any, number: int,
-                    *args: Any) -> Any:  # fmt: skip
+    async def fails(
+        self: S3Storage, s3: Any, key: str, upload: Any, number: int, *args: Any
+    ) -> Any:
         if number == failing:
             raise StorageError("S3 500 from the test")
         return await send(self, s3, key, upload, number, *args)

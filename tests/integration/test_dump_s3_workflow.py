@@ -40,10 +40,14 @@ async def backup(
     stack: DevStack, tmp_path: Path, queue: str, request: ExportRequest, **env: str
 ) -> ExportResult:
     overrides = {
-        "TEMPORAL_TASK_QUEUE": queue, "HOST_ID": f"{queue}-host", "METRICS_PORT": "0",
-        "SPOOL_DIR": str(tmp_path / "spool"), "STORAGE_BACKEND": "s3", "S3_PART_SIZE_MIB": "5",
+        "TEMPORAL_TASK_QUEUE": queue,
+        "HOST_ID": f"{queue}-host",
+        "METRICS_PORT": "0",
+        "SPOOL_DIR": str(tmp_path / "spool"),
+        "STORAGE_BACKEND": "s3",
+        "S3_PART_SIZE_MIB": "5",
         **env,
-    }  # fmt: skip
+    }
     worker = stack.spawn_worker(tmp_path / "worker.log", overrides)
     try:
         client: Client = await connect(stack.temporal.address, "default")

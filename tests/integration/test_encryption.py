@@ -53,9 +53,14 @@ def identity(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     [(DumpFormat.CUSTOM, Compression.ZSTD), (DumpFormat.SQL, Compression.NONE)],
 )
 def test_encrypted_backup_decrypts_with_the_age_cli_and_restores(
-    postgres: PostgresServer, scratch_db: str, tmp_path: Path, secretive: str,
-    identity: tuple[Path, str], fmt: DumpFormat, compression: Compression,
-) -> None:  # fmt: skip
+    postgres: PostgresServer,
+    scratch_db: str,
+    tmp_path: Path,
+    secretive: str,
+    identity: tuple[Path, str],
+    fmt: DumpFormat,
+    compression: Compression,
+) -> None:
     key_file, public = identity
     outcome = dump(postgres.url(), secretive, tmp_path, fmt, compression, recipients=[public])
 
@@ -103,9 +108,12 @@ def test_a_bad_recipient_fails_closed_before_dumping(
 
 
 def test_an_encryption_failure_stores_nothing(
-    postgres: PostgresServer, tmp_path: Path, secretive: str, identity: tuple[Path, str],
+    postgres: PostgresServer,
+    tmp_path: Path,
+    secretive: str,
+    identity: tuple[Path, str],
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     def broken(reader: object, writer: object, recipients: object) -> None:
         reader.read(1024)  # type: ignore[attr-defined]
         raise pyrage.EncryptError("simulated failure")
@@ -120,8 +128,14 @@ def test_the_size_cap_holds_for_encrypted_dumps(
     postgres: PostgresServer, tmp_path: Path, identity: tuple[Path, str]
 ) -> None:
     with pytest.raises(BackupTooLarge):
-        dump(postgres.url(), "umbrella", tmp_path, compression=Compression.NONE,
-             max_bytes=256 * 1024, recipients=[identity[1]])  # fmt: skip
+        dump(
+            postgres.url(),
+            "umbrella",
+            tmp_path,
+            compression=Compression.NONE,
+            max_bytes=256 * 1024,
+            recipients=[identity[1]],
+        )
     assert list(tmp_path.iterdir()) == []
 
 

@@ -29,9 +29,16 @@ from devstack.stack import ROOT, DevStack, demo
 from devstack.temporal import temporal_cli
 
 CONTRACT_KEYS = {
-    "project_id", "location", "size_bytes", "sha256", "table_count", "format", "compression",
-    "started_at", "finished_at",
-}  # fmt: skip
+    "project_id",
+    "location",
+    "size_bytes",
+    "sha256",
+    "table_count",
+    "format",
+    "compression",
+    "started_at",
+    "finished_at",
+}
 
 
 @pytest.fixture
@@ -43,8 +50,13 @@ async def backup_on_own_worker(
     stack: DevStack, client: Client, tmp_path: Path, queue: str, project: str, **env: str
 ) -> ExportResult:
     """One backup through a worker of its own (its queue, host and settings), then stop it."""
-    overrides = {"TEMPORAL_TASK_QUEUE": queue, "HOST_ID": f"{queue}-host", "METRICS_PORT": "0",
-                 "SPOOL_DIR": str(tmp_path / "spool"), **env}  # fmt: skip
+    overrides = {
+        "TEMPORAL_TASK_QUEUE": queue,
+        "HOST_ID": f"{queue}-host",
+        "METRICS_PORT": "0",
+        "SPOOL_DIR": str(tmp_path / "spool"),
+        **env,
+    }
     worker = stack.spawn_worker(tmp_path / "worker.log", overrides)
     try:
         settings = stack.settings().model_copy(update={"temporal_task_queue": queue})
@@ -66,8 +78,10 @@ def scratch_db_on_stack(stack: DevStack) -> Iterator[str]:
 def cli(stack: DevStack, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [temporal_cli(), *args, "--address", stack.temporal.address],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def artifact_of(result: dict[str, Any]) -> Path:
@@ -80,9 +94,19 @@ async def test_the_demo_backs_up_and_restores(stack: DevStack) -> None:
 
 def test_start_from_the_temporal_cli_with_json_input(stack: DevStack) -> None:
     wf_id = f"export-backup-globex-{uuid.uuid4().hex[:8]}"
-    started = cli(stack, "workflow", "start", "--type", "ExportBackupWorkflow",
-                  "--task-queue", "export-backup", "--workflow-id", wf_id,
-                  "--input", '{"project_id": "globex", "format": "sql"}')  # fmt: skip
+    started = cli(
+        stack,
+        "workflow",
+        "start",
+        "--type",
+        "ExportBackupWorkflow",
+        "--task-queue",
+        "export-backup",
+        "--workflow-id",
+        wf_id,
+        "--input",
+        '{"project_id": "globex", "format": "sql"}',
+    )
     assert started.returncode == 0, started.stderr
     done = cli(stack, "workflow", "result", "--workflow-id", wf_id, "--output", "json")
     assert done.returncode == 0, done.stderr
@@ -100,9 +124,19 @@ def test_start_from_the_temporal_cli_with_json_input(stack: DevStack) -> None:
 
 def test_bad_input_from_the_cli_fails_at_once_naming_the_field(stack: DevStack) -> None:
     wf_id = f"export-backup-bad-{uuid.uuid4().hex[:8]}"
-    started = cli(stack, "workflow", "start", "--type", "ExportBackupWorkflow",
-                  "--task-queue", "export-backup", "--workflow-id", wf_id,
-                  "--input", '{"project_id": "acme", "format": "zip"}')  # fmt: skip
+    started = cli(
+        stack,
+        "workflow",
+        "start",
+        "--type",
+        "ExportBackupWorkflow",
+        "--task-queue",
+        "export-backup",
+        "--workflow-id",
+        wf_id,
+        "--input",
+        '{"project_id": "acme", "format": "zip"}',
+    )
     assert started.returncode == 0, started.stderr
     done = cli(stack, "workflow", "result", "--workflow-id", wf_id)
     assert done.returncode != 0
@@ -119,8 +153,12 @@ def test_start_from_the_typescript_client(stack: DevStack) -> None:
     env = {**os.environ, "TEMPORAL_ADDRESS": stack.temporal.address}
     run = subprocess.run(
         [node, "start-export.mjs", "acme", "tar"],
-        cwd=script_dir, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        cwd=script_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)
     assert result.keys() >= CONTRACT_KEYS and result["format"] == "tar"
@@ -246,10 +284,15 @@ async def test_encrypted_signed_backup_round_trip(
     deployment_identity, deployment_recipient = age_keygen(tmp_path / "deployment.key")
     project_keys = json.dumps({"acme": [recipient, other_recipient]})
     result = await backup_on_own_worker(
-        stack, client, tmp_path, "encrypted", "acme", ENCRYPTION_RECIPIENTS=deployment_recipient,
+        stack,
+        client,
+        tmp_path,
+        "encrypted",
+        "acme",
+        ENCRYPTION_RECIPIENTS=deployment_recipient,
         ENCRYPTION_PROJECT_RECIPIENTS=project_keys,
         MANIFEST_SIGNING_KEY_FILE=str(keys / "signing.pem"),
-    )  # fmt: skip
+    )
     assert result.location.endswith(".dump.zst.age")
     assert artifact_of(result.model_dump()).read_bytes().startswith(b"age-encryption.org/v1")
 
@@ -281,8 +324,12 @@ def age_keygen(path: Path) -> tuple[Path, str]:
 def test_a_worker_with_a_bad_age_recipient_refuses_to_start(
     stack: DevStack, tmp_path: Path
 ) -> None:
-    overrides = {"TEMPORAL_TASK_QUEUE": "bad-key", "HOST_ID": "bad-key", "METRICS_PORT": "0",
-                 "ENCRYPTION_RECIPIENTS": "age1thisisnotakey"}  # fmt: skip
+    overrides = {
+        "TEMPORAL_TASK_QUEUE": "bad-key",
+        "HOST_ID": "bad-key",
+        "METRICS_PORT": "0",
+        "ENCRYPTION_RECIPIENTS": "age1thisisnotakey",
+    }
     with pytest.raises(RuntimeError, match="age recipient"):
         stack.spawn_worker(tmp_path / "worker.log", overrides, timeout=30)
 
@@ -313,9 +360,19 @@ async def test_restore_backup_workflow_puts_the_data_back_beside_the_original(
 
     wf_id = f"restore-cli-{uuid.uuid4().hex[:8]}"
     bad = json.dumps({"location": backup.location + "-missing", "into_schema": "x_" + schema})
-    started = cli(stack, "workflow", "start", "--type", "RestoreBackupWorkflow",
-                  "--task-queue", "export-backup", "--workflow-id", wf_id,
-                  "--input", bad)  # fmt: skip
+    started = cli(
+        stack,
+        "workflow",
+        "start",
+        "--type",
+        "RestoreBackupWorkflow",
+        "--task-queue",
+        "export-backup",
+        "--workflow-id",
+        wf_id,
+        "--input",
+        bad,
+    )
     assert started.returncode == 0, started.stderr
     failed = cli(stack, "workflow", "result", "--workflow-id", wf_id)
     assert failed.returncode != 0 and "no backup at" in failed.stdout + failed.stderr

@@ -41,9 +41,10 @@ def fleet_db(scratch_db: str) -> str:
             schema = project.replace("-", "_")
             conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
             conn.execute(
-                sql.SQL("CREATE TABLE {}.items AS SELECT g AS id FROM generate_series(1, 50) g")
-                .format(sql.Identifier(schema))
-            )  # fmt: skip
+                sql.SQL(
+                    "CREATE TABLE {}.items AS SELECT g AS id FROM generate_series(1, 50) g"
+                ).format(sql.Identifier(schema))
+            )
             status = "SUSPENDED" if project == SUSPENDED else "ACTIVE"
             register_project(conn, project, schema, status=status)
         register_project(conn, BROKEN, "fleet_no_such_schema")

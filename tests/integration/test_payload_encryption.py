@@ -85,11 +85,23 @@ async def test_history_holds_ciphertext_and_the_codec_server_decodes_it(
     assert json.loads(plain.data)["notify_email"] == EMAIL
 
     shown = subprocess.run(
-        [temporal_cli(), "workflow", "show", "--workflow-id", workflow_id, "--output", "json",
-         "--address", dev_env.client.service_client.config.target_host,
-         "--codec-endpoint", codec_server],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [
+            temporal_cli(),
+            "workflow",
+            "show",
+            "--workflow-id",
+            workflow_id,
+            "--output",
+            "json",
+            "--address",
+            dev_env.client.service_client.config.target_host,
+            "--codec-endpoint",
+            codec_server,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert shown.returncode == 0, shown.stderr
     first = json.loads(shown.stdout)["events"][0]["workflowExecutionStartedEventAttributes"]
     data = first["input"]["payloads"][0]["data"]

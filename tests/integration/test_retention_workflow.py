@@ -32,9 +32,14 @@ async def test_each_backup_prunes_beyond_keep_last(stack: DevStack, tmp_path: Pa
     queue = "retention-test"
     worker = stack.spawn_worker(
         tmp_path / "worker.log",
-        {"TEMPORAL_TASK_QUEUE": queue, "HOST_ID": "retention-host", "METRICS_PORT": "0",
-         "SPOOL_DIR": str(tmp_path / "spool"), "RETENTION_KEEP_LAST": "2"},
-    )  # fmt: skip
+        {
+            "TEMPORAL_TASK_QUEUE": queue,
+            "HOST_ID": "retention-host",
+            "METRICS_PORT": "0",
+            "SPOOL_DIR": str(tmp_path / "spool"),
+            "RETENTION_KEEP_LAST": "2",
+        },
+    )
     client: Client = await connect(stack.temporal.address, "default")
     settings = stack.settings().model_copy(update={"temporal_task_queue": queue})
     try:

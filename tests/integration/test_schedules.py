@@ -48,9 +48,18 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 30.0)
 async def test_project_schedule_spec_and_a_triggered_backup(client: Client) -> None:
     schedule_id = "export-backup-globex"
     code = await cli(
-        "create", "--project", "globex", "--cron", "0 2 * * *",
-        "--timezone", "Europe/Berlin", "--format", "sql", "--note", "nightly",
-    )  # fmt: skip
+        "create",
+        "--project",
+        "globex",
+        "--cron",
+        "0 2 * * *",
+        "--timezone",
+        "Europe/Berlin",
+        "--format",
+        "sql",
+        "--note",
+        "nightly",
+    )
     assert code == 0
     try:
         d = await client.get_schedule_handle(schedule_id).describe()
@@ -119,9 +128,19 @@ async def test_overlapping_trigger_is_skipped(client: Client) -> None:
 async def test_pause_unpause_list_and_delete(client: Client) -> None:
     schedule_id = "export-backup-fleet"
     code = await cli(
-        "create", "--all", "--cron", "@daily", "--max-concurrent", "3",
-        "--verify-restore", "--catchup-window", "30m", "--paused", "--note", "created paused",
-    )  # fmt: skip
+        "create",
+        "--all",
+        "--cron",
+        "@daily",
+        "--max-concurrent",
+        "3",
+        "--verify-restore",
+        "--catchup-window",
+        "30m",
+        "--paused",
+        "--note",
+        "created paused",
+    )
     assert code == 0
     handle = client.get_schedule_handle(schedule_id)
     d = await handle.describe()
@@ -164,16 +183,20 @@ async def test_pause_unpause_list_and_delete(client: Client) -> None:
         (["create", "--project", "acme", "--cron", "every night"], "--cron"),
         (["create", "--project", "acme", "--cron", "61 2 * * *"], "--cron"),  # server-checked
         (["create", "--project", "acme", "--cron", "0 2 * * 5#3"], "--cron"),  # '#' is a comment
-        (["create", "--project", "acme", "--cron", "0 2 * * *", "--timezone", "Mars/Base"],
-         "--timezone"),
-        (["create", "--project", "acme", "--cron", "0 2 * * *", "--catchup-window", "soon"],
-         "--catchup-window"),
+        (
+            ["create", "--project", "acme", "--cron", "0 2 * * *", "--timezone", "Mars/Base"],
+            "--timezone",
+        ),
+        (
+            ["create", "--project", "acme", "--cron", "0 2 * * *", "--catchup-window", "soon"],
+            "--catchup-window",
+        ),
         (["create", "--project", "a*b", "--cron", "0 2 * * *"], "--project"),
         (["create", "--project", "fleet", "--cron", "0 2 * * *"], "--project"),
         (["create", "--all", "--cron", "@daily", "--max-concurrent", "0"], "--max-concurrent"),
         (["update", "--project", "a*b", "--cron", "@daily"], "--project"),
     ],
-)  # fmt: skip
+)
 async def test_bad_flags_exit_2_naming_the_flag(
     client: Client, capsys: pytest.CaptureFixture[str], argv: list[str], option: str
 ) -> None:
@@ -191,17 +214,31 @@ async def test_bad_flags_exit_2_naming_the_flag(
 async def paused_schedule(client: Client) -> AsyncIterator[str]:
     """A paused project schedule, created as a user would; deleted afterwards."""
     code = await cli(
-        "create", "--project", "umbrella", "--cron", "0 2 * * *", "--timezone", "Europe/Berlin",
-        "--format", "sql", "--catchup-window", "30m", "--paused", "--note", "on hold",
-    )  # fmt: skip
+        "create",
+        "--project",
+        "umbrella",
+        "--cron",
+        "0 2 * * *",
+        "--timezone",
+        "Europe/Berlin",
+        "--format",
+        "sql",
+        "--catchup-window",
+        "30m",
+        "--paused",
+        "--note",
+        "on hold",
+    )
     assert code == 0
     yield "export-backup-umbrella"
     await client.get_schedule_handle("export-backup-umbrella").delete()
 
 
 async def test_update_changes_only_what_is_given(client: Client, paused_schedule: str) -> None:
-    assert await cli("update", "--project", "umbrella", "--cron", "30 4 * * 1-5",
-                     "--verify-restore") == 0  # fmt: skip
+    assert (
+        await cli("update", "--project", "umbrella", "--cron", "30 4 * * 1-5", "--verify-restore")
+        == 0
+    )
     info = await schedules.describe(client, paused_schedule)
     assert info["cron"] == "30 4 * * 1-5"
     assert info["input"] == {"project_id": "umbrella", "format": "sql", "verify_restore": True}

@@ -37,9 +37,12 @@ def starter(
 ) -> subprocess.CompletedProcess[str]:
     """starter.py with the stack's configuration, stdout and stderr piped (not a terminal)."""
     return subprocess.run(
-        [*STARTER, *args], env=env or {**os.environ, **stack.env},
-        capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
+        [*STARTER, *args],
+        env=env or {**os.environ, **stack.env},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
 def one_line(text: str) -> str:
@@ -105,9 +108,16 @@ async def test_download_says_plainly_whether_the_signature_was_checked(
 
     key = stack.keys.verify_key_file
     checked = starter(
-        stack, "download", stored_copies["signed"], "-o", str(out), "--verify-key", str(key),
-        "--require-signature", env=env,
-    )  # fmt: skip
+        stack,
+        "download",
+        stored_copies["signed"],
+        "-o",
+        str(out),
+        "--verify-key",
+        str(key),
+        "--require-signature",
+        env=env,
+    )
     assert checked.returncode == 0, checked.stderr
     assert f"signature verified with {key}" in one_line(checked.stderr)
     assert "NOT checked" not in checked.stderr
@@ -132,8 +142,9 @@ async def test_download_with_a_key_refuses_unsigned_and_wrongly_signed_manifests
     ]
     for location, key, reason in cases:
         out = tmp_path / "out"
-        refused = starter(stack, "download", location, "-o", str(out), "--verify-key", str(key),
-                          env=env)  # fmt: skip
+        refused = starter(
+            stack, "download", location, "-o", str(out), "--verify-key", str(key), env=env
+        )
         assert refused.returncode == 1, refused.stderr
         assert "download refused" in refused.stderr and reason in one_line(refused.stderr)
         assert not out.exists() and not list(tmp_path.glob("out*"))
@@ -141,8 +152,15 @@ async def test_download_with_a_key_refuses_unsigned_and_wrongly_signed_manifests
 
 def test_download_with_an_unreadable_key_exits_2(stack: DevStack, tmp_path: Path) -> None:
     missing = tmp_path / "missing.pem"
-    done = starter(stack, "download", "file:///nowhere", "-o", str(tmp_path / "out"),
-                   "--verify-key", str(missing))  # fmt: skip
+    done = starter(
+        stack,
+        "download",
+        "file:///nowhere",
+        "-o",
+        str(tmp_path / "out"),
+        "--verify-key",
+        str(missing),
+    )
     assert done.returncode == 2
     assert "can not read the verify key" in one_line(done.stderr) and "Traceback" not in done.stderr
 
@@ -244,16 +262,27 @@ def test_typescript_client_sets_the_summary_and_joins_a_repeated_request(
     for _ in range(2):  # the second start finds the first completed: its result, no new run
         run = subprocess.run(
             [node, "start-export.mjs", "globex", "sql", request_id],
-            cwd=script_dir, env=env, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+            cwd=script_dir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert run.returncode == 0, run.stderr
         runs.append(run)
     results = [json.loads(run.stdout) for run in runs]
     assert results[0]["workflow_id"] == f"export-backup-globex-{request_id}"
     assert results[0]["run_id"] == results[1]["run_id"]
     assert "already completed" in runs[1].stderr
-    described = cli(stack, "workflow", "describe", "--workflow-id", results[0]["workflow_id"],
-                    "--output", "json")  # fmt: skip
+    described = cli(
+        stack,
+        "workflow",
+        "describe",
+        "--workflow-id",
+        results[0]["workflow_id"],
+        "--output",
+        "json",
+    )
     assert described.returncode == 0, described.stderr
     assert "Export backup of project globex (sql)" in described.stdout
 
@@ -261,19 +290,35 @@ def test_typescript_client_sets_the_summary_and_joins_a_repeated_request(
 def cli(stack: DevStack, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [temporal_cli(), *args, "--address", stack.temporal.address],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_the_readme_cli_recipe_sets_the_summary_and_the_id_policies(stack: DevStack) -> None:
     """The recipe proposed for README "Starting a backup" (temporal CLI)."""
     wf_id = f"export-backup-acme-req-{uuid.uuid4().hex[:8]}"
-    start = ["workflow", "start", "--type", "ExportBackupWorkflow",
-             "--task-queue", "export-backup", "--workflow-id", wf_id,
-             "--input", '{"project_id": "acme"}',
-             "--static-summary", "Export backup of project acme (custom)",
-             "--id-conflict-policy", "UseExisting",
-             "--id-reuse-policy", "AllowDuplicateFailedOnly", "--output", "json"]  # fmt: skip
+    start = [
+        "workflow",
+        "start",
+        "--type",
+        "ExportBackupWorkflow",
+        "--task-queue",
+        "export-backup",
+        "--workflow-id",
+        wf_id,
+        "--input",
+        '{"project_id": "acme"}',
+        "--static-summary",
+        "Export backup of project acme (custom)",
+        "--id-conflict-policy",
+        "UseExisting",
+        "--id-reuse-policy",
+        "AllowDuplicateFailedOnly",
+        "--output",
+        "json",
+    ]
     first, second = cli(stack, *start), cli(stack, *start)  # the second joins the running one
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
     assert json.loads(first.stdout)["runId"] == json.loads(second.stdout)["runId"]

@@ -320,9 +320,18 @@ async def test_openssl_verifies_a_manifest_signature(
     await backend.storage.store(source, manifest, KEY, Transfer())
     manifest_path = backend.settings.local_storage_dir / (KEY + ".manifest.json")
     verify = [
-        "openssl", "pkeyutl", "-verify", "-pubin", "-inkey", str(signing_key[1]), "-rawin",
-        "-in", str(manifest_path), "-sigfile", f"{manifest_path}.sig",
-    ]  # fmt: skip
+        "openssl",
+        "pkeyutl",
+        "-verify",
+        "-pubin",
+        "-inkey",
+        str(signing_key[1]),
+        "-rawin",
+        "-in",
+        str(manifest_path),
+        "-sigfile",
+        f"{manifest_path}.sig",
+    ]
     assert subprocess.run(verify, capture_output=True, text=True).returncode == 0
     manifest_path.write_bytes(edited_manifest(manifest_path.read_bytes()))
     assert subprocess.run(verify, capture_output=True, text=True).returncode != 0

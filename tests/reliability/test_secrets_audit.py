@@ -23,8 +23,12 @@ async def test_no_secret_in_argv_logs_deliveries_or_history(
         "SUSPENDED" in r["failed"] for r in failures
     )
     rows = audit.rows()
-    assert {r.secret for r in rows} >= {"database password", "webhook secret", "bot token",
-                                        "SMTP password"}  # fmt: skip
+    assert {r.secret for r in rows} >= {
+        "database password",
+        "webhook secret",
+        "bot token",
+        "SMTP password",
+    }
     assert stack.s3 is None or any(r.secret == "S3 secret key" for r in rows)
     places = rows[0].places_scanned
     assert sum(p.startswith("history ") for p in places) == 3 * len(audit.backends())

@@ -133,10 +133,15 @@ def test_listed_objects_are_grouped_into_backups() -> None:
     objects = [StoredObject(folder + name, name, 10) for name in names]
     backups = group_backups(objects, lambda key: "s3://bucket/" + key)
     summary = [(b.location.rsplit("/", 1)[1], b.has_manifest, b.keys) for b in backups]
-    a, b, d, e = (folder + n for n in ("20260301T120000Z-aaaaaaaa.dump.zst.age",
-                                       "20260302T120000Z-bbbbbbbb.sql.gz",
-                                       "20260228T120000Z-dddddddd.tar",
-                                       "20260227T120000Z-eeeeeeee.dump"))  # fmt: skip
+    a, b, d, e = (
+        folder + n
+        for n in (
+            "20260301T120000Z-aaaaaaaa.dump.zst.age",
+            "20260302T120000Z-bbbbbbbb.sql.gz",
+            "20260228T120000Z-dddddddd.tar",
+            "20260227T120000Z-eeeeeeee.dump",
+        )
+    )
     assert summary == [
         ("20260302T120000Z-bbbbbbbb.sql.gz", False, (b,)),
         (

@@ -28,10 +28,14 @@ SMTP_PASSWORD = "smtp-pass-never-logged"
 
 def email_settings(port: int) -> Settings:
     return Settings(
-        notify_channels="email", smtp_host="127.0.0.1", smtp_port=port, smtp_starttls=False,
-        smtp_from="backups@platform.example", smtp_username=None,
+        notify_channels="email",
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        smtp_starttls=False,
+        smtp_from="backups@platform.example",
+        smtp_username=None,
         smtp_password=SMTP_PASSWORD,  # type: ignore[arg-type]
-    )  # fmt: skip
+    )
 
 
 def parts(message: object) -> dict[str, str]:
@@ -52,8 +56,15 @@ async def test_success_email_carries_every_field_in_text_and_html() -> None:
     body = parts(message)
     assert set(body) == {"text/plain", "text/html"}
     for text in body.values():
-        for expected in ("acme", "2271370", "5", "custom", "1.6 s", "s3://backups/acme/x.dump.zst",
-                         "ab" * 32):  # fmt: skip
+        for expected in (
+            "acme",
+            "2271370",
+            "5",
+            "custom",
+            "1.6 s",
+            "s3://backups/acme/x.dump.zst",
+            "ab" * 32,
+        ):
             assert expected in text, (expected, text)
     assert LINK in body["text/plain"] and f'href="{LINK}"' in body["text/html"]
 
@@ -91,9 +102,10 @@ def verify_signature(secret: str, header: str, body: bytes, tolerance: int = 300
 
 def webhook_settings(url: str) -> Settings:
     return Settings(
-        notify_channels="webhook", webhook_url=url,
+        notify_channels="webhook",
+        webhook_url=url,
         webhook_secret=SECRET,  # type: ignore[arg-type]
-    )  # fmt: skip
+    )
 
 
 async def test_webhook_is_signed_versioned_and_idempotent() -> None:
@@ -122,9 +134,10 @@ async def test_webhook_5xx_is_retried_with_the_same_key_and_body() -> None:
     assert first.headers["Idempotency-Key"] == second.headers["Idempotency-Key"]
     assert first.body == second.body
     assert json.loads(second.body)["failure"] == {
-        "step": "dumping", "error": "pg_dump exited with code 1: connection refused",
+        "step": "dumping",
+        "error": "pg_dump exited with code 1: connection refused",
         "duration_seconds": 3.0,
-    }  # fmt: skip
+    }
 
 
 @pytest.mark.parametrize("status", [400, 401, 404])

@@ -41,10 +41,16 @@ class TLSFiles:
 
 
 CA_USAGE = x509.KeyUsage(
-    digital_signature=False, content_commitment=False, key_encipherment=False,
-    data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-    encipher_only=False, decipher_only=False,
-)  # fmt: skip
+    digital_signature=False,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=True,
+    crl_sign=True,
+    encipher_only=False,
+    decipher_only=False,
+)
 
 
 def _name(common_name: str) -> x509.Name:
@@ -118,8 +124,9 @@ class TLSMailbox:
         self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
         return "250 OK"
 
-    def authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str,
-                     data: Any) -> AuthResult:  # fmt: skip
+    def authenticate(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+    ) -> AuthResult:
         ok = isinstance(data, LoginPassword) and data == (USERNAME.encode(), PASSWORD.encode())
         if ok:
             self.logins.append(data.login)
@@ -139,9 +146,13 @@ def tls_smtp_server(files: TLSFiles, *, implicit: bool) -> Iterator[tuple[int, T
         else {"tls_context": context, "require_starttls": True, "auth_require_tls": True}
     )
     controller = Controller(
-        mailbox, hostname="127.0.0.1", port=free_port(), authenticator=mailbox.authenticate,
-        auth_required=True, **tls,
-    )  # fmt: skip
+        mailbox,
+        hostname="127.0.0.1",
+        port=free_port(),
+        authenticator=mailbox.authenticate,
+        auth_required=True,
+        **tls,
+    )
     controller.start()
     try:
         yield controller.port, mailbox
@@ -151,10 +162,15 @@ def tls_smtp_server(files: TLSFiles, *, implicit: bool) -> Iterator[tuple[int, T
 
 def tls_settings(port: int, *, implicit: bool) -> Settings:
     return Settings(
-        smtp_host="127.0.0.1", smtp_port=port, smtp_starttls=not implicit, smtp_tls=implicit,
-        smtp_username=USERNAME, smtp_password=PASSWORD,  # type: ignore[arg-type]
-        smtp_from="backups@platform.example", smtp_timeout_seconds=10,
-    )  # fmt: skip
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        smtp_starttls=not implicit,
+        smtp_tls=implicit,
+        smtp_username=USERNAME,
+        smtp_password=PASSWORD,  # type: ignore[arg-type]
+        smtp_from="backups@platform.example",
+        smtp_timeout_seconds=10,
+    )
 
 
 @pytest.mark.parametrize("implicit", [False, True], ids=["starttls", "implicit-tls"])

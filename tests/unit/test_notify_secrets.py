@@ -57,9 +57,10 @@ def assert_no_secret(err: BaseException, secrets: tuple[str, ...]) -> None:
 
 def webhook(url: str) -> Settings:
     return Settings(
-        notify_channels="webhook", webhook_url=url,
+        notify_channels="webhook",
+        webhook_url=url,
         webhook_secret="whsec-x",  # type: ignore[arg-type]
-    )  # fmt: skip
+    )
 
 
 @pytest.mark.parametrize("status", [404, 500])
@@ -160,9 +161,12 @@ async def test_telegram_unreachable_api_leaks_no_token() -> None:
 
 def smtp(port: int) -> Settings:
     return Settings(
-        smtp_host="127.0.0.1", smtp_port=port, smtp_starttls=False, smtp_username="backups",
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        smtp_starttls=False,
+        smtp_username="backups",
         smtp_password=SMTP_PASSWORD,  # type: ignore[arg-type]
-    )  # fmt: skip
+    )
 
 
 def echo_password_back(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
@@ -172,9 +176,12 @@ def echo_password_back(server: Any, session: Any, envelope: Any, mechanism: str,
 
 async def test_smtp_refused_login_does_not_carry_the_echoed_password() -> None:
     controller = Controller(
-        object(), hostname="127.0.0.1", port=free_port(),
-        authenticator=echo_password_back, auth_require_tls=False,
-    )  # fmt: skip
+        object(),
+        hostname="127.0.0.1",
+        port=free_port(),
+        authenticator=echo_password_back,
+        auth_require_tls=False,
+    )
     controller.start()
     try:
         with pytest.raises(NotificationFailed) as caught:

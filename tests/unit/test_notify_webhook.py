@@ -35,12 +35,27 @@ def test_occurred_at_is_rfc3339_utc_with_milliseconds(moment: datetime, expected
 
 def test_payload_fields_and_types_match_the_readme_table() -> None:
     ok = json.loads(json.dumps(payload(succeeded(), LINK)))
-    assert set(ok) == {"version", "id", "event", "occurred_at", "project_id", "workflow",
-                       "backup", "failure", "text"}  # fmt: skip
+    assert set(ok) == {
+        "version",
+        "id",
+        "event",
+        "occurred_at",
+        "project_id",
+        "workflow",
+        "backup",
+        "failure",
+        "text",
+    }
     assert ok["occurred_at"] == "2026-11-26T12:00:00.000Z"
     assert set(ok["workflow"]) == {"id", "run_id", "url"}
-    assert set(ok["backup"]) == {"location", "size_bytes", "sha256", "table_count", "format",
-                                 "duration_seconds"}  # fmt: skip
+    assert set(ok["backup"]) == {
+        "location",
+        "size_bytes",
+        "sha256",
+        "table_count",
+        "format",
+        "duration_seconds",
+    }
     assert ok["failure"] is None
     bad = json.loads(json.dumps(payload(failed(), None)))
     assert bad["backup"] is None and bad["workflow"]["url"] is None

@@ -72,9 +72,12 @@ async def test_smtp_down_is_retried_then_recorded_and_the_backup_succeeds(
 ) -> None:
     port = free_port()  # nothing listens there
     settings = Settings(
-        notify_channels="console,email", smtp_host="127.0.0.1", smtp_port=port,
-        smtp_starttls=False, smtp_password="never-shown",  # type: ignore[arg-type]
-    )  # fmt: skip
+        notify_channels="console,email",
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        smtp_starttls=False,
+        smtp_password="never-shown",  # type: ignore[arg-type]
+    )
     h = with_real_notify(harness(time_skipping_env, task_queue), settings)
     result, handle = await run(h, {"notify_email": "owner@example.com"})
 
@@ -94,9 +97,10 @@ async def test_webhook_5xx_is_retried_with_the_same_key_and_body(
 ) -> None:
     with webhook_receiver(statuses=[503, 500, 502], secret=SECRET) as receiver:
         settings = Settings(
-            notify_channels="webhook", webhook_url=receiver.url,
+            notify_channels="webhook",
+            webhook_url=receiver.url,
             webhook_secret=SECRET,  # type: ignore[arg-type]
-        )  # fmt: skip
+        )
         h = with_real_notify(harness(time_skipping_env, task_queue), settings)
         result, handle = await run(h, {})
     assert outcomes(result)["webhook"].status == "sent"
@@ -156,9 +160,10 @@ async def test_an_unserved_channel_is_a_permanent_skip_naming_what_to_set(channe
 
 async def test_telegram_in_settings_but_not_in_notify_channels_says_to_enable_it() -> None:
     settings = Settings(
-        notify_channels="console", telegram_bot_token="1:t",  # type: ignore[arg-type]
+        notify_channels="console",
+        telegram_bot_token="1:t",  # type: ignore[arg-type]
         telegram_chat_id="-100",
-    )  # fmt: skip
+    )
     note = succeeded().model_copy(update={"notify_channels": ["telegram"]})
     with pytest.raises(ApplicationError) as caught:
         await ActivityEnvironment().run(

@@ -285,9 +285,10 @@ async def test_the_failure_names_the_domain_error_not_the_library_beneath_it(
             raise ConnectionError("Could not connect to the endpoint URL")
         except ConnectionError as err:
             raise ApplicationError(
-                "S3 endpoint unreachable; check S3_ENDPOINT_URL", type="StorageError",
+                "S3 endpoint unreachable; check S3_ENDPOINT_URL",
+                type="StorageError",
                 non_retryable=True,
-            ) from err  # fmt: skip
+            ) from err
 
     h = harness(time_skipping_env, task_queue)
     h.fakes.failures["upload_artifact"] = storage_unreachable
