@@ -70,6 +70,8 @@ PASSTHROUGH_MODULES = (
     "backup",
     "pydantic",
     "pydantic_core",
+    "workflows.activity_calls",
+    "workflows.failures",
     "workflows.inputs",
     "workflows.policies",
     "workflows.search_attributes",

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from temporalio.client import WorkflowFailureError
 from temporalio.service import RPCError, RPCStatusCode
 
-from workflows.export_backup import root_message
+from workflows.failures import root_message
 
 
 class NotFound(LookupError):

@@ -8,20 +8,17 @@ claims another host and dumps again there.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, overload
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
-    ChildWorkflowError,
     FailureError,
     TimeoutError,
     TimeoutType,
     is_cancelled_exception,
 )
-from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from activities.cleanup import CleanupActivities
@@ -59,8 +56,9 @@ with workflow.unsafe.imports_passed_through():
     )
     from backup.retention import RetentionOutcome
     from workflows import policies
+    from workflows.activity_calls import call_activity
+    from workflows.failures import root_message, root_type
     from workflows.inputs import parse_input
-    from workflows.policies import Policy
     from workflows.search_attributes import BACKUP_STEP, PROJECT_ID
 
 
@@ -73,8 +71,6 @@ RETENTION_AFTER_BACKUP = "retention-after-backup"
 # each regular activity costs the server a task dispatch and the run a workflow task, which
 # made up most of a tiny backup's cost (docs/performance.md).
 LOCAL_STEPS = "local-steps"
-
-R = TypeVar("R")  # an activity's result
 
 
 @workflow.defn(name="ExportBackupWorkflow")
@@ -119,12 +115,12 @@ class ExportBackupWorkflow:
         project: Project | None = None
         try:
             self._enter(Step.VALIDATING)
-            project = await self._activity(
+            project = await call_activity(
                 ProjectActivities.validate_project,
                 policies.VALIDATE,
                 f"Validate project {req.project_id}",
                 req.project_id,
-                local=True,
+                local=self._local_steps,  # older runs replay regular activities
             )
             spec = DumpSpec(
                 project=project,
@@ -195,7 +191,7 @@ class ExportBackupWorkflow:
         self._enter(Step.FAILED, f"Failed during {failed_step}: {reason}")
         raise ApplicationError(
             f"backup of project {req.project_id!r} failed during {failed_step}: {reason}",
-            {"failed_step": failed_step, "error_type": _root_type(failure)},
+            {"failed_step": failed_step, "error_type": root_type(failure)},
             type=error_type(BackupFailed),
             non_retryable=True,
         ) from failure
@@ -207,17 +203,17 @@ class ExportBackupWorkflow:
         assert self._progress is not None
         for attempt in range(1, policies.MAX_HOST_ATTEMPTS + 1):
             self._enter(Step.DUMPING)
-            host = await self._activity(
+            host = await call_activity(
                 HostActivities.claim_host,
                 policies.CLAIM_HOST,
                 "Claim a host for the spool",
-                local=True,
+                local=self._local_steps,  # older runs replay regular activities
             )
             self._hosts.append(host)
             self._progress.host_queue, self._progress.host_attempt = host, attempt
             try:
                 self._enter(Step.DUMPING, f"Dumping schema {spec.project.schema_name} on {host}")
-                dumped = await self._activity(
+                dumped = await call_activity(
                     DumpActivities.dump_schema,
                     policies.DUMP,
                     f"Dump schema {spec.project.schema_name} ({spec.format}, {spec.compression})",
@@ -227,7 +223,7 @@ class ExportBackupWorkflow:
                 self._progress.bytes_dumped = dumped.raw_bytes
                 self._progress.size_bytes = dumped.size_bytes
                 self._enter(Step.VERIFYING, f"Verifying {dumped.size_bytes} bytes")
-                await self._activity(
+                await call_activity(
                     VerifyActivities.verify_artifact,
                     policies.VERIFY,
                     f"Verify size and SHA-256 of {dumped.file_name}",
@@ -237,7 +233,7 @@ class ExportBackupWorkflow:
                 if verify_restore:
                     await self._test_restore(dumped, spec.run_key, host)
                 self._enter(Step.UPLOADING, f"Uploading {dumped.size_bytes} bytes")
-                stored = await self._activity(
+                stored = await call_activity(
                     UploadActivities.upload_artifact,
                     policies.UPLOAD,
                     f"Upload {dumped.file_name}",
@@ -257,7 +253,7 @@ class ExportBackupWorkflow:
         """Restore the artifact into a scratch database on its host; a mismatch with the manifest
         fails the backup before anything is uploaded."""
         self._enter(Step.TEST_RESTORING, f"Test-restoring {dumped.file_name}")
-        check: RestoreCheck = await self._activity(
+        check: RestoreCheck = await call_activity(
             VerifyRestoreActivities.verify_restore,
             policies.VERIFY_RESTORE,
             f"Test restore of {dumped.file_name} into a scratch database",
@@ -281,7 +277,7 @@ class ExportBackupWorkflow:
         self._enter(Step.CLEANING_UP)
         for host in dict.fromkeys(self._hosts):
             try:
-                await self._activity(
+                await call_activity(
                     CleanupActivities.cleanup_spool,
                     policies.CLEANUP,
                     f"Remove spool on {host}",
@@ -299,12 +295,12 @@ class ExportBackupWorkflow:
             return None
         self._enter(Step.PRUNING)
         try:
-            return await self._activity(
+            return await call_activity(
                 RetentionActivities.apply_retention,
                 policies.RETENTION,
                 f"Apply retention to {project_id}",
                 project_id,
-                local=True,
+                local=self._local_steps,  # older runs replay regular activities
             )
         except FailureError as err:  # ActivityError, or a local activity's bare failure
             return RetentionOutcome(project_id=project_id, policy="?", errors=[root_message(err)])
@@ -328,12 +324,12 @@ class ExportBackupWorkflow:
         if not workflow.patched(PER_CHANNEL_NOTIFY):
             return await self._notify_all_at_once(notification)
         try:
-            channels = await self._activity(
+            channels = await call_activity(
                 NotifyActivities.notification_channels,
                 policies.PLAN_NOTIFY,
                 f"Choose channels for {notification.event}",
                 notification,
-                local=True,
+                local=self._local_steps,  # older runs replay regular activities
             )
         except FailureError as err:  # as in _deliver: recorded, never the backup's outcome
             return [NotificationOutcome(channel="*", status="failed", error=root_message(err))]
@@ -341,7 +337,7 @@ class ExportBackupWorkflow:
 
     async def _deliver(self, channel: str, notification: Notification) -> NotificationOutcome:
         try:
-            await self._activity(
+            await call_activity(
                 NotifyActivities.deliver_notification,
                 policies.DELIVER,
                 f"Notify via {channel}: {notification.event}",
@@ -351,7 +347,7 @@ class ExportBackupWorkflow:
         except ActivityError as err:
             # Never let a notification decide the outcome of a backup: record it. A channel this
             # deployment can not serve is skipped; the error says what to configure.
-            skipped = _root_type(err) == error_type(NotificationSkipped)
+            skipped = root_type(err) == error_type(NotificationSkipped)
             status = "skipped" if skipped else "failed"
             return NotificationOutcome(channel=channel, status=status, error=root_message(err))
         return NotificationOutcome(channel=channel, status="sent")
@@ -359,7 +355,7 @@ class ExportBackupWorkflow:
     async def _notify_all_at_once(self, notification: Notification) -> list[NotificationOutcome]:
         """Runs started before per-channel delivery replay through this path."""
         try:
-            return await self._activity(
+            return await call_activity(
                 NotifyActivities.notify,
                 policies.NOTIFY,
                 f"Notify: {notification.event}",
@@ -387,85 +383,9 @@ class ExportBackupWorkflow:
             lines.append(details)
         workflow.set_current_details("\n\n".join(lines))
 
-    @overload
-    async def _activity(
-        self,
-        fn: Callable[..., Awaitable[R]],
-        policy: Policy,
-        summary: str,
-        *args: Any,
-        task_queue: str | None = None,
-        local: bool = False,
-    ) -> R: ...
-
-    @overload
-    async def _activity(
-        self,
-        fn: Callable[..., R],
-        policy: Policy,
-        summary: str,
-        *args: Any,
-        task_queue: str | None = None,
-        local: bool = False,
-    ) -> R: ...
-
-    async def _activity(
-        self,
-        fn: Callable[..., Any],
-        policy: Policy,
-        summary: str,
-        *args: Any,
-        task_queue: str | None = None,
-        local: bool = False,
-    ) -> Any:
-        """`fn`'s result type, async activity or sync."""
-        if local and self._local_steps:
-            return await workflow.execute_local_activity(
-                fn,
-                args=args,
-                start_to_close_timeout=policy.start_to_close,
-                retry_policy=policy.retry,
-                summary=summary,
-            )
-        return await workflow.execute_activity(
-            fn,
-            args=args,
-            task_queue=task_queue,
-            start_to_close_timeout=policy.start_to_close,
-            schedule_to_start_timeout=policy.schedule_to_start if task_queue else None,
-            heartbeat_timeout=policy.heartbeat,
-            retry_policy=policy.retry,
-            # Wait for a cancelled dump or upload to stop writing before cleanup runs.
-            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            summary=summary,
-        )
-
 
 def _host_lost(err: ActivityError) -> bool:
     cause = err.cause
     if isinstance(cause, TimeoutError) and cause.type == TimeoutType.SCHEDULE_TO_START:
         return True
     return isinstance(cause, ApplicationError) and cause.type == error_type(ArtifactCorrupted)
-
-
-def _root(err: BaseException) -> BaseException:
-    """The error that says what went wrong: through the activity and child-workflow wrappers,
-    but not past a domain error into the library exception beneath it (a StorageError, not the
-    EndpointConnectionError that caused it)."""
-    while isinstance(err, (ActivityError, ChildWorkflowError)) and err.cause is not None:
-        err = err.cause
-    return err
-
-
-def root_message(err: BaseException) -> str:
-    root = _root(err)
-    return root.message if isinstance(root, FailureError) else str(root) or type(root).__name__
-
-
-def _root_type(err: BaseException) -> str:
-    root = _root(err)
-    if isinstance(root, ApplicationError) and root.type:
-        return root.type
-    if isinstance(root, TimeoutError):
-        return f"Timeout{root.type.name if root.type else ''}"
-    return type(root).__name__

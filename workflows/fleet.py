@@ -22,7 +22,7 @@ from temporalio.exceptions import ChildWorkflowError, WorkflowAlreadyStartedErro
 with workflow.unsafe.imports_passed_through():
     from activities.fleet import FleetActivities
     from backup.fleet_models import FleetProgress, FleetRequest, FleetSummary
-    from workflows.export_backup import root_message
+    from workflows.failures import root_message
     from workflows.inputs import parse_input
     from workflows.policies import LIST_PROJECTS
     from workflows.search_attributes import PROJECT_ID

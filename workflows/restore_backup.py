@@ -22,7 +22,8 @@ with workflow.unsafe.imports_passed_through():
         short_run_id,
     )
     from workflows import policies
-    from workflows.export_backup import ExportBackupWorkflow, root_message
+    from workflows.export_backup import ExportBackupWorkflow
+    from workflows.failures import root_message
     from workflows.inputs import parse_input
     from workflows.search_attributes import BACKUP_STEP
 

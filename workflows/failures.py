@@ -1,0 +1,36 @@
+"""What a failure says, read through Temporal's wrappers: one wording for the workflows'
+notifications, the fleet summary and the client's one-line errors."""
+
+from __future__ import annotations
+
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    FailureError,
+    TimeoutError,
+)
+
+
+def root_failure(err: BaseException) -> BaseException:
+    """The error that says what went wrong: through the activity and child-workflow wrappers,
+    but not past a domain error into the library exception beneath it (a StorageError, not the
+    EndpointConnectionError that caused it)."""
+    while isinstance(err, (ActivityError, ChildWorkflowError)) and err.cause is not None:
+        err = err.cause
+    return err
+
+
+def root_message(err: BaseException) -> str:
+    root = root_failure(err)
+    return root.message if isinstance(root, FailureError) else str(root) or type(root).__name__
+
+
+def root_type(err: BaseException) -> str:
+    """The error type other programs match on (backup.errors names, or Timeout<kind>)."""
+    root = root_failure(err)
+    if isinstance(root, ApplicationError) and root.type:
+        return root.type
+    if isinstance(root, TimeoutError):
+        return f"Timeout{root.type.name if root.type else ''}"
+    return type(root).__name__
