@@ -16,7 +16,6 @@ import os
 import shutil
 import subprocess
 import tarfile
-import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -29,7 +28,7 @@ from typing import BinaryIO
 
 import psycopg
 
-from backup import large_objects, row_counts
+from backup import large_objects, pg_process, row_counts
 from backup.catalog import exact_row_counts, schema_data_bytes, schema_tables, server_version
 from backup.compression import CappedHashingWriter, Compressor, too_large
 from backup.dependencies import capture as capture_dependencies
@@ -268,41 +267,6 @@ def _scalar(conn: psycopg.Connection, query: str, params: tuple[object, ...] = (
     return row[0]
 
 
-def _start(
-    client: ClientConnection, args: list[str], stdout: int | None
-) -> subprocess.Popen[bytes]:
-    errors = tempfile.TemporaryFile()  # noqa: SIM115 (owned by proc, closed in _stop)
-    proc = subprocess.Popen(
-        args,
-        stdout=stdout,
-        stderr=errors,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, **client.env},
-        pass_fds=client.pass_fds,
-    )
-    # Popen keeps no handle on a file it was given: keep it for _finish's error message.
-    proc.stderr = errors
-    return proc
-
-
-def _finish(proc: subprocess.Popen[bytes]) -> None:
-    """Wait for pg_dump; a non-zero exit becomes DumpFailed with the tail of its stderr."""
-    code = proc.wait()
-    if code != 0:
-        assert proc.stderr is not None
-        proc.stderr.seek(0)
-        tail = proc.stderr.read()[-2000:].decode(errors="replace").strip()
-        raise DumpFailed(f"pg_dump exited with code {code}: {tail}")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait()
-    if proc.stderr is not None:
-        proc.stderr.close()
-
-
 def _dump_stream(
     client: ClientConnection,
     schema: str,
@@ -316,7 +280,7 @@ def _dump_stream(
     args = pg_dump_args(
         options.bin_dir, conninfo=client.conninfo, schema=schema, fmt=fmt, snapshot=snapshot
     )
-    proc = _start(client, args, subprocess.PIPE)
+    proc = pg_process.start(client, args, subprocess.PIPE)
     assert proc.stdout is not None
     try:
         while chunk := proc.stdout.read(CHUNK):
@@ -324,9 +288,9 @@ def _dump_stream(
             if stream is not None:
                 stream.feed(chunk)
             on_progress(compressor.raw_bytes)
-        _finish(proc)
+        pg_process.finish(proc)
     finally:
-        _stop(proc)
+        pg_process.stop(proc)
 
 
 def _dump_directory(
@@ -356,15 +320,15 @@ def _dump_directory(
         snapshot=snapshot,
         compress=pg_compress,
     )
-    proc = _start(client, args, None)
+    proc = pg_process.start(client, args, None)
     try:
-        while not _exited_within(proc, WATCH_SECONDS):
+        while not pg_process.exited_within(proc, WATCH_SECONDS):
             size = _tree_size(dump_dir)
             if size > options.max_bytes:
                 raise too_large(options.max_bytes)
             on_progress(size)
         try:
-            _finish(proc)
+            pg_process.finish(proc)
         except DumpFailed as failed:
             _raise_if_out_of_space(str(failed), dump_dir)
             raise
@@ -377,7 +341,7 @@ def _dump_directory(
                 member.unlink()
         on_progress(compressor.raw_bytes)
     finally:
-        _stop(proc)
+        pg_process.stop(proc)
         shutil.rmtree(dump_dir, ignore_errors=True)
 
 
@@ -394,14 +358,6 @@ def _raise_if_out_of_space(failure: str, dump_dir: Path) -> None:
             f"pg_dump: {os.strerror(errno.ENOSPC)} after writing {written} bytes of the "
             f"directory dump, {free} bytes free then",
         )
-
-
-def _exited_within(proc: subprocess.Popen[bytes], seconds: float) -> bool:
-    try:
-        proc.wait(timeout=seconds)
-    except subprocess.TimeoutExpired:
-        return False
-    return True
 
 
 def _tree_size(path: Path) -> int:

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from backup import pipeline
+from backup import pg_process, pipeline
 from backup.errors import BackupTooLarge, DumpFailed
 from backup.models import Compression, DumpFormat
 from devstack.postgres import PostgresServer
@@ -60,13 +60,13 @@ def test_the_directory_format_stops_at_the_cap_while_pg_dump_runs(
     and leaves no staging directory and no partial file."""
     cap = 1024 * 1024
     running_when_stopped: list[bool] = []
-    stop = pipeline._stop
+    stop = pg_process.stop
 
     def spy(proc: subprocess.Popen[bytes]) -> None:
         running_when_stopped.append(proc.poll() is None)
         stop(proc)
 
-    monkeypatch.setattr(pipeline, "_stop", spy)
+    monkeypatch.setattr(pg_process, "stop", spy)
     seen: list[int] = []
     with pytest.raises(BackupTooLarge, match="BACKUP_MAX_BYTES"):
         dump(
@@ -97,7 +97,7 @@ def test_a_failing_pg_dump_leaves_no_directory(
 ) -> None:
     """pg_dump dying on its own (here: killed from outside at the first progress report, while
     it writes) is a DumpFailed, and the half-written staging directory goes with it."""
-    start = pipeline._start
+    start = pg_process.start
     started: list[subprocess.Popen[bytes]] = []
 
     def remember(*args: Any) -> subprocess.Popen[bytes]:
@@ -108,7 +108,7 @@ def test_a_failing_pg_dump_leaves_no_directory(
         if started[0].poll() is None:
             started[0].kill()
 
-    monkeypatch.setattr(pipeline, "_start", remember)
+    monkeypatch.setattr(pg_process, "start", remember)
     with pytest.raises(DumpFailed, match="pg_dump exited with code -9"):
         dump(
             postgres.url(),

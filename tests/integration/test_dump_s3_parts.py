@@ -18,13 +18,12 @@ import pytest
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import ActivityEnvironment
 
-import backup.pipeline as pipeline_module
 from activities.cleanup import CleanupActivities
 from activities.dump import DumpActivities
 from activities.upload import JOURNAL, UploadActivities
 from activities.verify import VerifyActivities
 from activities.verify_restore import VerifyRestoreActivities
-from backup import compression
+from backup import compression, pg_process
 from backup.download import download
 from backup.errors import StorageError
 from backup.models import Compression, DumpFormat, DumpSpec, Project
@@ -133,13 +132,13 @@ def upload_requests(monkeypatch: pytest.MonkeyPatch) -> list[Transfer]:
 
 def when_pg_dump_ends(monkeypatch: pytest.MonkeyPatch, look: Any) -> None:
     """Call `look()` the moment pg_dump's output is exhausted, before the pipeline finishes."""
-    finish = pipeline_module._finish
+    finish = pg_process.finish
 
     def looked(proc: Any) -> None:
         look()
         finish(proc)
 
-    monkeypatch.setattr(pipeline_module, "_finish", looked)
+    monkeypatch.setattr(pg_process, "finish", looked)
 
 
 @pytest.mark.usefixtures("slow_dump")
@@ -232,7 +231,7 @@ def die_mid_dump(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
             proc.kill()
             raise OSError("worker killed")
 
-        crash.setattr(pipeline_module, "_finish", killed)
+        crash.setattr(pg_process, "finish", killed)
         with pytest.raises(OSError, match="worker killed"):
             ActivityEnvironment().run(DumpActivities(settings).dump_schema, spec())
     journal = settings.spool_dir / RUN_KEY / JOURNAL
