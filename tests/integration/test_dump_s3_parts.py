@@ -443,8 +443,10 @@ async def test_stream_mode_with_age_encryption_and_slow_parts(
     identity = pyrage.x25519.Identity.generate()
     encrypting = streaming.model_copy(update={"encryption_recipients": str(identity.to_public())})
     send = S3Storage._send_part
+    loops: list[asyncio.AbstractEventLoop] = []
 
     async def slow(self: S3Storage, *args: Any) -> Any:
+        loops.append(asyncio.get_running_loop())
         await asyncio.sleep(0.3)
         return await send(self, *args)
 
@@ -453,6 +455,8 @@ async def test_stream_mode_with_age_encryption_and_slow_parts(
         DumpActivities(encrypting).dump_schema, spec(big_schema)
     )
     assert not Path(dumped.artifact_path).exists() and dumped.file_name.endswith(".age")
+    # Sent from the activity's own event loop (its shared S3 client) while the dump's thread ran.
+    assert len(loops) > 1 and set(loops) == {asyncio.get_running_loop()}
     await ActivityEnvironment().run(VerifyActivities(encrypting).verify_artifact, dumped)
     stored = await ActivityEnvironment().run(
         UploadActivities(encrypting).upload_artifact, dumped, spec(big_schema).key_stem
