@@ -6,6 +6,7 @@ part or a crashed attempt. Also SPOOL_MODE=stream (no spool file)."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import threading
 import time
@@ -228,8 +229,9 @@ async def test_a_cancelled_dump_leaves_no_upload(
 
 async def die_mid_dump(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker killed mid-dump runs no cleanup: its journal and upload stay."""
+    dying: list[stream_module.PartStreamer] = []
     with monkeypatch.context() as crash:
-        crash.setattr(stream_module.PartStreamer, "abort", lambda self: None)  # a SIGKILL
+        crash.setattr(stream_module.PartStreamer, "abort", lambda self: dying.append(self))
 
         def killed(proc: Any) -> None:
             proc.kill()
@@ -238,11 +240,11 @@ async def die_mid_dump(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> N
         crash.setattr(pipeline_module, "_finish", killed)
         with pytest.raises(OSError, match="worker killed"):
             await ActivityEnvironment().run(DumpActivities(settings).dump_schema, spec())
-    journal = settings.spool_dir / RUN_KEY / JOURNAL
-    deadline = time.monotonic() + 10  # the parts on their way when it died still land
-    while not journal.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert journal.exists()
+    # The parts on their way when it died land first (on this loop, so never wait on it
+    # blocking): a journal write still in flight would race the next step's spool removal.
+    for streamer in dying:
+        await asyncio.to_thread(concurrent.futures.wait, streamer._futures, 10)
+    assert dying and (settings.spool_dir / RUN_KEY / JOURNAL).exists()
 
 
 async def test_a_retried_dump_aborts_the_upload_of_the_attempt_that_died(
