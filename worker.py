@@ -12,7 +12,6 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from temporalio.client import Client
@@ -86,7 +85,6 @@ def workflow_runner_default() -> SandboxedWorkflowRunner:
 def build_workers(
     client: Client,
     settings: Settings,
-    executor: ThreadPoolExecutor,
     interceptors: Sequence[Interceptor] = (),
     workflow_runner: WorkflowRunner | None = None,
 ) -> list[Worker]:
@@ -129,7 +127,8 @@ def build_workers(
             UploadActivities(settings).upload_artifact,
             CleanupActivities(settings).cleanup_spool,
         ],
-        activity_executor=executor,
+        # Every activity is async: their blocking work runs in threads of its own
+        # (activities.support.Blocking), so no activity executor; this bounds how many run.
         max_concurrent_activities=settings.max_concurrent_activities,
         graceful_shutdown_timeout=grace,
         interceptors=interceptors,
@@ -167,28 +166,27 @@ async def run(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as executor:
-        workers = build_workers(client, settings, executor, interceptors, workflow_runner)
-        runs = [asyncio.create_task(w.run()) for w in workers]
-        logger.info(
-            "worker ready: queues %s and %s, metrics on %s",
-            settings.temporal_task_queue,
-            settings.host_task_queue,
-            f"{settings.metrics_host}:{settings.metrics_port}" if settings.metrics_port else "off",
-        )
-        stopped = asyncio.create_task(stop.wait())
-        await asyncio.wait([stopped, *runs], return_when=asyncio.FIRST_COMPLETED)
-        logger.info("shutting down; running activities get %ss", settings.shutdown_grace_seconds)
-        # shutdown() is safe before run() has started, so a signal during start-up is not lost.
-        await asyncio.gather(*(w.shutdown() for w in workers))
-        results = await asyncio.gather(*runs, return_exceptions=True)
-        stopped.cancel()
-        await close_shared_clients()
-        await close_kept_connections()
-        # A worker that died on its own (not by signal) makes the process fail.
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+    workers = build_workers(client, settings, interceptors, workflow_runner)
+    runs = [asyncio.create_task(w.run()) for w in workers]
+    logger.info(
+        "worker ready: queues %s and %s, metrics on %s",
+        settings.temporal_task_queue,
+        settings.host_task_queue,
+        f"{settings.metrics_host}:{settings.metrics_port}" if settings.metrics_port else "off",
+    )
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait([stopped, *runs], return_when=asyncio.FIRST_COMPLETED)
+    logger.info("shutting down; running activities get %ss", settings.shutdown_grace_seconds)
+    # shutdown() is safe before run() has started, so a signal during start-up is not lost.
+    await asyncio.gather(*(w.shutdown() for w in workers))
+    results = await asyncio.gather(*runs, return_exceptions=True)
+    stopped.cancel()
+    await close_shared_clients()
+    await close_kept_connections()
+    # A worker that died on its own (not by signal) makes the process fail.
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 def main() -> None:

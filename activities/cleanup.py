@@ -3,11 +3,9 @@ left, and abort any upload the run left unfinished in storage."""
 
 from __future__ import annotations
 
-import asyncio
-
 from temporalio import activity
 
-from activities.support import step_errors
+from activities.support import Blocking, step_errors
 from backup.restore import drop_database
 from backup.settings import Settings
 from backup.spool import remove_run, scratch_database_of
@@ -21,19 +19,21 @@ class CleanupActivities:
     @activity.defn(name="cleanup_spool")
     async def cleanup_spool(self, run_key: str, key_stem: str | None = None) -> bool:
         """Idempotent: True when spool files were removed, False when nothing was left."""
+        s = self._settings
         with step_errors("cleanup"):
-            scratch = scratch_database_of(self._settings.spool_dir, run_key)
-            if scratch:  # a test restore that did not finish
-                await asyncio.to_thread(
-                    drop_database, self._settings.database_url.get_secret_value(), scratch
-                )
-            # The spool goes before storage is asked anything: with the store down (the very
-            # failure that may have ended the run), a retried abort must not keep the disk full.
-            removed = await asyncio.to_thread(remove_run, self._settings.spool_dir, run_key)
-            if key_stem:
-                aborted = await open_storage(self._settings).abort_incomplete(key_stem)
-                if aborted:
-                    activity.logger.info(
-                        "aborted %d unfinished uploads under %s", aborted, key_stem
-                    )
+            async with Blocking("cleaning up") as blocking:
+                scratch = scratch_database_of(s.spool_dir, run_key)
+                if scratch:  # a test restore that did not finish
+                    url = s.database_url.get_secret_value()
+                    await blocking.run(lambda _: drop_database(url, scratch))
+                # The spool goes before storage is asked anything: with the store down (the
+                # very failure that may have ended the run), a retried abort must not keep the
+                # disk full.
+                removed = await blocking.run(lambda _: remove_run(s.spool_dir, run_key))
+                if key_stem:  # async, heartbeated as well
+                    aborted = await open_storage(s).abort_incomplete(key_stem)
+                    if aborted:
+                        activity.logger.info(
+                            "aborted %d unfinished uploads under %s", aborted, key_stem
+                        )
             return removed

@@ -12,77 +12,36 @@ from pathlib import PurePosixPath
 
 from temporalio import activity
 
-from activities.support import SyncHeartbeat, count_bytes, step_errors
+from activities.support import Blocking, ByteProgress, count_bytes, step_errors
 from backup.errors import ConfigurationError
 from backup.files import atomic_file
 from backup.models import DumpedArtifact, DumpFormat, DumpSpec
 from backup.pgdump import pg_bin_dir
-from backup.pipeline import PipelineOptions, dump_schema
+from backup.pipeline import DumpOutcome, PipelineOptions, dump_schema
 from backup.settings import Settings
 from backup.spool import UPLOAD_JOURNAL, remove_run, run_dir
 from backup.storage import open_storage
 from backup.storage.s3 import S3Storage
-from backup.storage.s3_loop import parts_loop
 from backup.storage.s3_stream import PartStreamer, abort_journaled
 
 
 class DumpActivities:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        try:  # the worker's loop, where S3 parts are sent from while dumping (s3_stream)
-            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            self._loop = None
 
     @activity.defn(name="dump_schema")
-    def dump_schema(self, spec: DumpSpec) -> DumpedArtifact:
-        """Sync on purpose: it runs in the worker's thread pool, so reading pg_dump's output
-        never blocks the event loop that delivers heartbeats and cancellation."""
+    async def dump_schema(self, spec: DumpSpec) -> DumpedArtifact:
+        """The dump runs in a thread of its own (`Blocking`) while this activity's event loop
+        heartbeats its bytes and sends its S3 parts; a cancellation stops pg_dump, and the
+        activity returns only once the thread has cleaned up."""
         s = self._settings
+        # Parts go out from this loop: its shared S3 client serves the upload step too (a second
+        # client cost 16 MB of RSS). The dump's thread hands them over and waits for them,
+        # while this loop, free during the dump, sends them and heartbeats.
+        loop = asyncio.get_running_loop()
         with step_errors("dump"):
-            storage = _s3_storage(s)
-            if storage:  # parts an earlier attempt sent belong to a dump that is redone now
-                journal = s.spool_dir / spec.run_key / UPLOAD_JOURNAL
-                abort_journaled(storage, journal, parts_loop(self._loop))
-            # A retry starts from scratch: pg_dump can not resume, and stale files would mislead.
-            remove_run(s.spool_dir, spec.run_key)
-            with SyncHeartbeat("dumping") as heartbeat, dump_slot(s.max_concurrent_dumps):
-                streamer = storage and PartStreamer(
-                    storage,
-                    spec.key_stem,
-                    s.backup_max_bytes,
-                    run_dir(s.spool_dir, spec.run_key) / UPLOAD_JOURNAL,
-                    in_memory=s.spool_mode == "stream",
-                    tick=lambda: heartbeat(heartbeat.progress.done),
-                    loop=parts_loop(self._loop),
-                )
-                # Stream mode spools at most one part (what a single PutObject sends); the
-                # directory format stages pg_dump's files on the spool whatever the mode.
-                small = streamer and streamer.in_memory and spec.format is not DumpFormat.DIRECTORY
-                outcome = dump_schema(
-                    database_url=s.database_url.get_secret_value(),
-                    project=spec.project,
-                    fmt=spec.format,
-                    compression=spec.compression,
-                    out_dir=run_dir(s.spool_dir, spec.run_key),
-                    base_name=PurePosixPath(spec.key_stem).name,
-                    options=PipelineOptions(
-                        bin_dir=pg_bin_dir(s.pg_bin_dir),
-                        max_bytes=s.backup_max_bytes,
-                        zstd_level=s.zstd_level,
-                        zstd_threads=s.zstd_threads,
-                        gzip_level=s.gzip_level,
-                        jobs=s.dump_jobs,
-                        min_free_bytes=s.spool_min_free_bytes,
-                        rows_from_stream=s.row_counts == "stream",
-                        output=streamer.output if streamer else atomic_file,
-                        spooled_max=streamer.part_size if small and streamer else None,
-                    ),
-                    on_progress=heartbeat,
-                    recipients=s.recipients_for(spec.project.project_id),
-                )
-                if streamer:
-                    streamer.finish(outcome.manifest.size_bytes, outcome.manifest.sha256)
+            async with Blocking("dumping") as blocking:
+                outcome = await blocking.run(lambda _: self._dump(spec, loop, blocking.progress))
         m = outcome.manifest
         count_bytes("export_backup_bytes_dumped", m.raw_bytes)
         return DumpedArtifact(
@@ -98,6 +57,56 @@ class DumpActivities:
             compression=m.compression,
             dependencies=m.dependencies.summary() if m.dependencies else None,
         )
+
+    def _dump(
+        self, spec: DumpSpec, loop: asyncio.AbstractEventLoop, progress: ByteProgress
+    ) -> DumpOutcome:
+        """In the dump's thread, never on `loop`: the S3 calls below wait for it. Every
+        `progress.update` raises once the activity is cancelled, which stops pg_dump."""
+        s = self._settings
+        storage = _s3_storage(s)
+        if storage:  # parts an earlier attempt sent belong to a dump that is redone now
+            abort_journaled(storage, s.spool_dir / spec.run_key / UPLOAD_JOURNAL, loop)
+        # A retry starts from scratch: pg_dump can not resume, and stale files would mislead.
+        remove_run(s.spool_dir, spec.run_key)
+        with dump_slot(s.max_concurrent_dumps, progress):
+            streamer = storage and PartStreamer(
+                storage,
+                spec.key_stem,
+                s.backup_max_bytes,
+                run_dir(s.spool_dir, spec.run_key) / UPLOAD_JOURNAL,
+                in_memory=s.spool_mode == "stream",
+                tick=lambda: progress.update(progress.done),
+                loop=loop,
+            )
+            # Stream mode spools at most one part (what a single PutObject sends); the
+            # directory format stages pg_dump's files on the spool whatever the mode.
+            small = streamer and streamer.in_memory and spec.format is not DumpFormat.DIRECTORY
+            outcome = dump_schema(
+                database_url=s.database_url.get_secret_value(),
+                project=spec.project,
+                fmt=spec.format,
+                compression=spec.compression,
+                out_dir=run_dir(s.spool_dir, spec.run_key),
+                base_name=PurePosixPath(spec.key_stem).name,
+                options=PipelineOptions(
+                    bin_dir=pg_bin_dir(s.pg_bin_dir),
+                    max_bytes=s.backup_max_bytes,
+                    zstd_level=s.zstd_level,
+                    zstd_threads=s.zstd_threads,
+                    gzip_level=s.gzip_level,
+                    jobs=s.dump_jobs,
+                    min_free_bytes=s.spool_min_free_bytes,
+                    rows_from_stream=s.row_counts == "stream",
+                    output=streamer.output if streamer else atomic_file,
+                    spooled_max=streamer.part_size if small and streamer else None,
+                ),
+                on_progress=progress.update,
+                recipients=s.recipients_for(spec.project.project_id),
+            )
+            if streamer:
+                streamer.finish(outcome.manifest.size_bytes, outcome.manifest.sha256)
+        return outcome
 
 
 def _s3_storage(settings: Settings) -> S3Storage | None:
@@ -124,13 +133,18 @@ def _dump_slots(limit: int) -> threading.BoundedSemaphore:
 
 
 @contextmanager
-def dump_slot(limit: int) -> Iterator[None]:
-    """Hold one of MAX_CONCURRENT_DUMPS slots. The wait heartbeats, so a long queue of tenants
-    is not taken for a dead worker, and a cancellation while waiting is honoured."""
+def dump_slot(limit: int, progress: ByteProgress) -> Iterator[None]:
+    """Hold one of MAX_CONCURRENT_DUMPS slots (in the dump's thread). While it waits, the
+    activity heartbeats "waiting for a dump slot", so a long queue of tenants is not taken for
+    a dead worker, and a cancellation while waiting is honoured."""
     slots = _dump_slots(limit)
-    waiting = SyncHeartbeat("waiting for a dump slot")
-    while not slots.acquire(timeout=1.0):
-        waiting(0)
+    if not slots.acquire(blocking=False):
+        step, progress.step = progress.step, "waiting for a dump slot"
+        try:
+            while not slots.acquire(timeout=1.0):
+                progress.update(progress.done)  # raises once the activity is cancelled
+        finally:
+            progress.step = step
     try:
         yield
     finally:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from temporalio import activity
 
-from activities.support import SyncHeartbeat, step_errors
+from activities.support import blocking_step, step_errors
 from backup.manifest import Manifest
 from backup.models import DumpedArtifact
 from backup.settings import Settings
@@ -20,13 +20,17 @@ class VerifyActivities:
         self._settings = settings
 
     @activity.defn(name="verify_artifact")
-    def verify_artifact(self, artifact: DumpedArtifact) -> None:
+    async def verify_artifact(self, artifact: DumpedArtifact) -> None:
+        with step_errors("verify"):
+            await blocking_step("verifying", lambda _: self._verify(artifact))
+
+    def _verify(self, artifact: DumpedArtifact) -> None:
+        """In a thread; hashing is not stopped midway, a cancellation waits for it to end."""
         source, manifest = Path(artifact.artifact_path), Path(artifact.manifest_path)
         max_bytes = self._settings.backup_max_bytes
-        with step_errors("verify"), SyncHeartbeat("verifying"):
-            # SPOOL_MODE=stream: no spool file, the journal's parts must add up to the dump.
-            journal = source.with_name(UPLOAD_JOURNAL)
-            if source.exists() or not manifest.exists():
-                verify_spooled(source, manifest, max_bytes)
-            elif not verify_streamed(journal, Manifest.read(manifest), max_bytes):
-                verify_spooled(source, manifest, max_bytes)  # says what is missing
+        # SPOOL_MODE=stream: no spool file, the journal's parts must add up to the dump.
+        journal = source.with_name(UPLOAD_JOURNAL)
+        if source.exists() or not manifest.exists():
+            verify_spooled(source, manifest, max_bytes)
+        elif not verify_streamed(journal, Manifest.read(manifest), max_bytes):
+            verify_spooled(source, manifest, max_bytes)  # says what is missing

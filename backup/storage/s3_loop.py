@@ -1,4 +1,5 @@
-"""The event loop S3 parts go out from while a sync activity's thread dumps."""
+"""An event loop thread for S3 calls made from threads that have no worker loop to use (the
+dump activity hands its own loop to the part streamer)."""
 
 from __future__ import annotations
 
@@ -16,23 +17,9 @@ _loop: asyncio.AbstractEventLoop | None = None
 _loop_lock = threading.Lock()
 
 
-def parts_loop(worker_loop: asyncio.AbstractEventLoop | None) -> asyncio.AbstractEventLoop:
-    """Where the parts of a dump go out from. The dump runs in a sync activity's thread; the
-    worker's own event loop (the one that built the activities) is the best place: its shared S3
-    client serves the upload step too, and a second client (a botocore session and service
-    model of its own) cost 16 MB of RSS. Without one, or when the dump runs on that loop's own
-    thread (ActivityEnvironment in an async test), a loop thread of the process does it."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:  # no loop in this thread: the worker's loop runs elsewhere
-        if worker_loop is not None and worker_loop.is_running():
-            return worker_loop
-    return background_loop()
-
-
 def background_loop() -> asyncio.AbstractEventLoop:
-    """One event loop thread per process that sends parts when no worker loop can (see
-    `parts_loop`): its shared S3 client is opened once, not per dump."""
+    """One event loop thread per process that sends parts when no worker loop is given: its
+    shared S3 client is opened once, not per dump."""
     global _loop
     with _loop_lock:
         if _loop is None:

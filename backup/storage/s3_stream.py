@@ -106,7 +106,8 @@ def verify_streamed(journal: Path, manifest: Manifest, max_bytes: int) -> bool:
 class PartStreamer:
     """Sends the parts of one artifact while the dump writes it; see the module docstring.
 
-    Called from the dump's thread; the parts go out on the background loop. `tick` is called
+    Called from the dump's thread; the parts go out on `loop` (never that thread's own: the
+    dump waits for them) or the background loop. `tick` is called
     while waiting (heartbeat and cancellation check: it may raise)."""
 
     def __init__(
@@ -374,7 +375,7 @@ class _MemoryParts:
             self._made += 1
             return bytearray(self._streamer.part_size)
         # Every buffer is in flight: wait for a part to finish. No tick here: with age the
-        # writer is pyrage's thread, outside the activity (the heartbeat's side thread beats).
+        # writer is pyrage's thread, outside the activity (its event loop heartbeats).
         while True:
             try:
                 return self._free.get(timeout=WAIT_SECONDS)

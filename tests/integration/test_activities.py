@@ -3,6 +3,7 @@ heartbeats, cancellation, integrity checks, idempotent upload and cleanup."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from pathlib import Path
@@ -13,7 +14,7 @@ import psycopg
 import pyrage
 import pytest
 from pydantic import SecretStr
-from temporalio.exceptions import ApplicationError, CancelledError
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 import activities.upload as upload_module
@@ -93,15 +94,15 @@ async def test_validate_with_bad_credentials_says_what_to_fix(settings: Settings
     assert "DATABASE_URL" in caught.value.message
 
 
-def dump_with_heartbeats(settings: Settings, s: DumpSpec) -> tuple[DumpedArtifact, list[Any]]:
+async def dump_with_heartbeats(settings: Settings, s: DumpSpec) -> tuple[DumpedArtifact, list[Any]]:
     env = ActivityEnvironment()
     beats: list[Any] = []
     env.on_heartbeat = lambda *details: beats.append(details[0])
-    return env.run(DumpActivities(settings).dump_schema, s), beats
+    return await env.run(DumpActivities(settings).dump_schema, s), beats
 
 
-def test_dump_heartbeats_bytes_and_spools_artifact_and_manifest(settings: Settings) -> None:
-    artifact, beats = dump_with_heartbeats(settings, spec())
+async def test_dump_heartbeats_bytes_and_spools_artifact_and_manifest(settings: Settings) -> None:
+    artifact, beats = await dump_with_heartbeats(settings, spec())
     assert beats and beats[0]["step"] == "dumping"
     assert Path(artifact.artifact_path).stat().st_size == artifact.size_bytes
     assert Path(artifact.manifest_path).exists()
@@ -110,55 +111,55 @@ def test_dump_heartbeats_bytes_and_spools_artifact_and_manifest(settings: Settin
     assert artifact.table_count > 0
 
 
-def test_a_retried_dump_replaces_the_previous_attempt(settings: Settings) -> None:
-    first, _ = dump_with_heartbeats(settings, spec())
+async def test_a_retried_dump_replaces_the_previous_attempt(settings: Settings) -> None:
+    first, _ = await dump_with_heartbeats(settings, spec())
     Path(first.artifact_path).write_bytes(b"half-written garbage")
-    second, _ = dump_with_heartbeats(settings, spec())
+    second, _ = await dump_with_heartbeats(settings, spec())
     assert Path(second.artifact_path).stat().st_size == second.size_bytes
     assert sorted(p.name for p in (settings.spool_dir / RUN_KEY).iterdir()) == sorted(
         [second.file_name, Path(second.manifest_path).name]
     )
 
 
-def test_cancelled_dump_kills_pg_dump_and_leaves_no_partial_file(settings: Settings) -> None:
+async def test_cancelled_dump_kills_pg_dump_and_leaves_no_partial_file(settings: Settings) -> None:
     env = ActivityEnvironment()
     env.on_heartbeat = lambda *_: env.cancel()
-    with pytest.raises(CancelledError):
-        env.run(DumpActivities(settings).dump_schema, spec())
+    with pytest.raises(asyncio.CancelledError):
+        await env.run(DumpActivities(settings).dump_schema, spec())
     leftovers = list((settings.spool_dir / RUN_KEY).iterdir())
     assert leftovers == []
     children = [p for p in psutil.Process().children(recursive=True) if "pg_dump" in p.name()]
     assert children == []
 
 
-def test_verify_accepts_the_dump_and_refuses_a_flipped_byte(settings: Settings) -> None:
-    artifact, _ = dump_with_heartbeats(settings, spec("acme"))
+async def test_verify_accepts_the_dump_and_refuses_a_flipped_byte(settings: Settings) -> None:
+    artifact, _ = await dump_with_heartbeats(settings, spec("acme"))
     verify = VerifyActivities(settings).verify_artifact
-    ActivityEnvironment().run(verify, artifact)
+    await ActivityEnvironment().run(verify, artifact)
 
     path = Path(artifact.artifact_path)
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
     with pytest.raises(ApplicationError) as caught:
-        ActivityEnvironment().run(verify, artifact)
+        await ActivityEnvironment().run(verify, artifact)
     assert caught.value.type == "ArtifactCorrupted" and caught.value.non_retryable
 
     path.unlink()
     with pytest.raises(ApplicationError, match="missing"):
-        ActivityEnvironment().run(verify, artifact)
+        await ActivityEnvironment().run(verify, artifact)
 
 
-def test_verify_enforces_the_size_cap(settings: Settings) -> None:
-    artifact, _ = dump_with_heartbeats(settings, spec("acme"))
+async def test_verify_enforces_the_size_cap(settings: Settings) -> None:
+    artifact, _ = await dump_with_heartbeats(settings, spec("acme"))
     small = settings.model_copy(update={"backup_max_bytes": artifact.size_bytes - 1})
     with pytest.raises(ApplicationError) as caught:
-        ActivityEnvironment().run(VerifyActivities(small).verify_artifact, artifact)
+        await ActivityEnvironment().run(VerifyActivities(small).verify_artifact, artifact)
     assert caught.value.type == "BackupTooLarge"
 
 
 async def test_upload_is_idempotent_and_manifest_lands_beside(settings: Settings) -> None:
-    artifact, _ = dump_with_heartbeats(settings, spec("acme"))
+    artifact, _ = await dump_with_heartbeats(settings, spec("acme"))
     upload = UploadActivities(settings).upload_artifact
     key_stem = spec("acme").key_stem
     first = await ActivityEnvironment().run(upload, artifact, key_stem)
@@ -172,7 +173,7 @@ async def test_upload_is_idempotent_and_manifest_lands_beside(settings: Settings
 
 
 async def test_cleanup_removes_spool_and_unfinished_uploads(settings: Settings) -> None:
-    dump_with_heartbeats(settings, spec("acme"))
+    await dump_with_heartbeats(settings, spec("acme"))
     key_stem = spec("acme").key_stem
     unfinished = settings.local_storage_dir / f"{key_stem}.dump.zst.partial"
     unfinished.parent.mkdir(parents=True)
@@ -218,7 +219,7 @@ async def test_upload_resumes_from_its_journal_after_a_crash(
             "s3_prefix": f"resume-{os.urandom(4).hex()}",
         }
     )
-    artifact, _ = dump_with_heartbeats(settings, spec("acme"))
+    artifact, _ = await dump_with_heartbeats(settings, spec("acme"))
     path = Path(artifact.artifact_path)
     path.write_bytes(os.urandom(12 * 1024 * 1024))  # 3 parts of 5 MiB at most
     manifest = Manifest.read(Path(artifact.manifest_path))
@@ -270,7 +271,7 @@ async def test_upload_refuses_a_plaintext_artifact_when_encryption_is_configured
     settings: Settings,
 ) -> None:
     """Defence in depth behind the dump: whatever happened before, plaintext never leaves."""
-    artifact, _ = dump_with_heartbeats(settings, spec("acme"))  # dumped without recipients
+    artifact, _ = await dump_with_heartbeats(settings, spec("acme"))  # dumped without recipients
     encrypting = settings.model_copy(
         update={"encryption_recipients": str(pyrage.x25519.Identity.generate().to_public())}
     )

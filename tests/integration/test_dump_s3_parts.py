@@ -6,6 +6,7 @@ part or a crashed attempt. Also SPOOL_MODE=stream (no spool file)."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import threading
 import time
@@ -15,7 +16,7 @@ from typing import Any
 import psycopg
 import pyrage
 import pytest
-from temporalio.exceptions import ApplicationError, CancelledError
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.cleanup import CleanupActivities
@@ -157,7 +158,9 @@ async def test_parts_go_up_while_pg_dump_runs_and_the_object_appears_only_on_upl
         seen["visible"] = visible(seaweed, s3_settings)
 
     when_pg_dump_ends(monkeypatch, look)
-    dumped = ActivityEnvironment().run(DumpActivities(s3_settings).dump_schema, spec(big_schema))
+    dumped = await ActivityEnvironment().run(
+        DumpActivities(s3_settings).dump_schema, spec(big_schema)
+    )
 
     assert dumped.size_bytes > 4 * 5 * MIB
     assert seen["parts"], "parts must be in S3 before pg_dump has finished"
@@ -167,7 +170,7 @@ async def test_parts_go_up_while_pg_dump_runs_and_the_object_appears_only_on_upl
     assert listed_parts(seaweed, upload) == [1, 2, 3, 4, 5]
     assert visible(seaweed, s3_settings) == []
 
-    ActivityEnvironment().run(VerifyActivities(s3_settings).verify_artifact, dumped)
+    await ActivityEnvironment().run(VerifyActivities(s3_settings).verify_artifact, dumped)
     assert visible(seaweed, s3_settings) == []
     transfers = upload_requests(monkeypatch)
     stored = await ActivityEnvironment().run(
@@ -184,37 +187,38 @@ async def test_parts_go_up_while_pg_dump_runs_and_the_object_appears_only_on_upl
 
 
 @pytest.mark.usefixtures("slow_dump")
-def test_the_size_cap_stops_the_dump_and_aborts_its_upload(
+async def test_the_size_cap_stops_the_dump_and_aborts_its_upload(
     s3_settings: Settings, big_schema: str, seaweed: SeaweedS3
 ) -> None:
     capped = s3_settings.model_copy(update={"backup_max_bytes": 12 * MIB})
     with pytest.raises(ApplicationError) as caught:
-        ActivityEnvironment().run(DumpActivities(capped).dump_schema, spec(big_schema))
+        await ActivityEnvironment().run(DumpActivities(capped).dump_schema, spec(big_schema))
     assert caught.value.type == "BackupTooLarge"
     assert uploads(seaweed, capped) == [] and visible(seaweed, capped) == []
     assert list((capped.spool_dir / RUN_KEY).iterdir()) == []
 
 
 @pytest.mark.usefixtures("slow_dump")
-def test_a_cancelled_dump_leaves_no_upload(
+async def test_a_cancelled_dump_leaves_no_upload(
     s3_settings: Settings, big_schema: str, seaweed: SeaweedS3
 ) -> None:
     env = ActivityEnvironment()
     stop = threading.Event()
+    loop = asyncio.get_running_loop()
 
     def cancel_once_a_part_is_stored() -> None:
         while not stop.is_set():
             found = uploads(seaweed, s3_settings)
             if found and listed_parts(seaweed, found[0]):
-                env.cancel()
+                loop.call_soon_threadsafe(env.cancel)  # the activity's task is on `loop`
                 return
             time.sleep(0.02)
 
     watcher = threading.Thread(target=cancel_once_a_part_is_stored)
     watcher.start()
     try:
-        with pytest.raises(CancelledError):
-            env.run(DumpActivities(s3_settings).dump_schema, spec(big_schema))
+        with pytest.raises(asyncio.CancelledError):
+            await env.run(DumpActivities(s3_settings).dump_schema, spec(big_schema))
     finally:
         stop.set()
         watcher.join()
@@ -222,10 +226,11 @@ def test_a_cancelled_dump_leaves_no_upload(
     assert list((s3_settings.spool_dir / RUN_KEY).iterdir()) == []
 
 
-def die_mid_dump(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+async def die_mid_dump(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker killed mid-dump runs no cleanup: its journal and upload stay."""
+    dying: list[stream_module.PartStreamer] = []
     with monkeypatch.context() as crash:
-        crash.setattr(stream_module.PartStreamer, "abort", lambda self: None)  # a SIGKILL
+        crash.setattr(stream_module.PartStreamer, "abort", lambda self: dying.append(self))
 
         def killed(proc: Any) -> None:
             proc.kill()
@@ -233,22 +238,24 @@ def die_mid_dump(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
 
         crash.setattr(pg_process, "finish", killed)
         with pytest.raises(OSError, match="worker killed"):
-            ActivityEnvironment().run(DumpActivities(settings).dump_schema, spec())
-    journal = settings.spool_dir / RUN_KEY / JOURNAL
-    deadline = time.monotonic() + 10  # the parts on their way when it died still land
-    while not journal.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert journal.exists()
+            await ActivityEnvironment().run(DumpActivities(settings).dump_schema, spec())
+    # The parts on their way when it died land first (on this loop, so never wait on it
+    # blocking): a journal write still in flight would race the next step's spool removal.
+    for streamer in dying:
+        await asyncio.to_thread(concurrent.futures.wait, streamer._futures, 10)
+    assert dying and (settings.spool_dir / RUN_KEY / JOURNAL).exists()
 
 
-def test_a_retried_dump_aborts_the_upload_of_the_attempt_that_died(
+async def test_a_retried_dump_aborts_the_upload_of_the_attempt_that_died(
     s3_settings: Settings, big_schema: str, seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The next attempt aborts the dead one's upload before dumping again: only its own stays."""
-    die_mid_dump(s3_settings, monkeypatch)
+    await die_mid_dump(s3_settings, monkeypatch)
     (dead,) = uploads(seaweed, s3_settings)
 
-    dumped = ActivityEnvironment().run(DumpActivities(s3_settings).dump_schema, spec(big_schema))
+    dumped = await ActivityEnvironment().run(
+        DumpActivities(s3_settings).dump_schema, spec(big_schema)
+    )
 
     (fresh,) = uploads(seaweed, s3_settings)
     assert fresh["UploadId"] != dead["UploadId"]
@@ -258,7 +265,7 @@ def test_a_retried_dump_aborts_the_upload_of_the_attempt_that_died(
 async def test_cleanup_aborts_the_upload_of_a_dump_that_died(
     s3_settings: Settings, big_schema: str, seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    die_mid_dump(s3_settings, monkeypatch)
+    await die_mid_dump(s3_settings, monkeypatch)
     assert len(uploads(seaweed, s3_settings)) == 1
     cleanup = CleanupActivities(s3_settings).cleanup_spool
     assert await ActivityEnvironment().run(cleanup, RUN_KEY, spec(big_schema).key_stem)
@@ -273,8 +280,10 @@ async def test_an_upload_step_that_dies_before_completing_resumes_from_the_journ
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    dumped = ActivityEnvironment().run(DumpActivities(s3_settings).dump_schema, spec(big_schema))
-    ActivityEnvironment().run(VerifyActivities(s3_settings).verify_artifact, dumped)
+    dumped = await ActivityEnvironment().run(
+        DumpActivities(s3_settings).dump_schema, spec(big_schema)
+    )
+    await ActivityEnvironment().run(VerifyActivities(s3_settings).verify_artifact, dumped)
     transfers = upload_requests(monkeypatch)
     upload = UploadActivities(s3_settings).upload_artifact
     with monkeypatch.context() as crash:
@@ -297,16 +306,18 @@ async def test_an_upload_step_that_dies_before_completing_resumes_from_the_journ
     assert fetched.read_bytes() == Path(dumped.artifact_path).read_bytes()
 
 
-def test_a_corrupted_spool_file_is_refused_before_the_upload_is_completed(
+async def test_a_corrupted_spool_file_is_refused_before_the_upload_is_completed(
     s3_settings: Settings, big_schema: str, seaweed: SeaweedS3
 ) -> None:
-    dumped = ActivityEnvironment().run(DumpActivities(s3_settings).dump_schema, spec(big_schema))
+    dumped = await ActivityEnvironment().run(
+        DumpActivities(s3_settings).dump_schema, spec(big_schema)
+    )
     path = Path(dumped.artifact_path)
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
     with pytest.raises(ApplicationError) as caught:
-        ActivityEnvironment().run(VerifyActivities(s3_settings).verify_artifact, dumped)
+        await ActivityEnvironment().run(VerifyActivities(s3_settings).verify_artifact, dumped)
     assert caught.value.type == "ArtifactCorrupted"
     assert visible(seaweed, s3_settings) == []
 
@@ -324,13 +335,15 @@ async def test_stream_mode_keeps_no_spool_file_and_restores(
     scratch_db: str,
     tmp_path: Path,
 ) -> None:
-    dumped = ActivityEnvironment().run(DumpActivities(streaming).dump_schema, spec(big_schema))
+    dumped = await ActivityEnvironment().run(
+        DumpActivities(streaming).dump_schema, spec(big_schema)
+    )
     assert not Path(dumped.artifact_path).exists()
     spooled = sorted(p.name for p in (streaming.spool_dir / RUN_KEY).iterdir())
     assert spooled == sorted([Path(dumped.manifest_path).name, JOURNAL])
     assert visible(seaweed, streaming) == []
 
-    ActivityEnvironment().run(VerifyActivities(streaming).verify_artifact, dumped)
+    await ActivityEnvironment().run(VerifyActivities(streaming).verify_artifact, dumped)
     stored = await ActivityEnvironment().run(
         UploadActivities(streaming).upload_artifact, dumped, spec(big_schema).key_stem
     )
@@ -343,21 +356,25 @@ async def test_stream_mode_keeps_no_spool_file_and_restores(
     assert check.verified, check.describe()
 
 
-def test_stream_mode_spools_an_artifact_of_one_part(
+async def test_stream_mode_spools_an_artifact_of_one_part(
     streaming: Settings, seaweed: SeaweedS3
 ) -> None:
-    dumped = ActivityEnvironment().run(DumpActivities(streaming).dump_schema, spec("acme"))
+    dumped = await ActivityEnvironment().run(DumpActivities(streaming).dump_schema, spec("acme"))
     assert Path(dumped.artifact_path).stat().st_size == dumped.size_bytes < 5 * MIB
     assert uploads(seaweed, streaming) == []
-    ActivityEnvironment().run(VerifyActivities(streaming).verify_artifact, dumped)
+    await ActivityEnvironment().run(VerifyActivities(streaming).verify_artifact, dumped)
 
 
-def test_stream_mode_refuses_a_test_restore_clearly(
+async def test_stream_mode_refuses_a_test_restore_clearly(
     streaming: Settings, big_schema: str, seaweed: SeaweedS3
 ) -> None:
-    dumped = ActivityEnvironment().run(DumpActivities(streaming).dump_schema, spec(big_schema))
+    dumped = await ActivityEnvironment().run(
+        DumpActivities(streaming).dump_schema, spec(big_schema)
+    )
     with pytest.raises(ApplicationError) as caught:
-        _run_async(VerifyRestoreActivities(streaming).verify_restore, dumped, RUN_KEY)
+        await ActivityEnvironment().run(
+            VerifyRestoreActivities(streaming).verify_restore, dumped, RUN_KEY
+        )
     assert caught.value.type == "ConfigurationError" and caught.value.non_retryable
     assert (
         "SPOOL_MODE=stream" in caught.value.message and "SPOOL_MODE=spool" in caught.value.message
@@ -378,12 +395,12 @@ def fail_part(monkeypatch: pytest.MonkeyPatch, failing: int) -> None:
     monkeypatch.setattr(S3Storage, "_send_part", fails)
 
 
-def test_stream_mode_fails_the_dump_on_a_failed_part_and_leaves_nothing(
+async def test_stream_mode_fails_the_dump_on_a_failed_part_and_leaves_nothing(
     streaming: Settings, big_schema: str, seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fail_part(monkeypatch, 3)
     with pytest.raises(ApplicationError) as caught:
-        ActivityEnvironment().run(DumpActivities(streaming).dump_schema, spec(big_schema))
+        await ActivityEnvironment().run(DumpActivities(streaming).dump_schema, spec(big_schema))
     assert caught.value.type == "StorageError" and not caught.value.non_retryable
     assert uploads(seaweed, streaming) == [] and visible(seaweed, streaming) == []
     assert list((streaming.spool_dir / RUN_KEY).iterdir()) == []
@@ -400,23 +417,19 @@ async def test_spool_mode_falls_back_to_the_upload_step_when_a_part_fails(
     start (the upload step sends everything as before), never the dump."""
     with monkeypatch.context() as failing:
         fail_part(failing, 2)
-        dumped = ActivityEnvironment().run(
+        dumped = await ActivityEnvironment().run(
             DumpActivities(s3_settings).dump_schema, spec(big_schema)
         )
     assert Path(dumped.artifact_path).stat().st_size == dumped.size_bytes
     assert not (s3_settings.spool_dir / RUN_KEY / JOURNAL).exists()
     assert uploads(seaweed, s3_settings) == []
-    ActivityEnvironment().run(VerifyActivities(s3_settings).verify_artifact, dumped)
+    await ActivityEnvironment().run(VerifyActivities(s3_settings).verify_artifact, dumped)
     stored = await ActivityEnvironment().run(
         UploadActivities(s3_settings).upload_artifact, dumped, spec(big_schema).key_stem
     )
     fetched = tmp_path / "fetched"
     await download(stored.location, fetched, s3_settings)
     assert fetched.read_bytes() == Path(dumped.artifact_path).read_bytes()
-
-
-def _run_async(fn: Any, *args: Any) -> Any:
-    return asyncio.run(ActivityEnvironment().run(fn, *args))
 
 
 async def test_stream_mode_with_age_encryption_and_slow_parts(
@@ -431,15 +444,21 @@ async def test_stream_mode_with_age_encryption_and_slow_parts(
     identity = pyrage.x25519.Identity.generate()
     encrypting = streaming.model_copy(update={"encryption_recipients": str(identity.to_public())})
     send = S3Storage._send_part
+    loops: list[asyncio.AbstractEventLoop] = []
 
     async def slow(self: S3Storage, *args: Any) -> Any:
+        loops.append(asyncio.get_running_loop())
         await asyncio.sleep(0.3)
         return await send(self, *args)
 
     monkeypatch.setattr(S3Storage, "_send_part", slow)
-    dumped = ActivityEnvironment().run(DumpActivities(encrypting).dump_schema, spec(big_schema))
+    dumped = await ActivityEnvironment().run(
+        DumpActivities(encrypting).dump_schema, spec(big_schema)
+    )
     assert not Path(dumped.artifact_path).exists() and dumped.file_name.endswith(".age")
-    ActivityEnvironment().run(VerifyActivities(encrypting).verify_artifact, dumped)
+    # Sent from the activity's own event loop (its shared S3 client) while the dump's thread ran.
+    assert len(loops) > 1 and set(loops) == {asyncio.get_running_loop()}
+    await ActivityEnvironment().run(VerifyActivities(encrypting).verify_artifact, dumped)
     stored = await ActivityEnvironment().run(
         UploadActivities(encrypting).upload_artifact, dumped, spec(big_schema).key_stem
     )
@@ -459,9 +478,9 @@ async def test_stream_mode_sends_a_directory_dump_as_it_is_tarred(
 ) -> None:
     """pg_dump -Fd still stages its files on the spool; the tar of them goes out in parts."""
     directory = spec(big_schema).model_copy(update={"format": DumpFormat.DIRECTORY})
-    dumped = ActivityEnvironment().run(DumpActivities(streaming).dump_schema, directory)
+    dumped = await ActivityEnvironment().run(DumpActivities(streaming).dump_schema, directory)
     assert not Path(dumped.artifact_path).exists() and dumped.size_bytes > 5 * MIB
-    ActivityEnvironment().run(VerifyActivities(streaming).verify_artifact, dumped)
+    await ActivityEnvironment().run(VerifyActivities(streaming).verify_artifact, dumped)
     stored = await ActivityEnvironment().run(
         UploadActivities(streaming).upload_artifact, dumped, directory.key_stem
     )

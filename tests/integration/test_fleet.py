@@ -5,8 +5,7 @@ schema, and a suspended one. Pages of 5 force continue-as-new; at most 2 backups
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 
@@ -65,16 +64,10 @@ def fleet_settings(fleet_db: str, tmp_path: Path, task_queue: str) -> Settings:
 
 
 @pytest.fixture
-def executor() -> Iterator[ThreadPoolExecutor]:
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        yield pool
-
-
-@pytest.fixture
 async def fleet_workers(
-    dev_env: WorkflowEnvironment, fleet_settings: Settings, executor: ThreadPoolExecutor
+    dev_env: WorkflowEnvironment, fleet_settings: Settings
 ) -> AsyncIterator[Client]:
-    async with running(build_workers(dev_env.client, fleet_settings, executor)):
+    async with running(build_workers(dev_env.client, fleet_settings)):
         yield dev_env.client
 
 

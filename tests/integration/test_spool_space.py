@@ -68,21 +68,21 @@ def test_the_message_names_spool_dir_needed_free_and_what_to_do(
     assert "1000 bytes are free" in message and "larger disk" in message
 
 
-def test_a_dump_that_can_not_fit_fails_before_pg_dump_and_is_not_retried(
+async def test_a_dump_that_can_not_fit_fails_before_pg_dump_and_is_not_retried(
     settings: Settings,
 ) -> None:
     free = shutil.disk_usage(settings.spool_dir.parent).free
     tight = settings.model_copy(update={"spool_min_free_bytes": free})
     dump = DumpActivities(tight).dump_schema
     with pytest.raises(ApplicationError) as caught:
-        ActivityEnvironment().run(dump, spec())
+        await ActivityEnvironment().run(dump, spec())
     assert caught.value.type == "SpoolFull" and caught.value.non_retryable
     assert f"SPOOL_DIR {settings.spool_dir}" in caught.value.message
     assert not list((settings.spool_dir / RUN_KEY).iterdir())
 
 
 @pytest.mark.parametrize("compression", [Compression.NONE, Compression.ZSTD])
-def test_a_disk_full_mid_write_leaves_no_partial_file(
+async def test_a_disk_full_mid_write_leaves_no_partial_file(
     settings: Settings, monkeypatch: pytest.MonkeyPatch, compression: Compression
 ) -> None:
     real_write = CappedHashingWriter.write
@@ -95,7 +95,7 @@ def test_a_disk_full_mid_write_leaves_no_partial_file(
     monkeypatch.setattr(CappedHashingWriter, "write", fill_up)
     dump = DumpActivities(settings).dump_schema
     with pytest.raises(ApplicationError) as caught:
-        ActivityEnvironment().run(dump, spec(DumpFormat.SQL, compression))
+        await ActivityEnvironment().run(dump, spec(DumpFormat.SQL, compression))
     assert caught.value.type == "SpoolFull" and caught.value.non_retryable
     assert "ran out of space" in caught.value.message
     assert not list((settings.spool_dir / RUN_KEY).iterdir())
@@ -130,7 +130,7 @@ def squeezed(postgres: PostgresServer) -> Iterator[str]:
         conn.execute("DROP SCHEMA IF EXISTS squeezed CASCADE")
 
 
-def test_a_disk_full_inside_pg_dump_is_spool_full_too(
+async def test_a_disk_full_inside_pg_dump_is_spool_full_too(
     settings: Settings, tmp_path: Path, squeezed: str
 ) -> None:
     """With the directory format pg_dump writes the files itself, so the ENOSPC is pg_dump's:
@@ -139,7 +139,9 @@ def test_a_disk_full_inside_pg_dump_is_spool_full_too(
         tight = settings.model_copy(update={"spool_dir": spool, "spool_min_free_bytes": 0})
         dump = DumpActivities(tight).dump_schema
         with pytest.raises(ApplicationError) as caught:
-            ActivityEnvironment().run(dump, spec(DumpFormat.DIRECTORY, Compression.NONE, squeezed))
+            await ActivityEnvironment().run(
+                dump, spec(DumpFormat.DIRECTORY, Compression.NONE, squeezed)
+            )
         left = list((spool / RUN_KEY).iterdir())
     assert caught.value.type == "SpoolFull" and caught.value.non_retryable, caught.value
     assert f"SPOOL_DIR {spool}" in caught.value.message and "bytes free" in caught.value.message
