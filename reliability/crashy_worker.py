@@ -178,7 +178,7 @@ def slow_dump() -> None:
     write = compression.Compressor.write
 
     def slow_write(self: compression.Compressor, data: bytes, /) -> int:
-        time.sleep(slow)  # the dump runs in the activity thread pool, not on the event loop
+        time.sleep(slow)  # the dump's blocking work runs in its own thread, not on the event loop
         return write(self, data)
 
     compression.Compressor.write = slow_write  # type: ignore[method-assign]
