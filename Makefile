@@ -78,7 +78,7 @@ reliability: $(STAMP) age-cli
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy backup activities workflows client devstack worker.py starter.py
+	$(BIN)/mypy .
 
 clean:
 	rm -rf .dev .pytest_cache .ruff_cache .mypy_cache
