@@ -84,17 +84,9 @@ def cli(stack: DevStack, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def artifact_of(result: dict[str, Any]) -> Path:
-    return Path(unquote(urlparse(result["location"]).path))
-
-
-async def test_the_demo_backs_up_and_restores(stack: DevStack) -> None:
-    assert await demo(stack, "acme", DumpFormat.CUSTOM) == 0
-
-
-def test_start_from_the_temporal_cli_with_json_input(stack: DevStack) -> None:
-    wf_id = f"export-backup-globex-{uuid.uuid4().hex[:8]}"
-    started = cli(
+def start_by_cli(stack: DevStack, wf_id: str, request: str) -> subprocess.CompletedProcess[str]:
+    """`temporal workflow start` of one export with a JSON request, as an operator would."""
+    return cli(
         stack,
         "workflow",
         "start",
@@ -105,8 +97,21 @@ def test_start_from_the_temporal_cli_with_json_input(stack: DevStack) -> None:
         "--workflow-id",
         wf_id,
         "--input",
-        '{"project_id": "globex", "format": "sql"}',
+        request,
     )
+
+
+def artifact_of(result: dict[str, Any]) -> Path:
+    return Path(unquote(urlparse(result["location"]).path))
+
+
+async def test_the_demo_backs_up_and_restores(stack: DevStack) -> None:
+    assert await demo(stack, "acme", DumpFormat.CUSTOM) == 0
+
+
+def test_start_from_the_temporal_cli_with_json_input(stack: DevStack) -> None:
+    wf_id = f"export-backup-globex-{uuid.uuid4().hex[:8]}"
+    started = start_by_cli(stack, wf_id, '{"project_id": "globex", "format": "sql"}')
     assert started.returncode == 0, started.stderr
     done = cli(stack, "workflow", "result", "--workflow-id", wf_id, "--output", "json")
     assert done.returncode == 0, done.stderr
@@ -124,19 +129,7 @@ def test_start_from_the_temporal_cli_with_json_input(stack: DevStack) -> None:
 
 def test_bad_input_from_the_cli_fails_at_once_naming_the_field(stack: DevStack) -> None:
     wf_id = f"export-backup-bad-{uuid.uuid4().hex[:8]}"
-    started = cli(
-        stack,
-        "workflow",
-        "start",
-        "--type",
-        "ExportBackupWorkflow",
-        "--task-queue",
-        "export-backup",
-        "--workflow-id",
-        wf_id,
-        "--input",
-        '{"project_id": "acme", "format": "zip"}',
-    )
+    started = start_by_cli(stack, wf_id, '{"project_id": "acme", "format": "zip"}')
     assert started.returncode == 0, started.stderr
     done = cli(stack, "workflow", "result", "--workflow-id", wf_id)
     assert done.returncode != 0
