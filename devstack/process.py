@@ -57,13 +57,24 @@ def signal_me_when_parent_dies(signum: int = signal.SIGTERM) -> None:
 
 
 class Service:
-    """`with Server(...) as s:` starts it and always stops it."""
+    """`with Server(...) as s:` starts it and always stops it. `_proc` is the server process
+    start() spawned, None while it is not running."""
+
+    _proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
 
     def start(self) -> None:
         raise NotImplementedError
 
     def stop(self) -> None:
-        raise NotImplementedError
+        """Stop the process start() spawned, politely, then firmly; a stopped one is left."""
+        if self._proc is None:
+            return
+        stop_process(self._proc)
+        self._proc = None
 
     def __enter__(self) -> Self:
         self.start()

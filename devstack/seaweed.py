@@ -24,7 +24,7 @@ from botocore.session import get_session
 
 from devstack.ports import free_port, port_in_use
 from devstack.postgres import _write_private
-from devstack.process import Service, bound_to_parent, stop_process
+from devstack.process import Service, bound_to_parent
 from devstack.temporal import venv_binary
 
 HOST = "127.0.0.1"
@@ -122,7 +122,6 @@ class SeaweedS3(Service):
         self._requested_port = port
         self.ports = self._previous_ports() or _fresh_ports(port)
         self.access_key, self.secret_key = self._credentials(access_key, secret_key)
-        self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def port(self) -> int:
@@ -131,10 +130,6 @@ class SeaweedS3(Service):
     @property
     def endpoint_url(self) -> str:
         return f"http://{HOST}:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
 
     def env(self) -> dict[str, str]:
         """The worker's settings for this store (S3 backend)."""
@@ -169,10 +164,7 @@ class SeaweedS3(Service):
             raise RuntimeError(f"SeaweedFS S3 did not start; its log ends with:\n{log}")
 
     def stop(self) -> None:
-        if self._proc is None:
-            return
-        stop_process(self._proc)
-        self._proc = None
+        super().stop()
         self._remove_grpc_sockets()
 
     def kill(self) -> None:
