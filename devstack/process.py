@@ -9,6 +9,7 @@ import signal
 import subprocess
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Self
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -45,6 +46,20 @@ def bound_to_parent(on_parent_death: int = signal.SIGTERM) -> dict[str, Any]:
 
     preexec: Callable[[], None] = in_child
     return {"preexec_fn": preexec, "start_new_session": True}
+
+
+def spawn_logged(args: list[str], log_file: Path, **options: Any) -> subprocess.Popen[bytes]:
+    """A server process bound to this one (bound_to_parent), appending its stdout and stderr to
+    `log_file`, with no stdin; `options` go to Popen."""
+    with log_file.open("ab") as log:
+        return subprocess.Popen(
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            **options,
+            **bound_to_parent(),
+        )
 
 
 def signal_me_when_parent_dies(signum: int = signal.SIGTERM) -> None:

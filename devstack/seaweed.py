@@ -12,7 +12,6 @@ import os
 import secrets
 import socket
 import string
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from botocore.session import get_session
 
 from devstack.ports import free_port, port_in_use
 from devstack.postgres import _write_private
-from devstack.process import Service, bound_to_parent
+from devstack.process import Service, spawn_logged
 from devstack.temporal import venv_binary
 
 HOST = "127.0.0.1"
@@ -269,16 +268,8 @@ class SeaweedS3(Service):
         # Keep the caller's AWS_* and S3_* out: weed mini turns AWS_ACCESS_KEY_ID and
         # AWS_SECRET_ACCESS_KEY into an admin identity and reads S3_BUCKET as -bucket.
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_"))}
-        with self.log_file.open("ab") as log:
-            self._proc = subprocess.Popen(
-                args,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=self.data_dir,  # weed also reads *.toml from its working directory
-                env=env,
-                **bound_to_parent(),
-            )
+        # weed also reads *.toml from its working directory
+        self._proc = spawn_logged(args, self.log_file, cwd=self.data_dir, env=env)
 
     def _remove_grpc_sockets(self) -> None:
         """weed leaves some of its `/tmp/seaweedfs-<service>-grpc-<port>.sock` behind."""

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from devstack.ports import free_port, port_in_use, wait_for_port
-from devstack.process import Service, bound_to_parent
+from devstack.process import Service, spawn_logged
 from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
 
 
@@ -115,14 +115,7 @@ class TemporalDevServer(Service):
             args += ["--ui-codec-endpoint", self.codec_endpoint]
         for key in SEARCH_ATTRIBUTES:
             args += ["--search-attribute", f"{key.name}=Keyword"]
-        with self.log_file.open("ab") as log:
-            self._proc = subprocess.Popen(
-                args,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                **bound_to_parent(),
-            )
+        self._proc = spawn_logged(args, self.log_file)
         if not wait_for_port(self.port, timeout) or not wait_for_port(self.ui_port, timeout):
             self.stop()
             tail = self.log_file.read_text(errors="replace")[-2000:]

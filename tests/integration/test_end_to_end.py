@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import uuid
@@ -26,7 +25,7 @@ from backup.pgdump import pg_bin_dir
 from backup.restore import restore, row_counts
 from client import connect, start_export
 from devstack.stack import ROOT, DevStack, demo
-from tests.temporal_cli import start_by_cli
+from tests.cli_clients import start_by_cli, start_by_typescript
 
 CONTRACT_KEYS = {
     "project_id",
@@ -107,19 +106,7 @@ def test_bad_input_from_the_cli_fails_at_once_naming_the_field(stack: DevStack) 
 
 
 def test_start_from_the_typescript_client(stack: DevStack) -> None:
-    node = shutil.which("node")
-    assert node, "node is required for the TypeScript client test"
-    script_dir = ROOT / "clients" / "typescript"
-    assert (script_dir / "node_modules" / "@temporalio" / "client").exists(), "run make test"
-    env = {**os.environ, "TEMPORAL_ADDRESS": stack.temporal.address}
-    run = subprocess.run(
-        [node, "start-export.mjs", "acme", "tar"],
-        cwd=script_dir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    run = start_by_typescript(stack, "acme", "tar")
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)
     assert result.keys() >= CONTRACT_KEYS and result["format"] == "tar"

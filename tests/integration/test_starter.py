@@ -22,7 +22,7 @@ from backup.models import ExportRequest
 from backup.signing import SIGNATURE_SUFFIX, generate_keypair
 from client import connect, start_export
 from devstack.stack import ROOT, DevStack
-from tests.temporal_cli import start_by_cli
+from tests.cli_clients import start_by_cli, start_by_typescript
 
 STARTER = [sys.executable, str(ROOT / "starter.py")]
 
@@ -252,22 +252,10 @@ def test_export_compression_flag(stack: DevStack) -> None:
 def test_typescript_client_sets_the_summary_and_joins_a_repeated_request(
     stack: DevStack,
 ) -> None:
-    node = shutil.which("node")
-    assert node, "node is required for the TypeScript client test"
-    script_dir = ROOT / "clients" / "typescript"
-    assert (script_dir / "node_modules" / "@temporalio" / "client").exists(), "run make test"
-    env = {**os.environ, "TEMPORAL_ADDRESS": stack.temporal.address}
     request_id = uuid.uuid4().hex[:12]
     runs = []
     for _ in range(2):  # the second start finds the first completed: its result, no new run
-        run = subprocess.run(
-            [node, "start-export.mjs", "globex", "sql", request_id],
-            cwd=script_dir,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        run = start_by_typescript(stack, "globex", "sql", request_id)
         assert run.returncode == 0, run.stderr
         runs.append(run)
     results = [json.loads(run.stdout) for run in runs]
