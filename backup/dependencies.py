@@ -174,6 +174,20 @@ def capture(
     )
 
 
+def structure_dump_args(schemas: list[str], archive: Path) -> list[str]:
+    """pg_dump arguments for the structure alone (no rows, owners or grants) of exactly
+    `schemas`, as a custom archive at `archive`: what pg_restore --list and --use-list cut."""
+    return [
+        "--schema-only",
+        "--format=custom",
+        "--no-owner",
+        "--no-acl",
+        "--strict-names",
+        *[f"--schema={exact_schema_pattern(s)}" for s in schemas],
+        f"--file={archive}",
+    ]
+
+
 TOC_LINE = re.compile(r"^(\d+); (\d+) (\d+) ")
 
 
@@ -187,16 +201,7 @@ def _definitions(
         client_connection(database_url) as client,
     ):
         archive = Path(work) / "outside.dump"
-        args = [
-            "--schema-only",
-            "--format=custom",
-            "--no-owner",
-            "--no-acl",
-            "--strict-names",
-            f"--snapshot={snapshot}",
-            f"--file={archive}",
-        ]
-        args += [f"--schema={exact_schema_pattern(s)}" for s in schemas]
+        args = [*structure_dump_args(schemas, archive), f"--snapshot={snapshot}"]
         output(bin_dir, "pg_dump", args, client)
         toc = output(bin_dir, "pg_restore", ["--list", str(archive)])
         keep = []

@@ -16,6 +16,14 @@ from backup.models import DumpFormat
 MAX_REPORTED_FAILURES = 100
 
 
+class ProjectPage(BaseModel):
+    """Input of list_active_projects_v2: up to `limit` ACTIVE project ids after `after` (keyset;
+    None: from the start), in id order."""
+
+    after: str | None = None
+    limit: int = Field(ge=1)
+
+
 class ProjectFailure(BaseModel):
     project_id: str
     error: str

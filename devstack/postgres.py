@@ -116,7 +116,6 @@ class PostgresServer(Service):
         self._auto_port = port is None
         self._port = port or self._running_port() or free_port()
         self._password = password or self._stored_or_new_password()
-        self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def port(self) -> int:

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Self
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -47,6 +48,20 @@ def bound_to_parent(on_parent_death: int = signal.SIGTERM) -> dict[str, Any]:
     return {"preexec_fn": preexec, "start_new_session": True}
 
 
+def spawn_logged(args: list[str], log_file: Path, **options: Any) -> subprocess.Popen[bytes]:
+    """A server process bound to this one (bound_to_parent), appending its stdout and stderr to
+    `log_file`, with no stdin; `options` go to Popen."""
+    with log_file.open("ab") as log:
+        return subprocess.Popen(
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            **options,
+            **bound_to_parent(),
+        )
+
+
 def signal_me_when_parent_dies(signum: int = signal.SIGTERM) -> None:
     """Have the kernel send this process `signum` when its parent (make, a shell) dies, so a
     `make dev` whose make was killed still stops its stack, in order."""
@@ -57,13 +72,24 @@ def signal_me_when_parent_dies(signum: int = signal.SIGTERM) -> None:
 
 
 class Service:
-    """`with Server(...) as s:` starts it and always stops it."""
+    """`with Server(...) as s:` starts it and always stops it. `_proc` is the server process
+    start() spawned, None while it is not running."""
+
+    _proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
 
     def start(self) -> None:
         raise NotImplementedError
 
     def stop(self) -> None:
-        raise NotImplementedError
+        """Stop the process start() spawned, politely, then firmly; a stopped one is left."""
+        if self._proc is None:
+            return
+        stop_process(self._proc)
+        self._proc = None
 
     def __enter__(self) -> Self:
         self.start()

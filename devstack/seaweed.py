@@ -12,7 +12,6 @@ import os
 import secrets
 import socket
 import string
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from botocore.session import get_session
 
 from devstack.ports import free_port, port_in_use
 from devstack.postgres import _write_private
-from devstack.process import Service, bound_to_parent, stop_process
+from devstack.process import Service, spawn_logged
 from devstack.temporal import venv_binary
 
 HOST = "127.0.0.1"
@@ -122,7 +121,6 @@ class SeaweedS3(Service):
         self._requested_port = port
         self.ports = self._previous_ports() or _fresh_ports(port)
         self.access_key, self.secret_key = self._credentials(access_key, secret_key)
-        self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def port(self) -> int:
@@ -131,10 +129,6 @@ class SeaweedS3(Service):
     @property
     def endpoint_url(self) -> str:
         return f"http://{HOST}:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
 
     def env(self) -> dict[str, str]:
         """The worker's settings for this store (S3 backend)."""
@@ -169,10 +163,7 @@ class SeaweedS3(Service):
             raise RuntimeError(f"SeaweedFS S3 did not start; its log ends with:\n{log}")
 
     def stop(self) -> None:
-        if self._proc is None:
-            return
-        stop_process(self._proc)
-        self._proc = None
+        super().stop()
         self._remove_grpc_sockets()
 
     def kill(self) -> None:
@@ -277,16 +268,8 @@ class SeaweedS3(Service):
         # Keep the caller's AWS_* and S3_* out: weed mini turns AWS_ACCESS_KEY_ID and
         # AWS_SECRET_ACCESS_KEY into an admin identity and reads S3_BUCKET as -bucket.
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_"))}
-        with self.log_file.open("ab") as log:
-            self._proc = subprocess.Popen(
-                args,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=self.data_dir,  # weed also reads *.toml from its working directory
-                env=env,
-                **bound_to_parent(),
-            )
+        # weed also reads *.toml from its working directory
+        self._proc = spawn_logged(args, self.log_file, cwd=self.data_dir, env=env)
 
     def _remove_grpc_sockets(self) -> None:
         """weed leaves some of its `/tmp/seaweedfs-<service>-grpc-<port>.sock` behind."""

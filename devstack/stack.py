@@ -15,6 +15,7 @@ import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -221,6 +222,24 @@ class DevStack:
             time.sleep(0.2)
         worker.kill()
         raise RuntimeError(f"the worker did not start; its log ends with:\n{output[-3000:]}")
+
+    @contextlib.contextmanager
+    def own_worker(self, folder: Path, queue: str, **env: str) -> Iterator[Settings]:
+        """A worker process of its own while inside (its task queue, host id, and log and spool
+        under `folder`; `env` on top): yields the settings that start workflows on its queue."""
+        overrides = {
+            "TEMPORAL_TASK_QUEUE": queue,
+            "HOST_ID": f"{queue}-host",
+            "METRICS_PORT": "0",
+            "SPOOL_DIR": str(folder / "spool"),
+            **env,
+        }
+        worker = self.spawn_worker(folder / "worker.log", overrides)
+        try:
+            yield self.settings().model_copy(update={"temporal_task_queue": queue})
+        finally:
+            worker.terminate()
+            worker.wait(timeout=60)
 
     def stop(self) -> None:
         if self._lock is None:

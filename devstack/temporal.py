@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from devstack.ports import free_port, port_in_use, wait_for_port
-from devstack.process import Service, bound_to_parent, stop_process
+from devstack.process import Service, spawn_logged
 from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
 
 
@@ -27,6 +27,19 @@ def temporal_cli() -> str:
             "arm64) or get it from https://docs.temporal.io/cli"
         )
     return found
+
+
+def run_temporal_cli(
+    address: str, *args: str, timeout: float = 120, check: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """`temporal <args> --address <address>`, its output captured as text."""
+    return subprocess.run(
+        [temporal_cli(), *args, "--address", address],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=check,
+    )
 
 
 def _env_list(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -64,15 +77,10 @@ class TemporalDevServer(Service):
         self.ui_port = ui_port or free_port()
         self.log_file = log_file or db_file.with_suffix(".log")
         self.codec_endpoint = codec_endpoint  # the Web UI decodes payloads through it
-        self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
 
     @property
     def ui_url(self) -> str:
@@ -107,21 +115,12 @@ class TemporalDevServer(Service):
             args += ["--ui-codec-endpoint", self.codec_endpoint]
         for key in SEARCH_ATTRIBUTES:
             args += ["--search-attribute", f"{key.name}=Keyword"]
-        with self.log_file.open("ab") as log:
-            self._proc = subprocess.Popen(
-                args,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                **bound_to_parent(),
-            )
+        self._proc = spawn_logged(args, self.log_file)
         if not wait_for_port(self.port, timeout) or not wait_for_port(self.ui_port, timeout):
             self.stop()
             tail = self.log_file.read_text(errors="replace")[-2000:]
             raise RuntimeError(f"Temporal dev server did not start; its log ends with:\n{tail}")
 
-    def stop(self) -> None:
-        if self._proc is None:
-            return
-        stop_process(self._proc)
-        self._proc = None
+    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """The `temporal` CLI against this server (see run_temporal_cli)."""
+        return run_temporal_cli(self.address, *args, timeout=timeout)

@@ -21,7 +21,8 @@ from temporalio.exceptions import ChildWorkflowError, WorkflowAlreadyStartedErro
 
 with workflow.unsafe.imports_passed_through():
     from activities.fleet import FleetActivities
-    from backup.fleet_models import FleetProgress, FleetRequest, FleetSummary
+    from backup.fleet_models import FleetProgress, FleetRequest, FleetSummary, ProjectPage
+    from workflows.activity_calls import call_activity
     from workflows.failures import root_message
     from workflows.inputs import parse_input
     from workflows.policies import LIST_PROJECTS
@@ -36,6 +37,9 @@ MAX_SHOWN_RUNNING = 20
 # before keep 4.
 WIDER_DEFAULT = "fleet-max-concurrent-16"
 OLD_DEFAULT_MAX_CONCURRENT = 4
+# workflow.patched marker: the page is listed by list_active_projects_v2, which takes one
+# ProjectPage; runs started before replay the two-argument list_active_projects they scheduled.
+TYPED_LISTING = "fleet-typed-listing"
 
 
 def child_workflow_id(parent_workflow_id: str, project_id: str) -> str:
@@ -82,13 +86,7 @@ class BackupAllProjectsWorkflow:
         self._summary.runs += 1
         self._listed = self._summary.total
         self._show(f"Listing projects after {req.cursor!r}" if req.cursor else "Listing projects")
-        page: list[str] = await workflow.execute_activity(
-            FleetActivities.list_active_projects,
-            args=[req.cursor, req.page_size],
-            start_to_close_timeout=LIST_PROJECTS.start_to_close,
-            retry_policy=LIST_PROJECTS.retry,
-            summary=f"List up to {req.page_size} active projects after {req.cursor or 'the start'}",
-        )
+        page = await self._list(req)
         # Every child of the runs before this one has finished: they are all in the summary.
         self._listed = self._summary.total + len(page)
         self._more_to_list = len(page) == req.page_size
@@ -103,6 +101,24 @@ class BackupAllProjectsWorkflow:
         workflow.continue_as_new(
             req.model_copy(update={"cursor": page[-1], "summary": self._summary})
         )
+
+    async def _list(self, req: FleetRequest) -> list[str]:
+        summary = f"List up to {req.page_size} active projects after {req.cursor or 'the start'}"
+        if workflow.patched(TYPED_LISTING):
+            return await call_activity(
+                FleetActivities.list_active_projects_v2,
+                LIST_PROJECTS,
+                summary,
+                ProjectPage(after=req.cursor, limit=req.page_size),
+            )
+        page: list[str] = await workflow.execute_activity(
+            FleetActivities.list_active_projects,
+            args=[req.cursor, req.page_size],
+            start_to_close_timeout=LIST_PROJECTS.start_to_close,
+            retry_policy=LIST_PROJECTS.retry,
+            summary=summary,
+        )
+        return page
 
     async def _backup(self, project_id: str, req: FleetRequest, slots: asyncio.Semaphore) -> None:
         async with slots:

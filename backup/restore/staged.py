@@ -26,11 +26,11 @@ from typing import IO
 import psycopg
 from psycopg import sql
 
+from backup.dependencies import structure_dump_args
 from backup.dependency_models import Dependencies
 from backup.errors import RestoreFailed, Stopped
 from backup.models import DumpFormat
 from backup.pgconn import client_connection
-from backup.pgdump import exact_schema_pattern
 from backup.pgtools import StopCheck, output, start, wait
 from backup.restore.databases import rename_schema, scratch_database
 from backup.restore.load import toc_without
@@ -73,15 +73,7 @@ def structure(c: Copy) -> tuple[Path, list[str], list[str]]:
             rename_schema(conn, c.original, c.staging)
             fixed, warnings = fix_renamed(conn, c.original, c.new, in_schema=c.staging)
         with client_connection(scratch_url) as client:
-            args = [
-                "--schema-only",
-                "--format=custom",
-                "--no-owner",
-                "--no-acl",
-                "--strict-names",
-                f"--schema={exact_schema_pattern(c.staging)}",
-                f"--file={ddl}",
-            ]
+            args = structure_dump_args([c.staging], ddl)
             wait(start(c.bin_dir, "pg_dump", args, client), c.should_stop)
     return ddl, fixed, warnings
 

@@ -48,6 +48,18 @@ async def s3_client(store: SeaweedS3, **overrides: Any) -> AsyncIterator[Any]:
         yield client
 
 
+async def upload_parts(
+    s3: Any, bucket: str, key: str, upload_id: str, parts: list[bytes], **options: Any
+) -> list[dict[str, Any]]:
+    """upload_part of each of `parts` in order (numbered from 1): the responses."""
+    return [
+        await s3.upload_part(
+            Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=n, Body=data, **options
+        )
+        for n, data in enumerate(parts, start=1)
+    ]
+
+
 def error_code(err: ClientError) -> tuple[str, int]:
     return err.response["Error"]["Code"], err.response["ResponseMetadata"]["HTTPStatusCode"]
 
@@ -97,17 +109,10 @@ async def test_multipart_upload_of_three_5mib_parts(store: SeaweedS3) -> None:
     key = "multi/three-parts.bin"
     async with s3_client(store) as s3:
         upload = await s3.create_multipart_upload(Bucket=store.bucket, Key=key)
-        done = []
-        for number, data in enumerate(parts, start=1):
-            part = await s3.upload_part(
-                Bucket=store.bucket,
-                Key=key,
-                UploadId=upload["UploadId"],
-                PartNumber=number,
-                Body=data,
-            )
+        sent = await upload_parts(s3, store.bucket, key, upload["UploadId"], parts)
+        for part, data in zip(sent, parts, strict=True):
             assert part["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
-            done.append({"ETag": part["ETag"], "PartNumber": number})
+        done = [{"ETag": p["ETag"], "PartNumber": n} for n, p in enumerate(sent, start=1)]
         listed = await s3.list_parts(Bucket=store.bucket, Key=key, UploadId=upload["UploadId"])
         assert [(p["PartNumber"], p["Size"]) for p in listed["Parts"]] == [
             (1, PART),
@@ -219,16 +224,11 @@ async def test_checksums_on_multipart_upload_are_reported(store: SeaweedS3) -> N
         upload = await s3.create_multipart_upload(
             Bucket=store.bucket, Key=key, ChecksumAlgorithm="SHA256"
         )
+        sent = await upload_parts(
+            s3, store.bucket, key, upload["UploadId"], parts, ChecksumAlgorithm="SHA256"
+        )
         done = []
-        for number, data in enumerate(parts, start=1):
-            part = await s3.upload_part(
-                Bucket=store.bucket,
-                Key=key,
-                UploadId=upload["UploadId"],
-                PartNumber=number,
-                Body=data,
-                ChecksumAlgorithm="SHA256",
-            )
+        for number, part in enumerate(sent, start=1):
             entry = {"ETag": part["ETag"], "PartNumber": number}
             if "ChecksumSHA256" in part:
                 entry["ChecksumSHA256"] = part["ChecksumSHA256"]

@@ -39,23 +39,9 @@ def big_project(stack: DevStack) -> str:
 async def backup(
     stack: DevStack, tmp_path: Path, queue: str, request: ExportRequest, **env: str
 ) -> ExportResult:
-    overrides = {
-        "TEMPORAL_TASK_QUEUE": queue,
-        "HOST_ID": f"{queue}-host",
-        "METRICS_PORT": "0",
-        "SPOOL_DIR": str(tmp_path / "spool"),
-        "STORAGE_BACKEND": "s3",
-        "S3_PART_SIZE_MIB": "5",
-        **env,
-    }
-    worker = stack.spawn_worker(tmp_path / "worker.log", overrides)
-    try:
+    with stack.own_worker(tmp_path, queue, STORAGE_BACKEND="s3", S3_PART_SIZE_MIB="5", **env) as s:
         client: Client = await connect(stack.temporal.address, "default")
-        settings = stack.settings().model_copy(update={"temporal_task_queue": queue})
-        return await (await start_export(client, settings, request)).result()
-    finally:
-        worker.terminate()
-        worker.wait(timeout=60)
+        return await (await start_export(client, s, request)).result()
 
 
 def objects(stack: DevStack, run_tail: str = "") -> list[str]:

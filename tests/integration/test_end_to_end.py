@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import uuid
@@ -26,7 +25,7 @@ from backup.pgdump import pg_bin_dir
 from backup.restore import restore, row_counts
 from client import connect, start_export
 from devstack.stack import ROOT, DevStack, demo
-from devstack.temporal import temporal_cli
+from tests.cli_clients import start_by_cli, start_by_typescript
 
 CONTRACT_KEYS = {
     "project_id",
@@ -50,21 +49,9 @@ async def backup_on_own_worker(
     stack: DevStack, client: Client, tmp_path: Path, queue: str, project: str, **env: str
 ) -> ExportResult:
     """One backup through a worker of its own (its queue, host and settings), then stop it."""
-    overrides = {
-        "TEMPORAL_TASK_QUEUE": queue,
-        "HOST_ID": f"{queue}-host",
-        "METRICS_PORT": "0",
-        "SPOOL_DIR": str(tmp_path / "spool"),
-        **env,
-    }
-    worker = stack.spawn_worker(tmp_path / "worker.log", overrides)
-    try:
-        settings = stack.settings().model_copy(update={"temporal_task_queue": queue})
+    with stack.own_worker(tmp_path, queue, **env) as settings:
         handle = await start_export(client, settings, ExportRequest(project_id=project))
         return await handle.result()
-    finally:
-        worker.terminate()
-        worker.wait(timeout=60)
 
 
 @pytest.fixture
@@ -73,32 +60,6 @@ def scratch_db_on_stack(stack: DevStack) -> Iterator[str]:
     stack.postgres.create_database(name)
     yield stack.postgres.url(name)
     stack.postgres.drop_database(name)
-
-
-def cli(stack: DevStack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [temporal_cli(), *args, "--address", stack.temporal.address],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def start_by_cli(stack: DevStack, wf_id: str, request: str) -> subprocess.CompletedProcess[str]:
-    """`temporal workflow start` of one export with a JSON request, as an operator would."""
-    return cli(
-        stack,
-        "workflow",
-        "start",
-        "--type",
-        "ExportBackupWorkflow",
-        "--task-queue",
-        "export-backup",
-        "--workflow-id",
-        wf_id,
-        "--input",
-        request,
-    )
 
 
 def artifact_of(result: dict[str, Any]) -> Path:
@@ -111,9 +72,11 @@ async def test_the_demo_backs_up_and_restores(stack: DevStack) -> None:
 
 def test_start_from_the_temporal_cli_with_json_input(stack: DevStack) -> None:
     wf_id = f"export-backup-globex-{uuid.uuid4().hex[:8]}"
-    started = start_by_cli(stack, wf_id, '{"project_id": "globex", "format": "sql"}')
+    started = start_by_cli(
+        stack, "ExportBackupWorkflow", wf_id, '{"project_id": "globex", "format": "sql"}'
+    )
     assert started.returncode == 0, started.stderr
-    done = cli(stack, "workflow", "result", "--workflow-id", wf_id, "--output", "json")
+    done = stack.temporal.cli("workflow", "result", "--workflow-id", wf_id, "--output", "json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)["result"]
     assert result.keys() >= CONTRACT_KEYS
@@ -123,35 +86,27 @@ def test_start_from_the_temporal_cli_with_json_input(stack: DevStack) -> None:
     assert artifact.stat().st_size == result["size_bytes"]
 
     query = "ProjectId = 'globex' AND BackupStep = 'completed'"
-    listed = cli(stack, "workflow", "list", "--query", query, "--output", "json")
+    listed = stack.temporal.cli("workflow", "list", "--query", query, "--output", "json")
     assert wf_id in listed.stdout
 
 
 def test_bad_input_from_the_cli_fails_at_once_naming_the_field(stack: DevStack) -> None:
     wf_id = f"export-backup-bad-{uuid.uuid4().hex[:8]}"
-    started = start_by_cli(stack, wf_id, '{"project_id": "acme", "format": "zip"}')
+    started = start_by_cli(
+        stack, "ExportBackupWorkflow", wf_id, '{"project_id": "acme", "format": "zip"}'
+    )
     assert started.returncode == 0, started.stderr
-    done = cli(stack, "workflow", "result", "--workflow-id", wf_id)
+    done = stack.temporal.cli("workflow", "result", "--workflow-id", wf_id)
     assert done.returncode != 0
     assert "format" in done.stdout + done.stderr
-    shown = cli(stack, "workflow", "show", "--workflow-id", wf_id, "--output", "json").stdout
+    shown = stack.temporal.cli(
+        "workflow", "show", "--workflow-id", wf_id, "--output", "json"
+    ).stdout
     assert '"InvalidRequest"' in shown
 
 
 def test_start_from_the_typescript_client(stack: DevStack) -> None:
-    node = shutil.which("node")
-    assert node, "node is required for the TypeScript client test"
-    script_dir = ROOT / "clients" / "typescript"
-    assert (script_dir / "node_modules" / "@temporalio" / "client").exists(), "run make test"
-    env = {**os.environ, "TEMPORAL_ADDRESS": stack.temporal.address}
-    run = subprocess.run(
-        [node, "start-export.mjs", "acme", "tar"],
-        cwd=script_dir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    run = start_by_typescript(stack, "acme", "tar")
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)
     assert result.keys() >= CONTRACT_KEYS and result["format"] == "tar"
@@ -353,19 +308,7 @@ async def test_restore_backup_workflow_puts_the_data_back_beside_the_original(
 
     wf_id = f"restore-cli-{uuid.uuid4().hex[:8]}"
     bad = json.dumps({"location": backup.location + "-missing", "into_schema": "x_" + schema})
-    started = cli(
-        stack,
-        "workflow",
-        "start",
-        "--type",
-        "RestoreBackupWorkflow",
-        "--task-queue",
-        "export-backup",
-        "--workflow-id",
-        wf_id,
-        "--input",
-        bad,
-    )
+    started = start_by_cli(stack, "RestoreBackupWorkflow", wf_id, bad)
     assert started.returncode == 0, started.stderr
-    failed = cli(stack, "workflow", "result", "--workflow-id", wf_id)
+    failed = stack.temporal.cli("workflow", "result", "--workflow-id", wf_id)
     assert failed.returncode != 0 and "no backup at" in failed.stdout + failed.stderr

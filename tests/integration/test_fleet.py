@@ -175,7 +175,8 @@ async def test_default_max_concurrent_is_sixteen_and_a_run_from_before_keeps_fou
 ) -> None:
     """No max_concurrent given: all 12 active projects of the one page run at once (the
     default is 16 since patch fleet-max-concurrent-16), and the marker is in the history so
-    the run replays; histories recorded before it replay with 4 (tests/unit/test_replay.py)."""
+    the run replays; histories recorded before it replay with 4 (tests/unit/test_replay.py).
+    The page is listed by list_active_projects_v2 (patch fleet-typed-listing)."""
     client = fleet_workers
     fleet_id = f"export-backup-fleet-test-{uuid.uuid4().hex[:6]}"
     handle = await client.start_workflow(
@@ -197,6 +198,14 @@ async def test_default_max_concurrent_is_sixteen_and_a_run_from_before_keeps_fou
         if e.marker_recorded_event_attributes.marker_name == "core_patch"
     ]
     assert any(b"fleet-max-concurrent-16" in p for p in patches), patches
+    # The page comes from the typed listing (one ProjectPage, patch fleet-typed-listing).
+    assert any(b"fleet-typed-listing" in p for p in patches), patches
+    listed = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert listed == ["list_active_projects_v2"]
     await Replayer(
         workflows=[BackupAllProjectsWorkflow], data_converter=pydantic_data_converter
     ).replay_workflow(history)

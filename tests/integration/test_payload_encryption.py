@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
 import threading
 import types
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from backup.errors import ConfigurationError
 from client.codec import EncryptionCodec, data_converter
 from codec_server import serve
 from devstack.ports import free_port
-from devstack.temporal import temporal_cli
+from devstack.temporal import run_temporal_cli
 from tests.standins import harness, run_with_workers
 
 KEY = base64.b64encode(os.urandom(32)).decode()
@@ -84,22 +83,16 @@ async def test_history_holds_ciphertext_and_the_codec_server_decodes_it(
     plain = json_format.Parse(decoded.text, Payloads()).payloads[0]
     assert json.loads(plain.data)["notify_email"] == EMAIL
 
-    shown = subprocess.run(
-        [
-            temporal_cli(),
-            "workflow",
-            "show",
-            "--workflow-id",
-            workflow_id,
-            "--output",
-            "json",
-            "--address",
-            dev_env.client.service_client.config.target_host,
-            "--codec-endpoint",
-            codec_server,
-        ],
-        capture_output=True,
-        text=True,
+    shown = run_temporal_cli(
+        dev_env.client.service_client.config.target_host,
+        "workflow",
+        "show",
+        "--workflow-id",
+        workflow_id,
+        "--output",
+        "json",
+        "--codec-endpoint",
+        codec_server,
         timeout=60,
     )
     assert shown.returncode == 0, shown.stderr

@@ -29,28 +29,13 @@ async def test_each_backup_prunes_beyond_keep_last(stack: DevStack, tmp_path: Pa
         conn.execute("CREATE SCHEMA IF NOT EXISTS keeper")
         conn.execute("CREATE TABLE IF NOT EXISTS keeper.notes AS SELECT 1 AS id")
         register_project(conn, "keeper", "keeper")
-    queue = "retention-test"
-    worker = stack.spawn_worker(
-        tmp_path / "worker.log",
-        {
-            "TEMPORAL_TASK_QUEUE": queue,
-            "HOST_ID": "retention-host",
-            "METRICS_PORT": "0",
-            "SPOOL_DIR": str(tmp_path / "spool"),
-            "RETENTION_KEEP_LAST": "2",
-        },
-    )
     client: Client = await connect(stack.temporal.address, "default")
-    settings = stack.settings().model_copy(update={"temporal_task_queue": queue})
-    try:
+    with stack.own_worker(tmp_path, "retention-test", RETENTION_KEEP_LAST="2") as settings:
         results: list[ExportResult] = []
         for _ in range(3):
             handle = await start_export(client, settings, ExportRequest(project_id="keeper"))
             results.append(await handle.result())
             await asyncio.sleep(1.1)  # keys order backups by their second: keep them apart
-    finally:
-        worker.terminate()
-        worker.wait(timeout=60)
 
     first, second, third = results
     assert third.retention is not None and third.retention.pruned == [first.location]

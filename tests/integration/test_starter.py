@@ -22,7 +22,7 @@ from backup.models import ExportRequest
 from backup.signing import SIGNATURE_SUFFIX, generate_keypair
 from client import connect, start_export
 from devstack.stack import ROOT, DevStack
-from devstack.temporal import temporal_cli
+from tests.cli_clients import start_by_cli, start_by_typescript
 
 STARTER = [sys.executable, str(ROOT / "starter.py")]
 
@@ -252,30 +252,17 @@ def test_export_compression_flag(stack: DevStack) -> None:
 def test_typescript_client_sets_the_summary_and_joins_a_repeated_request(
     stack: DevStack,
 ) -> None:
-    node = shutil.which("node")
-    assert node, "node is required for the TypeScript client test"
-    script_dir = ROOT / "clients" / "typescript"
-    assert (script_dir / "node_modules" / "@temporalio" / "client").exists(), "run make test"
-    env = {**os.environ, "TEMPORAL_ADDRESS": stack.temporal.address}
     request_id = uuid.uuid4().hex[:12]
     runs = []
     for _ in range(2):  # the second start finds the first completed: its result, no new run
-        run = subprocess.run(
-            [node, "start-export.mjs", "globex", "sql", request_id],
-            cwd=script_dir,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        run = start_by_typescript(stack, "globex", "sql", request_id)
         assert run.returncode == 0, run.stderr
         runs.append(run)
     results = [json.loads(run.stdout) for run in runs]
     assert results[0]["workflow_id"] == f"export-backup-globex-{request_id}"
     assert results[0]["run_id"] == results[1]["run_id"]
     assert "already completed" in runs[1].stderr
-    described = cli(
-        stack,
+    described = stack.temporal.cli(
         "workflow",
         "describe",
         "--workflow-id",
@@ -287,29 +274,10 @@ def test_typescript_client_sets_the_summary_and_joins_a_repeated_request(
     assert "Export backup of project globex (sql)" in described.stdout
 
 
-def cli(stack: DevStack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [temporal_cli(), *args, "--address", stack.temporal.address],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_the_readme_cli_recipe_sets_the_summary_and_the_id_policies(stack: DevStack) -> None:
     """The recipe proposed for README "Starting a backup" (temporal CLI)."""
     wf_id = f"export-backup-acme-req-{uuid.uuid4().hex[:8]}"
     start = [
-        "workflow",
-        "start",
-        "--type",
-        "ExportBackupWorkflow",
-        "--task-queue",
-        "export-backup",
-        "--workflow-id",
-        wf_id,
-        "--input",
-        '{"project_id": "acme"}',
         "--static-summary",
         "Export backup of project acme (custom)",
         "--id-conflict-policy",
@@ -319,18 +287,26 @@ def test_the_readme_cli_recipe_sets_the_summary_and_the_id_policies(stack: DevSt
         "--output",
         "json",
     ]
-    first, second = cli(stack, *start), cli(stack, *start)  # the second joins the running one
+
+    def start_by_recipe() -> subprocess.CompletedProcess[str]:
+        return start_by_cli(stack, "ExportBackupWorkflow", wf_id, '{"project_id": "acme"}', *start)
+
+    first, second = start_by_recipe(), start_by_recipe()  # the second joins the running one
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
     assert json.loads(first.stdout)["runId"] == json.loads(second.stdout)["runId"]
-    done = cli(stack, "workflow", "result", "--workflow-id", wf_id, "--output", "json")
+    done = stack.temporal.cli("workflow", "result", "--workflow-id", wf_id, "--output", "json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)["result"]
     assert result["run_id"] == json.loads(first.stdout)["runId"]
 
-    again = cli(stack, *start)  # completed: the CLI hands back that run, none is started
+    again = start_by_recipe()  # completed: the CLI hands back that run, none is started
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["runId"] == result["run_id"]
-    runs = cli(stack, "workflow", "list", "--query", f"WorkflowId = '{wf_id}'", "--output", "json")
+    runs = stack.temporal.cli(
+        "workflow", "list", "--query", f"WorkflowId = '{wf_id}'", "--output", "json"
+    )
     assert runs.returncode == 0 and len(json.loads(runs.stdout)) == 1, runs.stdout + runs.stderr
-    described = cli(stack, "workflow", "describe", "--workflow-id", wf_id, "--output", "json")
+    described = stack.temporal.cli(
+        "workflow", "describe", "--workflow-id", wf_id, "--output", "json"
+    )
     assert "Export backup of project acme (custom)" in described.stdout
