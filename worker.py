@@ -93,13 +93,15 @@ def build_workers(
     grace = timedelta(seconds=settings.shutdown_grace_seconds)
     notify = NotifyActivities(settings)
     restore = RestoreActivities(settings)
+    fleet = FleetActivities(settings)
     shared = Worker(
         client,
         task_queue=settings.temporal_task_queue,
         workflows=[ExportBackupWorkflow, RestoreBackupWorkflow, BackupAllProjectsWorkflow],
         activities=[
             ProjectActivities(settings).validate_project,
-            FleetActivities(settings).list_active_projects,
+            fleet.list_active_projects,
+            fleet.list_active_projects_v2,
             HostActivities(settings).claim_host,
             notify.notification_channels,
             notify.deliver_notification,

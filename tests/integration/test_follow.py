@@ -24,7 +24,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from backup.fleet_models import FleetRequest, FleetSummary
+from backup.fleet_models import FleetRequest, FleetSummary, ProjectPage
 from backup.models import ExportRequest
 from backup.settings import Settings
 from client import FLEET, TRANSFER, connect, follow, start_export, start_fleet
@@ -37,9 +37,9 @@ from workflows.fleet import BackupAllProjectsWorkflow, child_workflow_id
 PROJECTS = ["alpha", "broken", "gamma"]
 
 
-@activity.defn(name="list_active_projects")
-async def list_active_projects(after: str | None, limit: int) -> list[str]:
-    return [] if after else PROJECTS
+@activity.defn(name="list_active_projects_v2")
+async def list_active_projects(page: ProjectPage) -> list[str]:
+    return [] if page.after else PROJECTS
 
 
 @workflow.defn(name="ExportBackupWorkflow")
