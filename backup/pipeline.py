@@ -53,7 +53,7 @@ WATCH_SECONDS = 0.1
 class PipelineOptions:
     bin_dir: Path
     max_bytes: int
-    zstd_level: int = 3
+    zstd_level: int = 1
     zstd_threads: int = 0
     gzip_level: int = 6
     jobs: int = 2
