@@ -176,12 +176,16 @@ def test_the_dump_slot_is_held_while_the_database_is_worked_and_given_back_befor
     the snapshot, pg_dump and the counts, and is free again before the manifest is written."""
     events: list[str] = []
 
+    folder = tmp_path / "first"
+
     @contextlib.contextmanager
     def slot() -> Iterator[None]:
         events.append("acquired")
-        yield
-        manifests = list(tmp_path.glob("**/*.manifest.json"))
-        events.append("released after the manifest" if manifests else "released")
+        try:
+            yield
+        finally:
+            manifests = list(folder.glob("*.manifest.json"))
+            events.append("released after the manifest" if manifests else "released")
 
     def progress(_: int) -> None:
         if events[-1] != "dumping":
@@ -192,7 +196,7 @@ def test_the_dump_slot_is_held_while_the_database_is_worked_and_given_back_befor
         project=Project(project_id="umbrella", name="umbrella", schema_name="umbrella"),
         fmt=DumpFormat.CUSTOM,
         compression=Compression.ZSTD,
-        out_dir=tmp_path,
+        out_dir=folder,
         base_name="b",
         options=PipelineOptions(bin_dir=pg_bin_dir(), max_bytes=10**10, slot=slot),
         on_progress=progress,
@@ -201,13 +205,14 @@ def test_the_dump_slot_is_held_while_the_database_is_worked_and_given_back_befor
     assert outcome.manifest_path.exists()
 
     events.clear()
+    folder = tmp_path / "nope"
     with pytest.raises(SchemaNotFound):
         dump_schema(
             database_url=postgres.url(),
             project=Project(project_id="nope", name="nope", schema_name="nope"),
             fmt=DumpFormat.CUSTOM,
             compression=Compression.ZSTD,
-            out_dir=tmp_path / "nope",
+            out_dir=folder,
             base_name="b",
             options=PipelineOptions(bin_dir=pg_bin_dir(), max_bytes=10**10, slot=slot),
         )
