@@ -54,7 +54,6 @@ CLIENT_CONFIG = Config(
 # changed in transit is refused as surely as with a signed payload, and botocore does not hash
 # every part once more (over plain http it otherwise always does; over https it already skips
 # streaming bodies with a Content-MD5). Every other request keeps botocore's choice.
-UNSIGNED_PAYLOAD_CONFIG = CLIENT_CONFIG.merge(Config(s3={"payload_signing_enabled": False}))
 CHECKSUMMED_UPLOADS = ("UploadPart", "PutObject")
 # Open clients per (event loop, credential environment, endpoint, region).
 _clients: dict[tuple[object, ...], asyncio.Task[tuple[AsyncExitStack, Any]]] = {}
@@ -83,7 +82,9 @@ async def _open_client(endpoint_url: str | None, region: str | None) -> tuple[As
 def _payload_signing(request: Any, operation_name: str, **_: Any) -> None:
     """before-sign: no payload hash for a body whose signed SHA-256 header the store verifies."""
     if operation_name in CHECKSUMMED_UPLOADS and "x-amz-checksum-sha256" in request.headers:
-        request.context["client_config"] = UNSIGNED_PAYLOAD_CONFIG
+        config = request.context["client_config"]  # the client's own, whatever it was given
+        s3 = {**(config.s3 or {}), "payload_signing_enabled": False}
+        request.context["client_config"] = config.merge(Config(s3=s3))
 
 
 def open_client(endpoint_url: str | None, region: str | None) -> Any:
