@@ -69,43 +69,43 @@ class DumpActivities:
             abort_journaled(storage, s.spool_dir / spec.run_key / UPLOAD_JOURNAL, loop)
         # A retry starts from scratch: pg_dump can not resume, and stale files would mislead.
         remove_run(s.spool_dir, spec.run_key)
-        with dump_slot(s.max_concurrent_dumps, progress):
-            streamer = storage and PartStreamer(
-                storage,
-                spec.key_stem,
-                s.backup_max_bytes,
-                run_dir(s.spool_dir, spec.run_key) / UPLOAD_JOURNAL,
-                in_memory=s.spool_mode == "stream",
-                tick=lambda: progress.update(progress.done),
-                loop=loop,
-            )
-            # Stream mode spools at most one part (what a single PutObject sends); the
-            # directory format stages pg_dump's files on the spool whatever the mode.
-            small = streamer and streamer.in_memory and spec.format is not DumpFormat.DIRECTORY
-            outcome = dump_schema(
-                database_url=s.database_url.get_secret_value(),
-                project=spec.project,
-                fmt=spec.format,
-                compression=spec.compression,
-                out_dir=run_dir(s.spool_dir, spec.run_key),
-                base_name=PurePosixPath(spec.key_stem).name,
-                options=PipelineOptions(
-                    bin_dir=pg_bin_dir(s.pg_bin_dir),
-                    max_bytes=s.backup_max_bytes,
-                    zstd_level=s.zstd_level,
-                    zstd_threads=s.zstd_threads,
-                    gzip_level=s.gzip_level,
-                    jobs=s.dump_jobs,
-                    min_free_bytes=s.spool_min_free_bytes,
-                    rows_from_stream=s.row_counts == "stream",
-                    output=streamer.output if streamer else atomic_file,
-                    spooled_max=streamer.part_size if small and streamer else None,
-                ),
-                on_progress=progress.update,
-                recipients=s.recipients_for(spec.project.project_id),
-            )
-            if streamer:
-                streamer.finish(outcome.manifest.size_bytes, outcome.manifest.sha256)
+        streamer = storage and PartStreamer(
+            storage,
+            spec.key_stem,
+            s.backup_max_bytes,
+            run_dir(s.spool_dir, spec.run_key) / UPLOAD_JOURNAL,
+            in_memory=s.spool_mode == "stream",
+            tick=lambda: progress.update(progress.done),
+            loop=loop,
+        )
+        # Stream mode spools at most one part (what a single PutObject sends); the
+        # directory format stages pg_dump's files on the spool whatever the mode.
+        small = streamer and streamer.in_memory and spec.format is not DumpFormat.DIRECTORY
+        outcome = dump_schema(
+            database_url=s.database_url.get_secret_value(),
+            project=spec.project,
+            fmt=spec.format,
+            compression=spec.compression,
+            out_dir=run_dir(s.spool_dir, spec.run_key),
+            base_name=PurePosixPath(spec.key_stem).name,
+            options=PipelineOptions(
+                bin_dir=pg_bin_dir(s.pg_bin_dir),
+                max_bytes=s.backup_max_bytes,
+                zstd_level=s.zstd_level,
+                zstd_threads=s.zstd_threads,
+                gzip_level=s.gzip_level,
+                jobs=s.dump_jobs,
+                min_free_bytes=s.spool_min_free_bytes,
+                rows_from_stream=s.row_counts == "stream",
+                output=streamer.output if streamer else atomic_file,
+                spooled_max=streamer.part_size if small and streamer else None,
+                slot=lambda: dump_slot(s.max_concurrent_dumps, progress),
+            ),
+            on_progress=progress.update,
+            recipients=s.recipients_for(spec.project.project_id),
+        )
+        if streamer:
+            streamer.finish(outcome.manifest.size_bytes, outcome.manifest.sha256)
         return outcome
 
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,7 +53,7 @@ WATCH_SECONDS = 0.1
 class PipelineOptions:
     bin_dir: Path
     max_bytes: int
-    zstd_level: int = 3
+    zstd_level: int = 1
     zstd_threads: int = 0
     gzip_level: int = 6
     jobs: int = 2
@@ -66,6 +66,9 @@ class PipelineOptions:
     # it that sends S3 parts while it grows; `spooled_max` bounds what lands on the spool.
     output: Callable[[Path], AbstractContextManager[BinaryIO]] = atomic_file
     spooled_max: int | None = None
+    # Held while the database is worked (snapshot, catalog, pg_dump, counts): a dump slot
+    # (MAX_CONCURRENT_DUMPS), given back before the manifest is written.
+    slot: Callable[[], AbstractContextManager[object]] = nullcontext
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,7 @@ def dump_schema(
     # the dump's own COPY data as it streams by (row_counts), and what that can not read is
     # counted with count(*) in the same snapshot: exactly what the dump holds either way.
     stream = row_counts.stream_counter(fmt, schema) if options.rows_from_stream else None
-    with psycopg.connect(database_url) as conn:
+    with options.slot(), psycopg.connect(database_url) as conn:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         snapshot = str(_scalar(conn, "SELECT pg_catalog.pg_export_snapshot()"))
         exists = "SELECT count(*) FROM pg_catalog.pg_namespace WHERE nspname = %s"

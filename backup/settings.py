@@ -71,7 +71,8 @@ class Settings(BaseSettings):
     codec_server_token: SecretStr | None = None
 
     backup_max_bytes: int = Field(default=10 * GIB, gt=0)
-    zstd_level: int = Field(default=3, ge=1, le=22)
+    # Level 1: on the bench tenants 2-3x less CPU than level 3, and no larger (docs/performance.md)
+    zstd_level: int = Field(default=1, ge=1, le=22)
     # 0 = one compression thread per core.
     zstd_threads: int = Field(default=0, ge=0)
     gzip_level: int = Field(default=6, ge=1, le=9)

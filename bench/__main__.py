@@ -4,7 +4,9 @@ against `pg_dump -Fd -j`), then 100 tiny backups at once (bench/many_small.py) a
 backup of 300 tiny tenants (bench/fleet_speed.py), both beside the same peer loops.
 
     .venv/bin/python -m bench [--quick] [--sizes 100,500,1000] [--runs 1] [--no-many-small]
-                              [--fleet-count 300] [--no-fleet]
+                              [--fleet-count 300] [--no-fleet] [--no-restore] [--no-encrypted]
+
+Just the 1 GB rows, beside their peers: `--sizes 1000 --no-many-small --no-fleet --no-restore`.
 
 Writes bench/results.md and bench/results.png. Security (age encryption, signed manifests) is
 off for the comparison, since peers do neither; one encrypted run on the largest size is added.
@@ -150,7 +152,7 @@ def write_results(
         "\nWhere the workflow's time goes (seconds per activity, scheduled to completed):\n",
         steps_table(rows),
         "\n![time and memory vs size](results.png)\n",
-        (ROOT / "bench" / "findings.md").read_text(),
+        "Profiles, earlier runs and what they changed: [findings.md](findings.md).\n",
     ]
     if small is not None:
         text += ["\n## Many small projects\n", small.markdown()]
@@ -190,8 +192,9 @@ def run(args: argparse.Namespace) -> int:
     # The stack starts outside the event loop: its seeding runs a loop of its own.
     with BenchStack(args.home) as stack, load:
         rows, small, fleet = asyncio.run(measure(stack, args, tuning))
-        sizes = restore_speed.QUICK_SIZES if args.quick else restore_speed.FULL_SIZES
-        restore_speed.write(restore_speed.measure(stack.postgres, sizes), args.quick)
+        if args.restore:
+            sizes = restore_speed.QUICK_SIZES if args.quick else restore_speed.FULL_SIZES
+            restore_speed.write(restore_speed.measure(stack.postgres, sizes), args.quick)
     print(table(rows))
     print(targets(rows))
     print(steps_table(rows))
@@ -228,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fleet-count", type=int, default=300, help="fleet tenants (0: skip)")
     parser.add_argument("--no-fleet", dest="fleet_count", action="store_const", const=0)
     parser.add_argument("--no-encrypted", dest="encrypted", action="store_false")
+    parser.add_argument(
+        "--no-restore", dest="restore", action="store_false", help="skip bench/restore_speed.md"
+    )
     parser.add_argument(
         "--worker-env",
         action="append",

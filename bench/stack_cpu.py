@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 
 
-def _tree_seconds(pid: int) -> float:
+def tree_seconds(pid: int) -> float:
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
@@ -42,12 +42,12 @@ class StackCpu:
         self.seconds: dict[str, float] = {}
 
     def __enter__(self) -> StackCpu:
-        self._start = {name: _tree_seconds(pid) for name, pid in self.pids.items()}
+        self._start = {name: tree_seconds(pid) for name, pid in self.pids.items()}
         return self
 
     def __exit__(self, *_: object) -> None:
         self.seconds = {
-            name: _tree_seconds(pid) - self._start[name] for name, pid in self.pids.items()
+            name: tree_seconds(pid) - self._start[name] for name, pid in self.pids.items()
         }
 
     def per_backup_ms(self, count: int) -> str:

@@ -49,6 +49,12 @@ CLIENT_CONFIG = Config(
     # One client serves every upload of the worker at once (S3_CONCURRENCY parts each).
     max_pool_connections=64,
 )
+# UploadPart and PutObject bodies that carry their SHA-256 as a signed header (S3_CHECKSUMS)
+# are sent with an unsigned payload: the store checks the body against that header, so a body
+# changed in transit is refused as surely as with a signed payload, and botocore does not hash
+# every part once more (over plain http it otherwise always does; over https it already skips
+# streaming bodies with a Content-MD5). Every other request keeps botocore's choice.
+CHECKSUMMED_UPLOADS = ("UploadPart", "PutObject")
 # Open clients per (event loop, credential environment, endpoint, region).
 _clients: dict[tuple[object, ...], asyncio.Task[tuple[AsyncExitStack, Any]]] = {}
 
@@ -73,11 +79,36 @@ async def _open_client(endpoint_url: str | None, region: str | None) -> tuple[As
     return stack, await stack.enter_async_context(open_client(endpoint_url, region))
 
 
+def _payload_signing(request: Any, operation_name: str, **_: Any) -> None:
+    """before-sign: no payload hash for a body whose signed SHA-256 header the store verifies."""
+    if operation_name in CHECKSUMMED_UPLOADS and "x-amz-checksum-sha256" in request.headers:
+        config = request.context["client_config"]  # the client's own, whatever it was given
+        s3 = {**(config.s3 or {}), "payload_signing_enabled": False}
+        request.context["client_config"] = config.merge(Config(s3=s3))
+
+
 def open_client(endpoint_url: str | None, region: str | None) -> Any:
     """A new client (an async context manager); everything else uses `shared_client`."""
-    return _session(_credential_env()).client(
-        "s3", endpoint_url=endpoint_url, region_name=region, config=CLIENT_CONFIG
+    return _Client(
+        _session(_credential_env()).client(
+            "s3", endpoint_url=endpoint_url, region_name=region, config=CLIENT_CONFIG
+        )
     )
+
+
+class _Client:
+    """aioboto3's client context manager, with our request hooks registered on entry."""
+
+    def __init__(self, opening: Any) -> None:
+        self._opening = opening
+
+    async def __aenter__(self) -> Any:
+        client = await self._opening.__aenter__()
+        client.meta.events.register("before-sign.s3", _payload_signing)
+        return client
+
+    async def __aexit__(self, *exc: object) -> Any:
+        return await self._opening.__aexit__(*exc)
 
 
 async def close_shared_clients() -> None:

@@ -4,6 +4,7 @@ never reaches argv, logs or the spool; the size cap stops a dump and leaves noth
 
 from __future__ import annotations
 
+import contextlib
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -14,8 +15,9 @@ import pytest
 from psycopg import sql
 
 from backup.errors import BackupTooLarge, SchemaExists, SchemaNotFound
-from backup.models import Compression, DumpFormat
+from backup.models import Compression, DumpFormat, Project
 from backup.pgdump import directory_compression, pg_bin_dir
+from backup.pipeline import PipelineOptions, dump_schema
 from backup.restore import restore, restore_as, row_counts
 from devstack.postgres import PostgresServer
 from tests.dumps import dump
@@ -165,6 +167,56 @@ def test_the_size_cap_stops_the_dump_and_leaves_nothing(
             postgres.url(), "umbrella", tmp_path, compression=Compression.NONE, max_bytes=64 * 1024
         )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_dump_slot_is_held_while_the_database_is_worked_and_given_back_before_the_manifest(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """MAX_CONCURRENT_DUMPS bounds database work, not the spool writes after it: the slot covers
+    the snapshot, pg_dump and the counts, and is free again before the manifest is written."""
+    events: list[str] = []
+
+    folder = tmp_path / "first"
+
+    @contextlib.contextmanager
+    def slot() -> Iterator[None]:
+        events.append("acquired")
+        try:
+            yield
+        finally:
+            manifests = list(folder.glob("*.manifest.json"))
+            events.append("released after the manifest" if manifests else "released")
+
+    def progress(_: int) -> None:
+        if events[-1] != "dumping":
+            events.append("dumping")
+
+    outcome = dump_schema(
+        database_url=postgres.url(),
+        project=Project(project_id="umbrella", name="umbrella", schema_name="umbrella"),
+        fmt=DumpFormat.CUSTOM,
+        compression=Compression.ZSTD,
+        out_dir=folder,
+        base_name="b",
+        options=PipelineOptions(bin_dir=pg_bin_dir(), max_bytes=10**10, slot=slot),
+        on_progress=progress,
+    )
+    assert events == ["acquired", "dumping", "released"]
+    assert outcome.manifest_path.exists()
+
+    events.clear()
+    folder = tmp_path / "nope"
+    with pytest.raises(SchemaNotFound):
+        dump_schema(
+            database_url=postgres.url(),
+            project=Project(project_id="nope", name="nope", schema_name="nope"),
+            fmt=DumpFormat.CUSTOM,
+            compression=Compression.ZSTD,
+            out_dir=folder,
+            base_name="b",
+            options=PipelineOptions(bin_dir=pg_bin_dir(), max_bytes=10**10, slot=slot),
+        )
+    assert events == ["acquired", "released"]
 
 
 def test_a_rejected_password_is_reported_without_it(
