@@ -328,9 +328,13 @@ class ExportBackupWorkflow:
     async def _cleanup(self, run_key: str, key_stem: str) -> None:
         """Remove the spool on every host this run used and abort unfinished uploads. Runs after
         failure and cancellation too; a host that is gone is skipped (its worker sweeps stale
-        spools when it starts). After a success the store step has removed its own spool:
-        only hosts lost mid-run are left (store-step)."""
-        hosts = [h for h in dict.fromkeys(self._hosts) if h != self._stored_on]
+        spools when it starts). Since store-step, a success on the one host claimed needs none:
+        the store step removed its spool. After a re-dump the store's host is cleaned up too,
+        for the unfinished uploads an earlier dump (its parts sent while dumping) may have left
+        on a host that is gone."""
+        hosts = list(dict.fromkeys(self._hosts))
+        if self._stored_on is not None and len(self._hosts) == 1:
+            hosts = []
         if hosts or not self._store_step:
             self._steps.enter(Step.CLEANING_UP)
         for host in hosts:

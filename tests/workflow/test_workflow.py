@@ -189,19 +189,21 @@ async def test_choosing_channels_failing_never_fails_a_good_backup(
     assert outcome.status == "failed" and "Broken on purpose" in (outcome.error or "")
 
 
-async def test_after_a_success_only_the_hosts_the_run_left_are_cleaned_up(
+async def test_after_a_re_dump_every_host_the_run_claimed_is_cleaned_up(
     time_skipping_env: WorkflowEnvironment, task_queue: str
 ) -> None:
-    """Host a lost its spool (the store step found it gone): the run dumps and stores on host b,
-    whose store step removed its spool, so only host a gets a cleanup."""
+    """Host a lost its spool (the store step found it gone): the run dumps and stores on host b.
+    Host a's spool is cleaned up there; host b's store step removed its own, but b cleans up
+    too: it aborts the unfinished upload a's dump may have left, with a possibly gone for good."""
     h = harness(time_skipping_env, task_queue, ["a", "b"])
     h.fakes.failures["store_artifact"] = fail_with("ArtifactCorrupted", non_retryable=True, times=1)
     result = await run_with_workers(h, h.fakes.host_queues, {"project_id": "acme"})
     a, b = h.fakes.host_queues
     assert result.location
     assert h.fakes.calls.count("dump_schema") == 2
-    assert h.fakes.calls.count(f"cleanup_spool@{a}") == 1
-    assert f"cleanup_spool@{b}" not in h.fakes.calls
+    cleanups = [c for c in h.fakes.calls if c.startswith("cleanup_spool@")]
+    assert cleanups == [f"cleanup_spool@{a}", f"cleanup_spool@{b}"]
+    assert h.fakes.calls.index(cleanups[0]) > h.fakes.calls.index("store_artifact")
 
 
 async def test_a_failing_cleanup_never_fails_a_good_backup(
@@ -246,6 +248,8 @@ async def test_lost_spool_is_dumped_again(
     result = await run_with_workers(h, h.fakes.host_queues, {"project_id": "acme"})
     assert h.fakes.calls.count("dump_schema") == 2
     assert h.fakes.calls.count("store_artifact") == 2
+    # The same host again: its spool is gone, but the first dump's upload may be open.
+    assert h.fakes.calls.count(f"cleanup_spool@{h.fakes.host_queues[0]}") == 1
     assert result.location
 
 
