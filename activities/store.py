@@ -33,6 +33,15 @@ class StoreActivities:
         await verify(artifact, s.backup_max_bytes, upload_state(artifact))
         stored = await upload(artifact, request.key_stem, s)
         # A crash before this ends is retried: verify, then upload again under the same key.
-        with step_errors("cleanup"):
-            await blocking_step("cleaning up", lambda _: remove_run(s.spool_dir, request.run_key))
+        try:
+            with step_errors("cleanup"):
+                await blocking_step(
+                    "cleaning up", lambda _: remove_run(s.spool_dir, request.run_key)
+                )
+        except OSError as err:  # as a failed cleanup step: it never fails a stored backup
+            activity.logger.warning(
+                "spool of run %s not removed (%s); the worker's start-up sweep removes it",
+                request.run_key,
+                err,
+            )
         return stored

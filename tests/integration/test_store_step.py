@@ -18,6 +18,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+import activities.store as store_module
 import activities.verify as verify_module
 from activities.cleanup import CleanupActivities
 from activities.dump import DumpActivities
@@ -193,6 +194,23 @@ async def test_a_store_killed_before_completing_verifies_again_and_resumes(
     assert retry.resume is not None and "CreateMultipartUpload" not in retry.requests
     assert uploads(seaweed, s3_settings) == []
     assert not (s3_settings.spool_dir / RUN_KEY).exists()
+
+
+async def test_a_spool_that_can_not_be_removed_never_fails_a_stored_backup(
+    s3_settings: Settings, schema: str, seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a failing cleanup step before: the spool is left to the start-up sweep."""
+    dumped = await dump(s3_settings, schema)
+
+    def refuses(*_: Any) -> bool:
+        raise PermissionError("spool not writable")
+
+    monkeypatch.setattr(store_module, "remove_run", refuses)
+    store = StoreActivities(s3_settings).store_artifact
+    stored = await ActivityEnvironment().run(store, store_request(dumped, schema))
+    assert stored.location.endswith(dumped.file_name)
+    assert len(visible(seaweed, s3_settings)) >= 2 and uploads(seaweed, s3_settings) == []
+    assert Path(dumped.artifact_path).exists()
 
 
 # --- the whole workflow, through a real worker ----------------------------------------------
