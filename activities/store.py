@@ -11,6 +11,8 @@ workflow's cleanup removes it and aborts the unfinished upload, as before.
 
 from __future__ import annotations
 
+import asyncio
+
 from temporalio import activity
 
 from activities.support import blocking_step, step_errors
@@ -44,4 +46,8 @@ class StoreActivities:
                 request.run_key,
                 err,
             )
+        except asyncio.CancelledError:
+            # The object is visible already: a cancellation this late gets the result (the
+            # removal has ended by now), so the run reports the backup it made.
+            activity.logger.info("cancelled after storing %s: completing", stored.location)
         return stored
