@@ -1,7 +1,7 @@
 """Run an export-backup worker: `python worker.py` (configuration from the environment).
 
 Each worker polls two task queues: the shared one (workflows, validation, host claims and
-notifications) and its host's own queue (dump, verify, upload, cleanup of its spool).
+notifications) and its host's own queue (dump, store, test restore, cleanup of its spool).
 SIGTERM/SIGINT stop polling and give running activities SHUTDOWN_GRACE_SECONDS to finish.
 """
 
@@ -27,6 +27,7 @@ from activities.notify import NotifyActivities
 from activities.projects import ProjectActivities
 from activities.restore import RestoreActivities
 from activities.retention import RetentionActivities
+from activities.store import StoreActivities
 from activities.support import STEP_SECONDS, STEP_SECONDS_BUCKETS
 from activities.upload import UploadActivities
 from activities.verify import VerifyActivities
@@ -70,6 +71,8 @@ PASSTHROUGH_MODULES = (
     "pydantic",
     "pydantic_core",
     "workflows.activity_calls",
+    "workflows.export_notify",
+    "workflows.export_steps",
     "workflows.failures",
     "workflows.inputs",
     "workflows.policies",
@@ -105,6 +108,7 @@ def build_workers(
             HostActivities(settings).claim_host,
             notify.notification_channels,
             notify.deliver_notification,
+            notify.deliver_notification_v2,
             notify.notify,
             restore.restore_backup,
             restore.swap_in_restored_schema,
@@ -119,15 +123,22 @@ def build_workers(
         interceptors=interceptors,
         workflow_runner=workflow_runner or workflow_runner_default(),
     )
+    verify_restore = VerifyRestoreActivities(settings)
+    cleanup = CleanupActivities(settings)
     pinned = Worker(
         client,
         task_queue=settings.host_task_queue,
+        # The multi-argument names (verify_restore, upload_artifact, cleanup_spool) and the
+        # separate verify and upload steps serve runs started before the store-step patch.
         activities=[
             DumpActivities(settings).dump_schema,
+            StoreActivities(settings).store_artifact,
             VerifyActivities(settings).verify_artifact,
-            VerifyRestoreActivities(settings).verify_restore,
+            verify_restore.verify_restore,
+            verify_restore.verify_restore_v2,
             UploadActivities(settings).upload_artifact,
-            CleanupActivities(settings).cleanup_spool,
+            cleanup.cleanup_spool,
+            cleanup.cleanup_spool_v2,
         ],
         # Every activity is async: their blocking work runs in threads of its own
         # (activities.support.Blocking), so no activity executor; this bounds how many run.

@@ -6,6 +6,7 @@ from __future__ import annotations
 from temporalio import activity
 
 from activities.support import Blocking, step_errors
+from backup.models import CleanupRequest
 from backup.restore import drop_database
 from backup.settings import Settings
 from backup.spool import remove_run, scratch_database_of
@@ -18,8 +19,13 @@ class CleanupActivities:
 
     @activity.defn(name="cleanup_spool")
     async def cleanup_spool(self, run_key: str, key_stem: str | None = None) -> bool:
+        """What runs started before cleanup_spool_v2 scheduled (patch store-step)."""
+        return await self.cleanup_spool_v2(CleanupRequest(run_key=run_key, key_stem=key_stem))
+
+    @activity.defn(name="cleanup_spool_v2")
+    async def cleanup_spool_v2(self, request: CleanupRequest) -> bool:
         """Idempotent: True when spool files were removed, False when nothing was left."""
-        s = self._settings
+        s, run_key, key_stem = self._settings, request.run_key, request.key_stem
         with step_errors("cleanup"):
             async with Blocking("cleaning up") as blocking:
                 scratch = scratch_database_of(s.spool_dir, run_key)

@@ -15,7 +15,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.support import count_backup, step_errors
 from backup.errors import NotificationSkipped, error_type
-from backup.models import Notification, NotificationOutcome
+from backup.models import Delivery, Notification, NotificationOutcome
 from backup.notify import open_channel, open_channels, unavailable
 from backup.settings import Settings
 
@@ -30,7 +30,7 @@ class NotifyActivities:
     async def notification_channels(self, notification: Notification) -> list[str]:
         """The channels this notification is meant for: those the request named, else all of
         NOTIFY_CHANNELS. A channel the deployment can not serve, and email without a recipient,
-        stay in the list: deliver_notification reports them as NotificationSkipped with what to
+        stay in the list: deliver_notification_v2 reports them as NotificationSkipped with what to
         configure, so the result names them instead of dropping them silently."""
         count_backup(notification.project_id, notification.event.value)
         names = self._settings.notify_channel_names
@@ -50,6 +50,12 @@ class NotifyActivities:
 
     @activity.defn(name="deliver_notification")
     async def deliver_notification(self, channel: str, notification: Notification) -> None:
+        """What runs started before deliver_notification_v2 scheduled (patch store-step)."""
+        await self.deliver_notification_v2(Delivery(channel=channel, notification=notification))
+
+    @activity.defn(name="deliver_notification_v2")
+    async def deliver_notification_v2(self, delivery: Delivery) -> None:
+        channel, notification = delivery.channel, delivery.notification
         if reason := self.skip_reason(channel, notification):
             # Not a failure of the channel (not counted as one, so not through step_errors);
             # never retried. The workflow records it as "skipped", the message as the reason.
@@ -67,7 +73,7 @@ class NotifyActivities:
     @activity.defn(name="notify")
     async def notify(self, notification: Notification) -> list[NotificationOutcome]:
         """All channels in one activity: kept for runs started before per-channel delivery
-        (replay of their histories schedules it); new runs use deliver_notification."""
+        (replay of their histories schedules it); new runs use deliver_notification_v2."""
         outcomes = []
         for channel in open_channels(self._settings):
             try:

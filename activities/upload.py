@@ -33,43 +33,55 @@ class UploadActivities:
 
     @activity.defn(name="upload_artifact")
     async def upload_artifact(self, artifact: DumpedArtifact, key_stem: str) -> StoredArtifact:
-        """Keys are fixed per workflow run, so a retried upload resumes or overwrites its own
-        object, never adds another."""
-        started = time.monotonic()
-        source = Path(artifact.artifact_path)
-        journal = source.with_name(JOURNAL)
-        progress = ByteProgress("uploading", total=artifact.size_bytes)
-        previous = _previous_state(journal)
-        # Parts sent while dumping are listed in the journal only: up to 10,000 of them would
-        # not fit a heartbeat, and another host has no spool to resume them from anyway.
-        progress.resume = previous and {k: v for k, v in previous.items() if k != "parts"}
+        return await upload(artifact, key_stem, self._settings)
 
-        def checkpoint(state: dict[str, Any]) -> None:
-            progress.resume = state
-            with atomic_file(journal) as f:
-                f.write(json.dumps(state).encode())
 
-        transfer = Transfer(resume=previous, on_progress=progress.update, on_checkpoint=checkpoint)
-        with step_errors("upload"):
-            manifest = Manifest.read(Path(artifact.manifest_path))
-            refuse_unexpected_plaintext(
-                manifest, self._settings.recipients_for(manifest.project_id)
+async def upload(artifact: DumpedArtifact, key_stem: str, settings: Settings) -> StoredArtifact:
+    """The upload step (upload_artifact, and store_artifact once it has verified). Keys are
+    fixed per workflow run, so a retried upload resumes or overwrites its own object, never
+    adds another."""
+    started = time.monotonic()
+    source = Path(artifact.artifact_path)
+    journal = source.with_name(JOURNAL)
+    progress = ByteProgress("uploading", total=artifact.size_bytes)
+    previous = _previous_state(journal)
+    progress.resume = heartbeat_state(previous)
+
+    def checkpoint(state: dict[str, Any]) -> None:
+        progress.resume = state
+        with atomic_file(journal) as f:
+            f.write(json.dumps(state).encode())
+
+    transfer = Transfer(resume=previous, on_progress=progress.update, on_checkpoint=checkpoint)
+    with step_errors("upload"):
+        manifest = Manifest.read(Path(artifact.manifest_path))
+        refuse_unexpected_plaintext(manifest, settings.recipients_for(manifest.project_id))
+        storage = open_storage(settings)
+        async with heartbeating(progress):
+            stored = await storage.store(
+                source,
+                manifest,
+                layout.artifact_key(key_stem, artifact.file_name),
+                transfer,
             )
-            storage = open_storage(self._settings)
-            async with heartbeating(progress):
-                stored = await storage.store(
-                    source,
-                    manifest,
-                    layout.artifact_key(key_stem, artifact.file_name),
-                    transfer,
-                )
-        journal.unlink(missing_ok=True)
-        count_bytes("export_backup_bytes_uploaded", artifact.size_bytes)
-        return StoredArtifact(
-            location=stored.location,
-            manifest_location=stored.manifest_location,
-            upload_seconds=round(time.monotonic() - started, 3),
-        )
+    journal.unlink(missing_ok=True)
+    count_bytes("export_backup_bytes_uploaded", artifact.size_bytes)
+    return StoredArtifact(
+        location=stored.location,
+        manifest_location=stored.manifest_location,
+        upload_seconds=round(time.monotonic() - started, 3),
+    )
+
+
+def upload_state(artifact: DumpedArtifact) -> dict[str, Any] | None:
+    """What a previous attempt's upload left to resume from, as heartbeats carry it."""
+    return heartbeat_state(_previous_state(Path(artifact.artifact_path).with_name(JOURNAL)))
+
+
+def heartbeat_state(state: dict[str, Any] | None) -> dict[str, Any] | None:
+    # Parts sent while dumping are listed in the journal only: up to 10,000 of them would
+    # not fit a heartbeat, and another host has no spool to resume them from anyway.
+    return state and {k: v for k, v in state.items() if k != "parts"}
 
 
 def refuse_unexpected_plaintext(manifest: Manifest, recipients: list[str]) -> None:

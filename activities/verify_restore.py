@@ -9,7 +9,7 @@ from temporalio import activity
 
 from activities.support import Progress, blocking_step, step_errors
 from backup.encryption import readable_artifact
-from backup.models import DumpedArtifact, RestoreCheck
+from backup.models import DumpedArtifact, RestoreCheck, VerifyRestoreRequest
 from backup.pgdump import pg_bin_dir
 from backup.restore import check_by_restore
 from backup.settings import Settings
@@ -21,15 +21,23 @@ class VerifyRestoreActivities:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
 
-    @activity.defn(name="verify_restore")
-    async def verify_restore(self, artifact: DumpedArtifact, run_key: str) -> RestoreCheck:
+    @activity.defn(name="verify_restore_v2")
+    async def verify_restore_v2(self, request: VerifyRestoreRequest) -> RestoreCheck:
         """The verdict, mismatch or not; the workflow decides what a mismatch means."""
         with step_errors("verify_restore"):
             return await blocking_step(
                 "test restoring",
-                lambda progress: self._check(artifact, run_key, progress),
+                lambda progress: self._check(request.artifact, request.run_key, progress),
                 every=1.0,
             )
+
+    @activity.defn(name="verify_restore")
+    async def verify_restore(self, artifact: DumpedArtifact, run_key: str) -> RestoreCheck:
+        """What runs started before verify_restore_v2 scheduled (patch store-step); the same
+        test restore."""
+        return await self.verify_restore_v2(
+            VerifyRestoreRequest(artifact=artifact, run_key=run_key)
+        )
 
     def _check(self, artifact: DumpedArtifact, run_key: str, progress: Progress) -> RestoreCheck:
         s = self._settings

@@ -217,6 +217,35 @@ class StoredArtifact(BaseModel):
     upload_seconds: float
 
 
+# One input model per activity (issue 14). The activities named *_v2 take these; the older
+# multi-argument names stay registered for the histories and runs that scheduled them.
+
+
+class StoreRequest(BaseModel):
+    """Input of store_artifact: verify the spooled artifact, upload it under `key_stem`, then
+    remove the run's spool (`run_key`) on this host."""
+
+    artifact: DumpedArtifact
+    key_stem: str
+    run_key: str
+
+
+class VerifyRestoreRequest(BaseModel):
+    """Input of verify_restore_v2: test-restore `artifact` into the scratch database of
+    `run_key`."""
+
+    artifact: DumpedArtifact
+    run_key: str
+
+
+class CleanupRequest(BaseModel):
+    """Input of cleanup_spool_v2: the run's spool, scratch database and, with `key_stem`, its
+    unfinished uploads."""
+
+    run_key: str
+    key_stem: str | None = None
+
+
 class Step(StrEnum):
     """Steps as shown in the BackupStep search attribute and the progress query."""
 
@@ -260,6 +289,13 @@ class Notification(BaseModel):
     duration_seconds: float | None = None
     failed_step: Step | None = None
     error: str | None = None
+
+
+class Delivery(BaseModel):
+    """Input of deliver_notification_v2: one notification on one channel."""
+
+    channel: str
+    notification: Notification
 
 
 class NotificationOutcome(BaseModel):

@@ -58,6 +58,7 @@ class Cell:
     # "pg_dump" (child process running), "spool" (artifact past 60 %), "part" (≥1 part stored).
     trigger: str
     crash_at: str | None = None
+    crash_in: str | None = None  # "module:function": the marker is a part of an activity
     env: dict[str, str] = field(default_factory=dict)
     sig: signal.Signals = signal.SIGKILL
     # How many times dump_schema may run in total, per host of the new worker.
@@ -76,7 +77,8 @@ CELLS = [
     Cell("validate", "marker", "validate_project", dumps=BOTH_ONE),
     Cell("dump early", "pg_dump", env=SLOW_DUMP, dumps={"same": (2,), "other": (2,)}),
     Cell("dump late", "spool", env=SLOW_DUMP, dumps={"same": (2,), "other": (2,)}),
-    Cell("verify", "marker", "verify_artifact", dumps=REDUMP_ELSEWHERE),
+    # store_artifact verifies, uploads, then removes the spool: a kill in each part.
+    Cell("store verify", "marker", crash_in="activities.verify:_verify", dumps=REDUMP_ELSEWHERE),
     Cell("upload mid-way", "part", env=SLOW_UPLOAD, dumps=REDUMP_ELSEWHERE, resumes_upload=True),
     # Parts sent while dumping: the dump is redone after the old upload is aborted; with
     # SPOOL_MODE=stream there is no spool file to fall back on either.
@@ -88,8 +90,10 @@ CELLS = [
         dumps={"same": (2,), "other": (2,)},
         both_env={"SPOOL_MODE": "stream"},
     ),
-    Cell("notify", "marker", "deliver_notification", dumps=BOTH_ONE),
-    Cell("cleanup", "marker", "cleanup_spool", dumps=BOTH_ONE),
+    Cell("notify", "marker", "deliver_notification_v2", dumps=BOTH_ONE),
+    # Killed after the upload, while removing the spool: the same host stores again under the
+    # same key; another host has no spool to retry from, so the run dumps again there.
+    Cell("store cleanup", "marker", crash_in="activities.store:remove_run", dumps=REDUMP_ELSEWHERE),
     # Graceful: pg_dump can not checkpoint, so a dump cut off by the grace runs again (or
     # finished within it); an upload checkpoints its parts and resumes.
     Cell(
@@ -210,6 +214,8 @@ class _Run(OutcomeChecks):
         crash_env = {**c.both_env, **c.env, "SHUTDOWN_GRACE_SECONDS": str(GRACE_SECONDS)}
         if c.crash_at:
             crash_env |= {"CRASH_AT": c.crash_at, "CRASH_MARKER": str(self.marker)}
+        if c.crash_in:
+            crash_env |= {"CRASH_IN": c.crash_in, "CRASH_MARKER": str(self.marker)}
         first = await asyncio.to_thread(
             spawn_worker,
             self.m.stack,
@@ -264,7 +270,8 @@ class _Run(OutcomeChecks):
         raise CellFailed(f"trigger {self.cell.trigger!r} never came")
 
     def _entered(self) -> str | None:
-        return f"killed inside {self.cell.crash_at}" if self.marker.exists() else None
+        where = self.cell.crash_at or self.cell.crash_in
+        return f"killed inside {where}" if self.marker.exists() else None
 
     def _pg_dump_running(self, pid: int) -> str | None:
         try:
@@ -287,7 +294,8 @@ class _Run(OutcomeChecks):
         return f"{done:,} of ~{expected:,} bytes spooled ({done / expected:.0%})"
 
     def _dump_running(self) -> bool:
-        return not any(e.get("activity") == "verify_artifact" for e in self.read_events())
+        after = {"store_artifact", "verify_artifact"}  # the steps after the dump
+        return not any(e.get("activity") in after for e in self.read_events())
 
     def _part_stored(self) -> str | None:
         journals = list(self.spool_a.glob("*/upload-state.json"))

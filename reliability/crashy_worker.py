@@ -7,6 +7,8 @@ module attributes of its own:
 
 - CRASH_AT=<activity type>: on entering that activity, write CRASH_MARKER and block (heartbeating
   when the activity has a heartbeat timeout) so the test can kill the process right there.
+- CRASH_IN=<module>:<function>: the same on entering that function, for a part of an activity
+  (store_artifact's verify or its spool removal; the activity heartbeats on meanwhile).
 - CRASH_SLOW_PART_SECONDS: wait before each S3 UploadPart, so a kill lands mid-upload.
 - CRASH_SLOW_CHUNK_SECONDS: sleep before compressing each 1 MiB of pg_dump output, so "early"
   and "late" in a dump are seconds apart (heartbeats go on: they follow the chunks).
@@ -20,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import importlib
 import json
 import logging
 import os
@@ -57,6 +60,7 @@ SHORTENED: dict[str, tuple[timedelta | None, timedelta | None, timedelta | None]
     "VERIFY": (timedelta(seconds=20), None, SHORT_HOST),
     "VERIFY_RESTORE": (None, timedelta(seconds=10), SHORT_HOST),
     "UPLOAD": (None, timedelta(seconds=10), SHORT_HOST),
+    "STORE": (None, timedelta(seconds=10), SHORT_HOST),
     "CLEANUP": (timedelta(seconds=20), None, SHORT_HOST),
     "DELIVER": (timedelta(seconds=15), None, None),
 }
@@ -66,7 +70,8 @@ HEARTBEAT_SECONDS = 2.0  # activities heartbeat every 2 s instead of 5 s (timeou
 
 def describe_shortening() -> str:
     return (
-        "host (schedule-to-start) 3 min→10 s; heartbeat timeout of dump/upload/verify_restore "
+        "host (schedule-to-start) 3 min→10 s; heartbeat timeout of dump/store/upload/verify_restore"
+        " "
         "1 min→10 s (heartbeats every 2 s); start-to-close validate 30 s→10 s, verify 30 min→20 s,"
         " cleanup 5 min→20 s, deliver 60 s→15 s; first retry after 1 s"
     )
@@ -171,6 +176,24 @@ def instrument_s3() -> None:
     s3.S3Storage.store = logged_store  # type: ignore[method-assign]
 
 
+def crash_inside() -> None:
+    """CRASH_IN: replace the named function by one that writes the marker and blocks (it runs
+    in a step's thread; the step's heartbeats go on until the kill)."""
+    target = os.environ.get("CRASH_IN")
+    if not target:
+        return
+    module_name, name = target.split(":")
+    module = importlib.import_module(module_name)
+
+    def blocked(*args: Any, **kwargs: Any) -> Any:
+        marker = Path(os.environ["CRASH_MARKER"])
+        marker.write_text(json.dumps({"function": target, "pid": os.getpid()}))
+        while True:  # until SIGKILL
+            time.sleep(1)
+
+    setattr(module, name, blocked)
+
+
 def slow_dump() -> None:
     slow = float(os.environ.get("CRASH_SLOW_CHUNK_SECONDS") or 0)
     if not slow:
@@ -190,6 +213,7 @@ def main() -> None:
     )
     shorten_policies()
     instrument_s3()
+    crash_inside()
     slow_dump()
     try:
         # Unsandboxed: a sandbox would re-import workflows.policies without the shortening.

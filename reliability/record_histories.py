@@ -55,9 +55,52 @@ async def record(client: Client, name: str, workflow: str, body: Any, queue: str
     return result
 
 
+async def record_store_step(client: Client, stack: DevStack, folder: Path, queue: str) -> None:
+    """The store-step patch: dump → store (verify, upload, remove the spool), no cleanup after
+    a success; with verify_restore, dump → verify → test restore → store; and a failure, whose
+    cleanup removes the spool (cleanup_spool_v2)."""
+    await record(
+        client, "succeeded_store_step", "ExportBackupWorkflow", {"project_id": "acme"}, queue
+    )
+    verified = await record(
+        client,
+        "succeeded_store_step_verify_restore",
+        "ExportBackupWorkflow",
+        {"project_id": "acme", "verify_restore": True},
+        queue,
+    )
+    assert verified["verification"]["verified"], verified
+    # A cap no dump fits under: the dump fails (BackupTooLarge), the cleanup and the failure
+    # notification run.
+    small_queue = "record-too-large"
+    worker = stack.spawn_worker(
+        folder / "too-large-worker.log",
+        {
+            "TEMPORAL_TASK_QUEUE": small_queue,
+            "HOST_ID": "record-too-large",
+            "METRICS_PORT": "0",
+            "SPOOL_DIR": str(folder / "spool-too-large"),
+            "BACKUP_MAX_BYTES": "64",
+        },
+    )
+    try:
+        with contextlib.suppress(WorkflowFailureError):  # recorded by then: failing is the point
+            await record(
+                client,
+                "failed_store_step_too_large",
+                "ExportBackupWorkflow",
+                {"project_id": "acme"},
+                small_queue,
+            )
+    finally:
+        worker.terminate()
+        worker.wait(timeout=90)
+
+
 async def record_all(stack: DevStack, folder: Path, fleet: bool) -> None:
     client = await connect(stack.temporal.address, "default")
     queue = stack.settings().temporal_task_queue
+    await record_store_step(client, stack, folder, queue)
     # Local activities for the short steps (patched "local-steps"), success and failure.
     await record(
         client, "succeeded_local_steps", "ExportBackupWorkflow", {"project_id": "acme"}, queue

@@ -18,6 +18,8 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from backup.models import (
+    CleanupRequest,
+    Delivery,
     DumpedArtifact,
     DumpSpec,
     ExportResult,
@@ -26,6 +28,8 @@ from backup.models import (
     Project,
     RestoreCheck,
     StoredArtifact,
+    StoreRequest,
+    VerifyRestoreRequest,
 )
 from backup.retention import RetentionOutcome
 from workflows.export_backup import ExportBackupWorkflow
@@ -45,6 +49,8 @@ class StandIns:
     failures: dict[str, Callable[[int], None]] = field(default_factory=dict)
     dump_started: asyncio.Event = field(default_factory=asyncio.Event)
     block_dump: bool = False
+    store_started: asyncio.Event = field(default_factory=asyncio.Event)
+    block_store: bool = False
     restore_check: RestoreCheck = field(
         default_factory=lambda: RestoreCheck(
             verified=True, tables_expected=3, tables_restored=3, seconds=0.1
@@ -110,6 +116,36 @@ class StandIns:
         self._enter(f"cleanup_spool@{activity.info().task_queue}")
         return True
 
+    # The one-input-model activities new runs schedule (patch store-step), recorded under the
+    # names of the steps they stand for, so the step's failures apply to both.
+    @activity.defn(name="store_artifact")
+    async def store_artifact(self, request: StoreRequest) -> StoredArtifact:
+        self._enter("store_artifact")
+        self.store_started.set()
+        while self.block_store:  # heartbeats like the real upload, until cancelled
+            activity.heartbeat({"step": "uploading", "bytes": 0, "total_bytes": 100})
+            await asyncio.sleep(0.1)
+        return StoredArtifact(
+            location=f"file:///backups/{request.key_stem}.dump.zst",
+            manifest_location=f"file:///backups/{request.key_stem}.manifest.json",
+            upload_seconds=0.5,
+        )
+
+    @activity.defn(name="verify_restore_v2")
+    async def verify_restore_v2(self, request: VerifyRestoreRequest) -> RestoreCheck:
+        self._enter("verify_restore")
+        return self.restore_check
+
+    @activity.defn(name="cleanup_spool_v2")
+    async def cleanup_spool_v2(self, request: CleanupRequest) -> bool:
+        self._enter(f"cleanup_spool@{activity.info().task_queue}")
+        return True
+
+    @activity.defn(name="deliver_notification_v2")
+    async def deliver_notification_v2(self, delivery: Delivery) -> None:
+        self._enter(f"deliver_notification:{delivery.channel}")
+        self.notifications.append(delivery.notification)
+
     @activity.defn(name="apply_retention")
     async def apply_retention(self, project_id: str) -> RetentionOutcome:
         self._enter("apply_retention")
@@ -138,6 +174,7 @@ class StandIns:
             self.notify,
             self.notification_channels,
             self.deliver_notification,
+            self.deliver_notification_v2,
             self.apply_retention,
         ]
 
@@ -148,6 +185,9 @@ class StandIns:
             self.verify_restore,
             self.upload_artifact,
             self.cleanup_spool,
+            self.store_artifact,
+            self.verify_restore_v2,
+            self.cleanup_spool_v2,
         ]
 
 

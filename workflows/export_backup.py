@@ -1,8 +1,9 @@
-"""ExportBackupWorkflow: validate → dump → verify → upload, then cleanup and notify.
+"""ExportBackupWorkflow: validate → dump → store (verify, upload, remove the spool), then
+retention and notify; with verify_restore, dump → verify → test restore → store.
 
-Dump, verify, upload and cleanup run on the worker-specific queue of the host that holds the
-spool. When that host stops answering (schedule-to-start timeout) or its spool is lost, the run
-claims another host and dumps again there.
+Dump, verify, test restore, store and cleanup run on the worker-specific queue of the host that
+holds the spool. When that host stops answering (schedule-to-start timeout) or its spool is
+lost, the run claims another host and dumps again there.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ with workflow.unsafe.imports_passed_through():
     from activities.cleanup import CleanupActivities
     from activities.dump import DumpActivities
     from activities.hosts import HostActivities
-    from activities.notify import NotifyActivities
     from activities.projects import ProjectActivities
     from activities.retention import RetentionActivities
+    from activities.store import StoreActivities
     from activities.upload import UploadActivities
     from activities.verify import VerifyActivities
     from activities.verify_restore import VerifyRestoreActivities
@@ -35,35 +36,36 @@ with workflow.unsafe.imports_passed_through():
         ArtifactCorrupted,
         BackupFailed,
         InvalidRequest,
-        NotificationSkipped,
         RestoreVerificationFailed,
         error_type,
     )
     from backup.models import (
         BackupEvent,
+        CleanupRequest,
         DumpedArtifact,
         DumpSpec,
         ExportRequest,
         ExportResult,
-        Notification,
         NotificationOutcome,
         Progress,
         Project,
         RestoreCheck,
         Step,
         StoredArtifact,
+        StoreRequest,
+        VerifyRestoreRequest,
         export_workflow_id,
     )
     from backup.retention import RetentionOutcome
     from workflows import policies
     from workflows.activity_calls import call_activity
+    from workflows.export_notify import notify
+    from workflows.export_steps import StepDisplay
     from workflows.failures import root_message, root_type
     from workflows.inputs import parse_input
-    from workflows.search_attributes import BACKUP_STEP, PROJECT_ID
+    from workflows.search_attributes import PROJECT_ID
 
 
-# workflow.patched marker: notifications went from one activity to one activity per channel.
-PER_CHANNEL_NOTIFY = "per-channel-notify"
 # workflow.patched marker: retention runs after each successful backup.
 RETENTION_AFTER_BACKUP = "retention-after-backup"
 # workflow.patched marker: the short steps any worker answers (validate, claim a host, plan the
@@ -71,16 +73,26 @@ RETENTION_AFTER_BACKUP = "retention-after-backup"
 # each regular activity costs the server a task dispatch and the run a workflow task, which
 # made up most of a tiny backup's cost (docs/performance.md).
 LOCAL_STEPS = "local-steps"
+# workflow.patched marker, on top of LOCAL_STEPS: verify, upload and the spool's removal run as
+# one activity (store_artifact), so a success needs no cleanup activity but for hosts lost
+# mid-run; the other multi-argument activities take one input model (*_v2); BackupStep is
+# upserted at most once per workflow task, when the run is about to wait. Each regular activity
+# costs the server a dispatch and the run a workflow task, each upsert a history event and a
+# visibility write: most of a tiny backup's cost (issue 13).
+STORE_STEP = "store-step"
 
 
 @workflow.defn(name="ExportBackupWorkflow")
 class ExportBackupWorkflow:
+    _steps: StepDisplay  # set with the progress, once the input is parsed
+
     def __init__(self) -> None:
         self._progress: Progress | None = None
         self._hosts: list[str] = []
         self._verification: RestoreCheck | None = None
         self._local_steps = False
-        self._shown_step: Step | None = None  # the BackupStep search attribute's value
+        self._store_step = False
+        self._stored_on: str | None = None  # the host whose store step succeeded
 
     @workflow.query(name="progress")
     def progress(self) -> Progress | None:
@@ -92,6 +104,7 @@ class ExportBackupWorkflow:
         error instead of a stuck workflow task."""
         req = parse_input(ExportRequest, request, "ExportBackupWorkflow")
         self._local_steps = workflow.patched(LOCAL_STEPS)
+        self._store_step = self._local_steps and workflow.patched(STORE_STEP)
         info = workflow.info()
         expected_id = req.request_id and export_workflow_id(req.project_id, req.request_id)
         if expected_id and info.workflow_id != expected_id:
@@ -103,6 +116,9 @@ class ExportBackupWorkflow:
             )
         started_at = workflow.now()
         self._progress = Progress(project_id=req.project_id, step=Step.VALIDATING)
+        self._steps = StepDisplay(
+            self._progress, local_steps=self._local_steps, coalesce=self._store_step
+        )
         started_with = info.typed_search_attributes.get(PROJECT_ID)
         if started_with != req.project_id or not self._local_steps:  # the starter sets it
             workflow.upsert_search_attributes([PROJECT_ID.value_set(req.project_id)])
@@ -114,7 +130,7 @@ class ExportBackupWorkflow:
         failure: FailureError | asyncio.CancelledError | None = None
         project: Project | None = None
         try:
-            self._enter(Step.VALIDATING)
+            self._steps.enter(Step.VALIDATING)
             project = await call_activity(
                 ProjectActivities.validate_project,
                 policies.VALIDATE,
@@ -152,7 +168,8 @@ class ExportBackupWorkflow:
                 table_count=dumped.table_count,
                 duration_seconds=duration,
             )
-            self._enter(Step.COMPLETED, f"Backup stored at {stored.location}")
+            self._steps.enter(Step.COMPLETED, f"Backup stored at {stored.location}")
+            self._steps.show()
             return ExportResult(
                 project_id=req.project_id,
                 schema_name=project.schema_name,
@@ -186,9 +203,11 @@ class ExportBackupWorkflow:
             error=reason,
         )
         if cancelled:
-            self._enter(Step.CANCELLED, f"Cancelled during {failed_step}")
+            self._steps.enter(Step.CANCELLED, f"Cancelled during {failed_step}")
+            self._steps.show()
             raise failure
-        self._enter(Step.FAILED, f"Failed during {failed_step}: {reason}")
+        self._steps.enter(Step.FAILED, f"Failed during {failed_step}: {reason}")
+        self._steps.show()
         raise ApplicationError(
             f"backup of project {req.project_id!r} failed during {failed_step}: {reason}",
             {"failed_step": failed_step, "error_type": root_type(failure)},
@@ -202,7 +221,7 @@ class ExportBackupWorkflow:
         """The pinned part of the run, moved to another host when its host is lost."""
         assert self._progress is not None
         for attempt in range(1, policies.MAX_HOST_ATTEMPTS + 1):
-            self._enter(Step.DUMPING)
+            self._steps.enter(Step.DUMPING)
             host = await call_activity(
                 HostActivities.claim_host,
                 policies.CLAIM_HOST,
@@ -212,7 +231,10 @@ class ExportBackupWorkflow:
             self._hosts.append(host)
             self._progress.host_queue, self._progress.host_attempt = host, attempt
             try:
-                self._enter(Step.DUMPING, f"Dumping schema {spec.project.schema_name} on {host}")
+                self._steps.enter(
+                    Step.DUMPING, f"Dumping schema {spec.project.schema_name} on {host}"
+                )
+                self._steps.show()
                 dumped = await call_activity(
                     DumpActivities.dump_schema,
                     policies.DUMP,
@@ -222,25 +244,11 @@ class ExportBackupWorkflow:
                 )
                 self._progress.bytes_dumped = dumped.raw_bytes
                 self._progress.size_bytes = dumped.size_bytes
-                self._enter(Step.VERIFYING, f"Verifying {dumped.size_bytes} bytes")
-                await call_activity(
-                    VerifyActivities.verify_artifact,
-                    policies.VERIFY,
-                    f"Verify size and SHA-256 of {dumped.file_name}",
-                    dumped,
-                    task_queue=host,
-                )
+                if verify_restore or not self._store_step:  # store_artifact verifies too
+                    await self._verify(dumped, host)
                 if verify_restore:
                     await self._test_restore(dumped, spec.run_key, host)
-                self._enter(Step.UPLOADING, f"Uploading {dumped.size_bytes} bytes")
-                stored = await call_activity(
-                    UploadActivities.upload_artifact,
-                    policies.UPLOAD,
-                    f"Upload {dumped.file_name}",
-                    dumped,
-                    spec.key_stem,
-                    task_queue=host,
-                )
+                stored = await self._upload(dumped, spec, host)
                 self._progress.location = stored.location
                 return dumped, stored
             except ActivityError as err:
@@ -249,18 +257,65 @@ class ExportBackupWorkflow:
                 workflow.logger.warning("host %s lost (%s); dumping again elsewhere", host, err)
         raise AssertionError("unreachable")
 
+    async def _verify(self, dumped: DumpedArtifact, host: str) -> None:
+        self._steps.enter(Step.VERIFYING, f"Verifying {dumped.size_bytes} bytes")
+        self._steps.show()
+        await call_activity(
+            VerifyActivities.verify_artifact,
+            policies.VERIFY,
+            f"Verify size and SHA-256 of {dumped.file_name}",
+            dumped,
+            task_queue=host,
+        )
+
+    async def _upload(self, dumped: DumpedArtifact, spec: DumpSpec, host: str) -> StoredArtifact:
+        """Since store-step one activity verifies (again, after a test restore: at disk
+        speed), uploads and removes the spool."""
+        if not self._store_step:
+            self._steps.enter(Step.UPLOADING, f"Uploading {dumped.size_bytes} bytes")
+            return await call_activity(
+                UploadActivities.upload_artifact,
+                policies.UPLOAD,
+                f"Upload {dumped.file_name}",
+                dumped,
+                spec.key_stem,
+                task_queue=host,
+            )
+        self._steps.enter(Step.UPLOADING, f"Verifying, then uploading {dumped.size_bytes} bytes")
+        self._steps.show()
+        stored = await call_activity(
+            StoreActivities.store_artifact,
+            policies.STORE,
+            f"Verify and upload {dumped.file_name}, then remove its spool",
+            StoreRequest(artifact=dumped, key_stem=spec.key_stem, run_key=spec.run_key),
+            task_queue=host,
+        )
+        self._stored_on = host
+        return stored
+
     async def _test_restore(self, dumped: DumpedArtifact, run_key: str, host: str) -> None:
         """Restore the artifact into a scratch database on its host; a mismatch with the manifest
         fails the backup before anything is uploaded."""
-        self._enter(Step.TEST_RESTORING, f"Test-restoring {dumped.file_name}")
-        check: RestoreCheck = await call_activity(
-            VerifyRestoreActivities.verify_restore,
-            policies.VERIFY_RESTORE,
-            f"Test restore of {dumped.file_name} into a scratch database",
-            dumped,
-            run_key,
-            task_queue=host,
-        )
+        self._steps.enter(Step.TEST_RESTORING, f"Test-restoring {dumped.file_name}")
+        summary = f"Test restore of {dumped.file_name} into a scratch database"
+        if self._store_step:
+            self._steps.show()
+            check = await call_activity(
+                VerifyRestoreActivities.verify_restore_v2,
+                policies.VERIFY_RESTORE,
+                summary,
+                VerifyRestoreRequest(artifact=dumped, run_key=run_key),
+                task_queue=host,
+            )
+        else:
+            check = await call_activity(
+                VerifyRestoreActivities.verify_restore,
+                policies.VERIFY_RESTORE,
+                summary,
+                dumped,
+                run_key,
+                task_queue=host,
+            )
         self._verification = check
         if not check.verified:
             raise ApplicationError(
@@ -273,18 +328,35 @@ class ExportBackupWorkflow:
     async def _cleanup(self, run_key: str, key_stem: str) -> None:
         """Remove the spool on every host this run used and abort unfinished uploads. Runs after
         failure and cancellation too; a host that is gone is skipped (its worker sweeps stale
-        spools when it starts)."""
-        self._enter(Step.CLEANING_UP)
-        for host in dict.fromkeys(self._hosts):
+        spools when it starts). Since store-step, a success on the one host claimed needs none:
+        the store step removed its spool. After a re-dump the store's host is cleaned up too,
+        for the unfinished uploads an earlier dump (its parts sent while dumping) may have left
+        on a host that is gone."""
+        hosts = list(dict.fromkeys(self._hosts))
+        if self._stored_on is not None and len(self._hosts) == 1:
+            hosts = []
+        if hosts or not self._store_step:
+            self._steps.enter(Step.CLEANING_UP)
+        for host in hosts:
             try:
-                await call_activity(
-                    CleanupActivities.cleanup_spool,
-                    policies.CLEANUP,
-                    f"Remove spool on {host}",
-                    run_key,
-                    key_stem,
-                    task_queue=host,
-                )
+                if self._store_step:
+                    self._steps.show()
+                    await call_activity(
+                        CleanupActivities.cleanup_spool_v2,
+                        policies.CLEANUP,
+                        f"Remove spool on {host}",
+                        CleanupRequest(run_key=run_key, key_stem=key_stem),
+                        task_queue=host,
+                    )
+                else:
+                    await call_activity(
+                        CleanupActivities.cleanup_spool,
+                        policies.CLEANUP,
+                        f"Remove spool on {host}",
+                        run_key,
+                        key_stem,
+                        task_queue=host,
+                    )
             except ActivityError as err:
                 workflow.logger.warning("cleanup on %s skipped: %s", host, root_message(err))
 
@@ -293,7 +365,7 @@ class ExportBackupWorkflow:
         success, so failing backups can never push the last good one out."""
         if not workflow.patched(RETENTION_AFTER_BACKUP):
             return None
-        self._enter(Step.PRUNING)
+        self._steps.enter(Step.PRUNING)
         try:
             return await call_activity(
                 RetentionActivities.apply_retention,
@@ -308,80 +380,9 @@ class ExportBackupWorkflow:
     async def _notify(
         self, req: ExportRequest, event: BackupEvent, **outcome: Any
     ) -> list[NotificationOutcome]:
-        self._enter(Step.NOTIFYING)
-        info = workflow.info()
-        notification = Notification(
-            event=event,
-            project_id=req.project_id,
-            workflow_id=info.workflow_id,
-            run_id=info.run_id,
-            notify_email=req.notify_email,
-            notify_channels=req.notify_channels,
-            occurred_at=workflow.now(),
-            format=req.format,
-            **outcome,
-        )
-        if not workflow.patched(PER_CHANNEL_NOTIFY):
-            return await self._notify_all_at_once(notification)
-        try:
-            channels = await call_activity(
-                NotifyActivities.notification_channels,
-                policies.PLAN_NOTIFY,
-                f"Choose channels for {notification.event}",
-                notification,
-                local=self._local_steps,  # older runs replay regular activities
-            )
-        except FailureError as err:  # as in _deliver: recorded, never the backup's outcome
-            return [NotificationOutcome(channel="*", status="failed", error=root_message(err))]
-        return list(await asyncio.gather(*(self._deliver(c, notification) for c in channels)))
-
-    async def _deliver(self, channel: str, notification: Notification) -> NotificationOutcome:
-        try:
-            await call_activity(
-                NotifyActivities.deliver_notification,
-                policies.DELIVER,
-                f"Notify via {channel}: {notification.event}",
-                channel,
-                notification,
-            )
-        except ActivityError as err:
-            # Never let a notification decide the outcome of a backup: record it. A channel this
-            # deployment can not serve is skipped; the error says what to configure.
-            skipped = root_type(err) == error_type(NotificationSkipped)
-            status = "skipped" if skipped else "failed"
-            return NotificationOutcome(channel=channel, status=status, error=root_message(err))
-        return NotificationOutcome(channel=channel, status="sent")
-
-    async def _notify_all_at_once(self, notification: Notification) -> list[NotificationOutcome]:
-        """Runs started before per-channel delivery replay through this path."""
-        try:
-            return await call_activity(
-                NotifyActivities.notify,
-                policies.NOTIFY,
-                f"Notify: {notification.event}",
-                notification,
-            )
-        except ActivityError as err:
-            return [NotificationOutcome(channel="*", status="failed", error=root_message(err))]
-
-    def _enter(self, step: Step, details: str | None = None) -> None:
-        assert self._progress is not None
-        self._progress.step = step
-        # Each upsert is a history event and a visibility write: only a change is sent.
-        if step is not self._shown_step or not self._local_steps:
-            workflow.upsert_search_attributes([BACKUP_STEP.value_set(step.value)])
-            self._shown_step = step
-        p = self._progress
-        lines = [f"**Step:** {step.value}", f"**Project:** {p.project_id}"]
-        if p.host_queue:
-            lines.append(f"**Host queue:** {p.host_queue} (attempt {p.host_attempt})")
-        if p.size_bytes is not None:
-            lines.append(f"**Artifact:** {p.size_bytes} bytes ({p.bytes_dumped} dumped)")
-        if p.location:
-            lines.append(f"**Location:** {p.location}")
-        if details:
-            lines.append(details)
-        workflow.set_current_details("\n\n".join(lines))
+        self._steps.enter(Step.NOTIFYING)
+        typed, show = self._store_step, self._steps.show
+        return await notify(req, event, outcome, self._local_steps, typed, show)
 
 
 def _host_lost(err: ActivityError) -> bool:

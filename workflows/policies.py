@@ -56,6 +56,9 @@ VERIFY_RESTORE = Policy(
 )
 # Network transfers fail transiently; the storage key is fixed, so a retry overwrites.
 UPLOAD = Policy(timedelta(hours=6), _retry(5, 120, 10), timedelta(minutes=1), HOST_START_TIMEOUT)
+# Verify, upload, remove the spool (store_artifact): the upload's budget and timeouts. A verify
+# failure that matters is permanent (ArtifactCorrupted, BackupTooLarge): no retry wastes it.
+STORE = UPLOAD
 # Best effort: a spool left behind is swept when the worker starts.
 # Seconds of work (remove files, abort uploads, drop a scratch database): a crash is retried soon.
 CLEANUP = Policy(timedelta(minutes=2), _retry(2, 30, 5), None, HOST_START_TIMEOUT)

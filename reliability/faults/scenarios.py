@@ -151,7 +151,7 @@ async def s3_restart_during_upload(stack: DevStack, work: Path) -> str:
         await asyncio.sleep(S3_DOWN_S)
         await asyncio.to_thread(stack.s3.start_again)
         result = await result_of(handle)
-    uploads = await attempts(handle, "upload_artifact")
+    uploads = await attempts(handle, "store_artifact")
     assert uploads >= 2, f"the upload ran {uploads} time(s): the fault missed it"
     fetched = work / "s3-download"
     manifest = await download(result.location, fetched, stack.settings())  # size, SHA-256
@@ -174,14 +174,14 @@ async def s3_unreachable_short_budget(stack: DevStack, work: Path) -> str:
     are as in production. s3_stopped_for_good runs the production budget."""
     dead = f"http://127.0.0.1:{free_port()}"
     # Cleanup's own abort call can not reach the store either: 2 quick attempts, not 5 over 30 s.
-    budgets = {"upload_artifact": (3, 1.0, 2.0), "cleanup_spool": (2, 1.0, 1.0)}
+    budgets = {"store_artifact": (3, 1.0, 2.0), "cleanup_spool_v2": (2, 1.0, 1.0)}
     env = {"STORAGE_BACKEND": "s3", "S3_ENDPOINT_URL": dead}
     with worker(stack, work, "s3-dead", env, budgets) as w:
         handle = await start(stack, w, "acme")
         error = await failure_of(handle)
     details = failure_details(error)
     assert details["failed_step"] == "uploading", details
-    kind, permanent, message = await _failed(stack, w, handle, "uploading", "upload_artifact", 3)
+    kind, permanent, message = await _failed(stack, w, handle, "uploading", "store_artifact", 3)
     assert kind == "StorageError" and not permanent, (kind, permanent)
     assert f"S3 at {dead} unreachable" in message, message
     return (
@@ -206,7 +206,7 @@ async def s3_stopped_for_good(stack: DevStack, work: Path) -> str:
     details = failure_details(error)
     assert details["failed_step"] == "uploading", details
     # The production budget: 10 attempts.
-    kind, _, message = await _failed(stack, w, handle, "uploading", "upload_artifact", 10)
+    kind, _, message = await _failed(stack, w, handle, "uploading", "store_artifact", 10)
     assert kind == "StorageError", kind
     # Cleanup could not reach the store to abort the run's multipart upload: with S3 back, it
     # is still there. Reported, not failed: only a bucket lifecycle rule can catch this case.

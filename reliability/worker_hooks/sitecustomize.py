@@ -3,7 +3,7 @@ shortens the retry budget of the activity types named in FAULTS_RETRY_BUDGETS, s
 comes back" fault ends in seconds instead of the production budget's minutes. Everything else,
 the workflow code included, stays as in production.
 
-    FAULTS_RETRY_BUDGETS='{"upload_artifact": [attempts, first interval s, max interval s]}'
+    FAULTS_RETRY_BUDGETS='{"store_artifact": [attempts, first interval s, max interval s]}'
 
 Patching workflows.policies would not do: the workflow sandbox re-executes that module. So a
 workflow interceptor, added to every Worker this process builds, rewrites the retry policy of

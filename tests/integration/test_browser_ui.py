@@ -112,8 +112,9 @@ async def test_workflow_list_filtered_by_project(stack: DevStack, page: Page) ->
 def stuck_upload_worker(
     stack: DevStack, tmp_path: Path
 ) -> Iterator[tuple[Settings, subprocess.Popen[bytes]]]:
-    """A worker of its own whose S3 refuses every connection: its backups dump and verify, then
-    stay in the upload step (retrying), so the page of a running backup can be looked at."""
+    """A worker of its own whose S3 refuses every connection: its backups dump, then stay in the
+    store step (verifying, then retrying the upload), so the page of a running backup can be
+    looked at."""
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]  # nothing listens here once the socket is closed
@@ -146,12 +147,12 @@ async def test_running_backup_shows_summary_step_bytes_and_activities(
         await eventually(step, lambda s: s == "uploading", timeout=60)
         await page.goto(workflow_url(stack.temporal.ui_url, handle))
         await expect(page.get_by_text(re.compile("^running$", re.I)).first).to_be_visible()
-        # The timeline: each scheduled activity by its summary, the upload still running
-        # (validating the project is a local activity since the local-steps patch).
+        # The timeline: each scheduled activity by its summary, the store step (verify, upload,
+        # remove the spool) still running (validating the project is a local activity since
+        # the local-steps patch, verify part of the store step since store-step).
         for summary in (
             "Dump schema acme (custom, zstd)",
-            "Verify size and SHA-256",
-            "upload_artifact • Upload",
+            "store_artifact • Verify and upload",
         ):
             await expect(page.get_by_text(summary, exact=False).first).to_be_visible()
         await shoot(page, "running-backup")
@@ -165,7 +166,7 @@ async def test_running_backup_shows_summary_step_bytes_and_activities(
         await shoot(page, "running-backup-current-details")
 
         await page.get_by_role("tab", name=re.compile("Pending Activities")).click()
-        await expect(page.get_by_text("upload_artifact").first).to_be_visible()
+        await expect(page.get_by_text("store_artifact").first).to_be_visible()
         # Its last failure, once the first attempt has given up (the UI refreshes by itself).
         await eventually(lambda: page_text(page), lambda t: "unreachable" in t, timeout=90)
         await shoot(page, "running-backup-pending-upload")

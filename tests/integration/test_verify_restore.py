@@ -91,4 +91,4 @@ async def test_an_encrypted_backup_with_verify_restore_records_the_verdict_in_it
     assert manifest.encryption and manifest.verification == result.verification
     assert scratch_databases(stack.postgres.url()) == []
     history = await client.get_workflow_handle(result.workflow_id).fetch_history()
-    assert '"verify_restore"' in json.dumps(history.to_json_dict())  # a step of its own
+    assert '"verify_restore_v2"' in json.dumps(history.to_json_dict())  # a step of its own

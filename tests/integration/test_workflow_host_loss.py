@@ -20,7 +20,7 @@ from workflows import policies
 @pytest.fixture
 def short_host_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     short = timedelta(seconds=3)
-    for name in ("DUMP", "VERIFY", "UPLOAD", "CLEANUP"):
+    for name in ("DUMP", "VERIFY", "UPLOAD", "STORE", "CLEANUP"):
         policy = getattr(policies, name)
         monkeypatch.setattr(policies, name, dataclasses.replace(policy, schedule_to_start=short))
 
@@ -37,6 +37,8 @@ async def test_lost_host_moves_the_run_to_another_host(
     result = await run_with_workers(h, [alive], {"project_id": "acme"})
     assert h.fakes.calls.count("claim_host") == 2
     assert h.fakes.calls.count("dump_schema") == 1
+    assert h.fakes.calls.count("store_artifact") == 1
+    # After a re-dump the store's host cleans up too (unfinished uploads of the lost host).
     assert f"cleanup_spool@{alive}" in h.fakes.calls
     assert f"cleanup_spool@{gone}" not in h.fakes.calls  # nobody there to clean
     assert result.location

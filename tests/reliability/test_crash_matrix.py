@@ -1,9 +1,9 @@
 """A representative corner of the crash matrix (reliability/crash_matrix.py runs all of it): a
-worker process SIGKILLed while pg_dump runs, mid-way through a multipart upload, inside
-verify with the run moving to another host, while the dump sends its parts, and with
-SPOOL_MODE=stream on another host. Each backup must still complete with exactly one
-verified artifact, no spool or unfinished upload left, one notification per channel, and a
-re-dump only where the spool is gone."""
+worker process SIGKILLed while pg_dump runs, mid-way through a multipart upload, inside the
+store step's verify with the run moving to another host, inside its spool removal, while the
+dump sends its parts, and with SPOOL_MODE=stream on another host. Each backup must still
+complete with exactly one verified artifact, no spool or unfinished upload left, one
+notification per channel, and a re-dump only where the spool is gone."""
 
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ def s3_stack(server_dir: Path) -> Iterator[DevStack]:
     [
         ("dump early", "same"),
         ("upload mid-way", "same"),
-        ("verify", "other"),
+        ("store verify", "other"),
+        ("store cleanup", "same"),
         ("dump sending parts", "same"),
         ("stream dump", "other"),
     ],

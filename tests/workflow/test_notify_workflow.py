@@ -29,14 +29,15 @@ SECRET = "whsec-workflow-test"
 
 
 def with_real_notify(h: Harness, settings: Settings) -> Harness:
-    """The harness's workers with the real notification_channels and deliver_notification."""
+    """The harness's workers with the real notification_channels and deliver_notification_v2
+    (what new runs schedule, patch store-step)."""
     real, fakes = NotifyActivities(settings), h.fakes
     fakes.shared = lambda: [  # type: ignore[method-assign]
         fakes.validate_project,
         fakes.claim_host,
         fakes.notify,
         real.notification_channels,
-        real.deliver_notification,
+        real.deliver_notification_v2,
         fakes.apply_retention,
     ]
     return h
@@ -54,8 +55,9 @@ async def delivery_attempts(handle: WorkflowHandle[Any, Any], channel: str) -> i
     for event in (await handle.fetch_history()).events:
         if event.HasField("activity_task_scheduled_event_attributes"):
             scheduled = event.activity_task_scheduled_event_attributes
-            if scheduled.activity_type.name == "deliver_notification":
-                channel_of[event.event_id] = json.loads(scheduled.input.payloads[0].data)
+            if scheduled.activity_type.name == "deliver_notification_v2":
+                delivery = json.loads(scheduled.input.payloads[0].data)
+                channel_of[event.event_id] = delivery["channel"]
         elif event.HasField("activity_task_started_event_attributes"):
             started = event.activity_task_started_event_attributes
             if channel_of.get(started.scheduled_event_id) == channel:

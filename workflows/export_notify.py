@@ -1,0 +1,107 @@
+"""ExportBackupWorkflow's notifications: one activity per channel, each under its own bounded
+retry policy, and whatever happens recorded in the result, never the backup's outcome."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, FailureError
+
+from activities.notify import NotifyActivities
+from backup.errors import NotificationSkipped, error_type
+from backup.models import (
+    BackupEvent,
+    Delivery,
+    ExportRequest,
+    Notification,
+    NotificationOutcome,
+)
+from workflows import policies
+from workflows.activity_calls import call_activity
+from workflows.failures import root_message, root_type
+
+# workflow.patched marker: notifications went from one activity to one activity per channel.
+PER_CHANNEL_NOTIFY = "per-channel-notify"
+
+
+async def notify(
+    req: ExportRequest,
+    event: BackupEvent,
+    outcome: dict[str, Any],
+    local_steps: bool,
+    typed: bool,
+    show: Callable[[], None],
+) -> list[NotificationOutcome]:
+    """Tell of `event` with `outcome` (Notification's fields). `local_steps`, `typed`: the run's
+    LOCAL_STEPS and STORE_STEP patches; `show` is called before the deliveries are awaited."""
+    info = workflow.info()
+    notification = Notification(
+        event=event,
+        project_id=req.project_id,
+        workflow_id=info.workflow_id,
+        run_id=info.run_id,
+        notify_email=req.notify_email,
+        notify_channels=req.notify_channels,
+        occurred_at=workflow.now(),
+        format=req.format,
+        **outcome,
+    )
+    if not workflow.patched(PER_CHANNEL_NOTIFY):
+        return await _all_at_once(notification)
+    try:
+        channels = await call_activity(
+            NotifyActivities.notification_channels,
+            policies.PLAN_NOTIFY,
+            f"Choose channels for {notification.event}",
+            notification,
+            local=local_steps,  # older runs replay regular activities
+        )
+    except FailureError as err:  # as in _deliver: recorded, never the backup's outcome
+        return [NotificationOutcome(channel="*", status="failed", error=root_message(err))]
+    if channels:
+        show()
+    deliveries = (_deliver(c, notification, typed) for c in channels)
+    return list(await asyncio.gather(*deliveries))
+
+
+async def _deliver(channel: str, notification: Notification, typed: bool) -> NotificationOutcome:
+    summary = f"Notify via {channel}: {notification.event}"
+    try:
+        if typed:
+            await call_activity(
+                NotifyActivities.deliver_notification_v2,
+                policies.DELIVER,
+                summary,
+                Delivery(channel=channel, notification=notification),
+            )
+        else:
+            await call_activity(
+                NotifyActivities.deliver_notification,
+                policies.DELIVER,
+                summary,
+                channel,
+                notification,
+            )
+    except ActivityError as err:
+        # Never let a notification decide the outcome of a backup: record it. A channel this
+        # deployment can not serve is skipped; the error says what to configure.
+        skipped = root_type(err) == error_type(NotificationSkipped)
+        status = "skipped" if skipped else "failed"
+        return NotificationOutcome(channel=channel, status=status, error=root_message(err))
+    return NotificationOutcome(channel=channel, status="sent")
+
+
+async def _all_at_once(notification: Notification) -> list[NotificationOutcome]:
+    """Runs started before per-channel delivery replay through this path."""
+    try:
+        return await call_activity(
+            NotifyActivities.notify,
+            policies.NOTIFY,
+            f"Notify: {notification.event}",
+            notification,
+        )
+    except ActivityError as err:
+        return [NotificationOutcome(channel="*", status="failed", error=root_message(err))]
