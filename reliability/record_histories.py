@@ -187,6 +187,12 @@ async def record_all(stack: DevStack, folder: Path, fleet: bool) -> None:
             queue,
         )
         print(f"  fleet: {summary}")
+        # The page listed through list_active_projects_v2 (patch fleet-typed-listing): the last
+        # of two runs (continue-as-new) is kept, a typed listing after a cursor.
+        summary = await record(
+            client, "fleet_typed_listing", "BackupAllProjectsWorkflow", {"page_size": 2}, queue
+        )
+        print(f"  fleet: {summary}")
 
 
 def main(argv: list[str] | None = None) -> int:

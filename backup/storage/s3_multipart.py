@@ -191,7 +191,7 @@ class Multipart:
         self, upload: _Upload, artifact: Path, number: int
     ) -> tuple[bytes, dict[str, str]]:
         """MD5 and checksum a stored part must have: from the journal of a part sent while the
-        artifact was written (verify_artifact has just hashed the whole file), else hashed
+        artifact was written (the verify step has just hashed the whole file), else hashed
         again from the spool file."""
         known = (upload.journaled or {}).get(number)
         if known:

@@ -7,9 +7,9 @@ spool file; parts are cut in memory (at most STREAM_PARTS_IN_FLIGHT sent at once
 filling) and a failed part fails the dump, which a retry redoes.
 
 Either way the upload journal in the run's spool directory (upload-state.json) records the
-multipart upload and every finished part (number, size, ETag, MD5, SHA-256), so the upload step
+multipart upload and every finished part (number, size, ETag, MD5, SHA-256), so the store step
 only lists the parts, compares them with the journal, completes the upload and writes the
-manifest: the object becomes visible only after verify_artifact (and a test restore) passed.
+manifest: the object becomes visible only after the verify step (and a test restore) passed.
 An artifact of at most one part is never sent early: it keeps the single PutObject.
 """
 
