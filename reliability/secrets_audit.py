@@ -15,7 +15,6 @@ import base64
 import binascii
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -38,7 +37,7 @@ from backup import layout
 from client import connect
 from devstack.ports import free_port
 from devstack.stack import DevStack
-from devstack.temporal import temporal_cli
+from devstack.temporal import run_temporal_cli
 from emulators.telegram import FakeTelegramAPI
 from reliability import harness
 from reliability.harness import own_stack, text_table, write_json
@@ -265,21 +264,9 @@ class Audit:
         for path in logs:
             places[f"log {path.name} ({path.parent.name})"] = _read(path)
         for workflow_id in self.workflow_ids:
-            shown = subprocess.run(
-                [
-                    temporal_cli(),
-                    "workflow",
-                    "show",
-                    "--workflow-id",
-                    workflow_id,
-                    "--output",
-                    "json",
-                    "--address",
-                    stack.temporal.address,
-                ],
-                capture_output=True,
-                text=True,
-                timeout=120,
+            shown = run_temporal_cli(
+                stack.temporal.address,
+                *("workflow", "show", "--workflow-id", workflow_id, "--output", "json"),
                 check=True,
             ).stdout
             places[f"history {workflow_id} (payloads decoded)"] = decoded_history(shown)

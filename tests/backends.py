@@ -82,6 +82,30 @@ def s3_backend(seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch) -> Backend:
     return Backend("s3", settings, 5 * MIB, tamper, tamper_manifest)
 
 
+def s3_parts_settings(
+    settings: Settings,
+    seaweed: SeaweedS3,
+    monkeypatch: pytest.MonkeyPatch,
+    prefix: str,
+    **update: object,
+) -> Settings:
+    """`settings` storing to SeaweedFS in 5 MiB parts (the smallest S3 allows) under a fresh
+    `prefix-<random>`, its credentials in the environment."""
+    for name, value in seaweed.env().items():
+        monkeypatch.setenv(name, value)
+    return settings.model_copy(
+        update={
+            "storage_backend": "s3",
+            "s3_bucket": seaweed.bucket,
+            "s3_endpoint_url": seaweed.endpoint_url,
+            "s3_region": "us-east-1",
+            "s3_part_size_mib": 5,
+            "s3_prefix": f"{prefix}-{os.urandom(4).hex()}",
+            **update,
+        }
+    )
+
+
 def telegram_backend(api: FakeTelegramAPI) -> Backend:
     settings = Settings(
         storage_backend="telegram",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import psycopg
+
 from backup.models import Compression, DumpFormat, Project
 from backup.pgdump import pg_bin_dir
 from backup.pipeline import DumpOutcome, PipelineOptions, ProgressCallback, dump_schema
@@ -34,3 +36,17 @@ def dump(
         recipients=recipients,
         on_progress=on_progress,
     )
+
+
+def random_blobs_table(url: str, schema: str, rows: int) -> None:
+    """`schema` anew with one table of `rows` rows of 64 KiB of random bytes each
+    (incompressible: the artifact's size is known, so are its S3 parts)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        conn.execute(f"CREATE SCHEMA {schema}")
+        conn.execute(
+            f"CREATE TABLE {schema}.blobs AS SELECT g AS id,"
+            " (SELECT decode(string_agg(md5(random()::text || g || i), ''), 'hex')"
+            "  FROM generate_series(1, 4096) i) AS body"  # 64 KiB per row
+            f" FROM generate_series(1, {int(rows)}) g"
+        )

@@ -21,6 +21,7 @@ import contextlib
 import json
 import logging
 import queue
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, cast
@@ -138,6 +139,10 @@ class PartStreamer:
         self._creating: asyncio.Future[_Upload] | None = None
         self._limit: asyncio.Semaphore | None = None
         self._journal_lock = asyncio.Lock()
+        # A cancelled checkpoint's thread may still be writing: abort() forgets the journal
+        # under this lock, and no write lands after it.
+        self._file_lock = threading.Lock()
+        self._forgotten = False
         self.failed: BaseException | None = None
 
     @property
@@ -259,7 +264,12 @@ class PartStreamer:
             if self._state is None:
                 return
             self._state["parts"] = {str(n): p.journal() for n, p in sorted(self._parts.items())}
-            await asyncio.to_thread(_write, self.journal, json.dumps(self._state).encode())
+            await asyncio.to_thread(self._write_journal, json.dumps(self._state).encode())
+
+    def _write_journal(self, raw: bytes) -> None:
+        with self._file_lock:
+            if not self._forgotten:
+                _write(self.journal, raw)
 
     def wait(self) -> None:
         """Until every part is sent; a failed part raises _PartFailed (its cause the error)."""
@@ -290,7 +300,9 @@ class PartStreamer:
         except (BackupError, TimeoutError) as err:
             logger.warning("could not abort the upload of %s: %s", self.key, err)
         self._state = None
-        self.journal.unlink(missing_ok=True)
+        with self._file_lock:
+            self._forgotten = True
+            self.journal.unlink(missing_ok=True)
 
     async def _abort_upload(self) -> None:
         if self._creating is None:

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pyrage
 import pytest
 from temporalio.exceptions import ApplicationError
@@ -36,6 +35,8 @@ from backup.storage import s3_stream as stream_module
 from backup.storage.s3 import S3Storage
 from devstack.postgres import PostgresServer
 from devstack.seaweed import SeaweedS3
+from tests.backends import s3_parts_settings
+from tests.dumps import random_blobs_table
 
 SCHEMA = "parts_big"
 RUN_KEY = "run-parts"
@@ -45,15 +46,7 @@ MIB = 1024 * 1024
 @pytest.fixture(scope="module")
 def big_schema(postgres: PostgresServer) -> str:
     """~20 MiB of random bytes (incompressible): four 5 MiB parts and a last one."""
-    with psycopg.connect(postgres.url(), autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
-        conn.execute(f"CREATE SCHEMA {SCHEMA}")
-        conn.execute(
-            f"CREATE TABLE {SCHEMA}.blobs AS SELECT g AS id,"
-            " (SELECT decode(string_agg(md5(random()::text || g || i), ''), 'hex')"
-            "  FROM generate_series(1, 4096) i) AS body"  # 64 KiB per row
-            " FROM generate_series(1, 320) g"
-        )
+    random_blobs_table(postgres.url(), SCHEMA, 320)
     return SCHEMA
 
 
@@ -61,19 +54,7 @@ def big_schema(postgres: PostgresServer) -> str:
 def s3_settings(
     settings: Settings, seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch
 ) -> Settings:
-    for name, value in seaweed.env().items():
-        monkeypatch.setenv(name, value)
-    return settings.model_copy(
-        update={
-            "storage_backend": "s3",
-            "s3_bucket": seaweed.bucket,
-            "s3_endpoint_url": seaweed.endpoint_url,
-            "s3_region": "us-east-1",
-            "s3_part_size_mib": 5,
-            "s3_concurrency": 2,
-            "s3_prefix": f"parts-{os.urandom(4).hex()}",
-        }
-    )
+    return s3_parts_settings(settings, seaweed, monkeypatch, "parts", s3_concurrency=2)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ no verify, upload or cleanup activity of its own."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +43,8 @@ from devstack.postgres import PostgresServer
 from devstack.seaweed import SeaweedS3
 from devstack.seed import register_project
 from devstack.stack import DevStack
+from tests.backends import s3_parts_settings
+from tests.dumps import random_blobs_table
 
 SCHEMA = "store_step"
 RUN_KEY = "run-store-step"
@@ -52,15 +53,7 @@ MIB = 1024 * 1024
 
 def random_table(url: str, schema: str) -> None:
     """~12 MiB of random bytes (incompressible): two 5 MiB parts and a last one."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        conn.execute(f"CREATE SCHEMA {schema}")
-        conn.execute(
-            f"CREATE TABLE {schema}.blobs AS SELECT g AS id,"
-            " (SELECT decode(string_agg(md5(random()::text || g || i), ''), 'hex')"
-            "  FROM generate_series(1, 4096) i) AS body"  # 64 KiB per row
-            " FROM generate_series(1, 190) g"
-        )
+    random_blobs_table(url, schema, 190)
 
 
 @pytest.fixture(scope="module")
@@ -73,18 +66,7 @@ def schema(postgres: PostgresServer) -> str:
 def s3_settings(
     settings: Settings, seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch
 ) -> Settings:
-    for name, value in seaweed.env().items():
-        monkeypatch.setenv(name, value)
-    return settings.model_copy(
-        update={
-            "storage_backend": "s3",
-            "s3_bucket": seaweed.bucket,
-            "s3_endpoint_url": seaweed.endpoint_url,
-            "s3_region": "us-east-1",
-            "s3_part_size_mib": 5,
-            "s3_prefix": f"store-{os.urandom(4).hex()}",
-        }
-    )
+    return s3_parts_settings(settings, seaweed, monkeypatch, "store")
 
 
 def spec(schema: str) -> DumpSpec:
