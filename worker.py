@@ -27,6 +27,7 @@ from activities.notify import NotifyActivities
 from activities.projects import ProjectActivities
 from activities.restore import RestoreActivities
 from activities.retention import RetentionActivities
+from activities.small import SmallBackupActivities
 from activities.store import StoreActivities
 from activities.support import STEP_SECONDS, STEP_SECONDS_BUCKETS
 from activities.upload import UploadActivities
@@ -72,6 +73,7 @@ PASSTHROUGH_MODULES = (
     "pydantic_core",
     "workflows.activity_calls",
     "workflows.export_notify",
+    "workflows.export_patches",
     "workflows.export_steps",
     "workflows.failures",
     "workflows.inputs",
@@ -116,6 +118,8 @@ def build_workers(
             restore.drop_restored_schema,
             restore.drop_restore_leftovers,
             RetentionActivities(settings).apply_retention,
+            # A local activity (patch small-schema): the workflow's own worker runs it.
+            SmallBackupActivities(settings).back_up_small_schema,
         ],
         graceful_shutdown_timeout=grace,
         # A cancelled restore learns it from a heartbeat's answer: within seconds, not 48 s.

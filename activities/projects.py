@@ -17,6 +17,7 @@ class ProjectActivities:
     @activity.defn(name="validate_project")
     async def validate_project(self, project_id: str) -> Project:
         with step_errors("validate"):
+            s = self._settings
             return await find_active_project(
-                self._settings.database_url.get_secret_value(), project_id
+                s.database_url.get_secret_value(), project_id, s.small_schema_max_bytes
             )

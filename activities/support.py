@@ -109,6 +109,9 @@ async def heartbeating(
             activity.heartbeat(progress.details())
             await asyncio.sleep(every)
 
+    if activity.info().is_local:  # no heartbeats; its cancellation comes without one
+        yield
+        return
     task = asyncio.create_task(beat())
     try:
         yield

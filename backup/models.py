@@ -178,6 +178,9 @@ class Project(BaseModel):
     project_id: str
     name: str
     schema_name: str
+    # Decided by the validating worker (SMALL_SCHEMA_MAX_BYTES), so a replay never depends on a
+    # worker's settings: the schema is small enough for the one-step backup (back_up_small_schema).
+    small: bool = False
 
 
 class DumpSpec(BaseModel):
@@ -215,6 +218,13 @@ class StoredArtifact(BaseModel):
     location: str
     manifest_location: str
     upload_seconds: float
+
+
+class SmallBackup(BaseModel):
+    """What back_up_small_schema did: the artifact it dumped and where it stored it."""
+
+    artifact: DumpedArtifact
+    stored: StoredArtifact
 
 
 # One input model per activity (issue 14). The activities named *_v2 take these; the older

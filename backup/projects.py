@@ -8,37 +8,39 @@ from contextlib import asynccontextmanager
 from typing import TypeVar
 
 import psycopg
-from psycopg import sql
 
 from backup.errors import ConfigurationError, ProjectInactive, ProjectNotFound, SchemaNotFound
 from backup.models import Project
 
-# The optional columns: platforms that key the schema by the project id, or keep no display
-# name, leave them out.
-OPTIONAL_COLUMNS_SQL = """
-SELECT array_agg(column_name::text) FROM information_schema.columns
-WHERE table_schema = 'control_plane' AND table_name = 'projects'
-  AND column_name IN ('name', 'schema_name')
+# One round trip: the project's row as JSON (name and schema_name are optional columns:
+# platforms that key the schema by the project id, or keep no display name, leave them out),
+# whether its schema exists, and, when asked, the bytes of the schema's relations (tables with
+# their indexes and TOAST, materialized views), which decide the one-step backup.
+PROJECT_SQL = """
+SELECT p.row, n.oid IS NOT NULL, CASE WHEN %(sized)s THEN (
+        SELECT coalesce(sum(pg_catalog.pg_total_relation_size(c.oid)), 0)
+        FROM pg_catalog.pg_class c WHERE c.relnamespace = n.oid AND c.relkind IN ('r', 'm')
+    ) END
+FROM (SELECT to_jsonb(projects) AS row FROM control_plane.projects WHERE id = %(id)s) p
+LEFT JOIN pg_catalog.pg_namespace n
+    ON n.nspname = coalesce(p.row->>'schema_name', p.row->>'id')
 """
-SCHEMA_EXISTS_SQL = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s)"
 
 
-async def find_active_project(database_url: str, project_id: str) -> Project:
-    """The ACTIVE project with this id and its schema (schema_name column, else the id)."""
-    return await with_connection(database_url, lambda conn: _find(conn, project_id))
+async def find_active_project(
+    database_url: str, project_id: str, small_max_bytes: int = 0
+) -> Project:
+    """The ACTIVE project with this id and its schema (schema_name column, else the id);
+    `small` when its relations take at most `small_max_bytes` (0: never)."""
+    return await with_connection(
+        database_url, lambda conn: _find(conn, project_id, small_max_bytes)
+    )
 
 
-async def _find(conn: psycopg.AsyncConnection, project_id: str) -> Project:
+async def _find(conn: psycopg.AsyncConnection, project_id: str, small_max_bytes: int) -> Project:
     try:
-        present = await _scalar(conn, OPTIONAL_COLUMNS_SQL) or []
-        optional = [
-            sql.Identifier(column) if column in present else sql.NULL  # type: ignore[operator]
-            for column in ("name", "schema_name")
-        ]
-        query = sql.SQL(
-            "SELECT id, {}, status, {} FROM control_plane.projects WHERE id = %s"
-        ).format(*optional)
-        row = await (await conn.execute(query, (project_id,))).fetchone()
+        params = {"id": project_id, "sized": small_max_bytes > 0}
+        found = await (await conn.execute(PROJECT_SQL, params)).fetchone()
     except psycopg.errors.UndefinedTable as err:
         raise ConfigurationError(
             "table control_plane.projects does not exist: DATABASE_URL points to the wrong database"
@@ -48,22 +50,34 @@ async def _find(conn: psycopg.AsyncConnection, project_id: str) -> Project:
             f"control_plane.projects lacks a column backups need ({err.diag.message_primary}):"
             " it must have id and status (name and schema_name are optional)"
         ) from err
-    if row is None:
+    if found is None:
         raise ProjectNotFound(
             f"project {project_id!r} not found in control_plane.projects; check the id"
         )
-    _, name, status, schema_name = row
-    if status != "ACTIVE":
-        raise ProjectInactive(
-            f"project {project_id!r} is {status}, not ACTIVE; only active projects are backed up"
+    row, schema_exists, size = found
+    if "status" not in row:
+        raise ConfigurationError(
+            "control_plane.projects lacks a column backups need (status): it must have id and"
+            " status (name and schema_name are optional)"
         )
-    schema = schema_name or project_id
-    if not await _scalar(conn, SCHEMA_EXISTS_SQL, (schema,)):
+    if row["status"] != "ACTIVE":
+        raise ProjectInactive(
+            f"project {project_id!r} is {row['status']}, not ACTIVE; only active projects are "
+            "backed up"
+        )
+    schema = _text(row.get("schema_name")) or project_id
+    if not schema_exists:
         raise SchemaNotFound(
             f"schema {schema!r} of project {project_id!r} does not exist; fix "
             "control_plane.projects.schema_name or create the schema"
         )
-    return Project(project_id=project_id, name=name or project_id, schema_name=schema)
+    name = _text(row.get("name")) or project_id
+    small = size is not None and size <= small_max_bytes
+    return Project(project_id=project_id, name=name, schema_name=schema, small=small)
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 async def connect(database_url: str) -> psycopg.AsyncConnection:
@@ -130,14 +144,6 @@ async def close_kept_connections() -> None:
     for key in [k for k in _idle if k[0] is loop]:
         for conn in _idle.pop(key):
             await conn.close()
-
-
-async def _scalar(
-    conn: psycopg.AsyncConnection, query: str, params: tuple[object, ...] = ()
-) -> object:
-    row = await (await conn.execute(query, params)).fetchone()
-    assert row is not None
-    return row[0]
 
 
 # Keyset pagination: each page starts after the last id of the previous one, so projects added

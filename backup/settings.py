@@ -71,6 +71,11 @@ class Settings(BaseSettings):
     codec_server_token: SecretStr | None = None
 
     backup_max_bytes: int = Field(default=10 * GIB, gt=0)
+    # A schema whose relations (tables, indexes, TOAST) take at most this many bytes is backed
+    # up in one local activity of the worker running the workflow (dump, verify, upload, remove
+    # the spool): no dispatch, no host claim, two workflow tasks. 0 = every backup takes the
+    # pinned steps. Larger dumps need those steps' heartbeats and host moves (docs/reliability.md).
+    small_schema_max_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
     # Level 1: on the bench tenants 2-3x less CPU than level 3, and no larger (docs/performance.md)
     zstd_level: int = Field(default=1, ge=1, le=22)
     # 0 = one compression thread per core.

@@ -12,6 +12,7 @@ from temporalio.workflow import ActivityCancellationType
 from workflows.policies import Policy
 
 R = TypeVar("R")  # an activity's result
+_WAIT = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
 
 
 @overload
@@ -22,6 +23,7 @@ async def call_activity(
     *args: Any,
     task_queue: str | None = None,
     local: bool = False,
+    wait_cancellation: bool = False,
 ) -> R: ...
 
 
@@ -33,6 +35,7 @@ async def call_activity(
     *args: Any,
     task_queue: str | None = None,
     local: bool = False,
+    wait_cancellation: bool = False,
 ) -> R: ...
 
 
@@ -43,15 +46,19 @@ async def call_activity(
     *args: Any,
     task_queue: str | None = None,
     local: bool = False,
+    wait_cancellation: bool = False,
 ) -> Any:
     """`fn`'s result, async activity or sync. `local`: run it in the workflow task's worker (the
-    short steps any worker answers; no dispatch, no extra workflow task)."""
+    short steps any worker answers; no dispatch, no extra workflow task). `wait_cancellation`:
+    a cancelled local activity is waited for (as every regular one is), for one that cleans up
+    what it wrote."""
     if local:
         return await workflow.execute_local_activity(
             fn,
             args=args,
             start_to_close_timeout=policy.start_to_close,
             retry_policy=policy.retry,
+            cancellation_type=_WAIT if wait_cancellation else ActivityCancellationType.TRY_CANCEL,
             summary=summary,
         )
     return await workflow.execute_activity(
@@ -63,6 +70,6 @@ async def call_activity(
         heartbeat_timeout=policy.heartbeat,
         retry_policy=policy.retry,
         # Wait for a cancelled dump or upload to stop writing before cleanup runs.
-        cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        cancellation_type=_WAIT,
         summary=summary,
     )

@@ -1,5 +1,6 @@
 """ExportBackupWorkflow: validate → dump → store (verify, upload, remove the spool), then
-retention and notify; with verify_restore, dump → verify → test restore → store.
+retention and notify; with verify_restore, dump → verify → test restore → store. A small schema
+(the validation says so) is backed up by one local activity that dumps and stores it.
 
 Dump, verify, test restore, store and cleanup run on the worker-specific queue of the host that
 holds the spool. When that host stops answering (schedule-to-start timeout) or its spool is
@@ -27,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.hosts import HostActivities
     from activities.projects import ProjectActivities
     from activities.retention import RetentionActivities
+    from activities.small import SmallBackupActivities
     from activities.store import StoreActivities
     from activities.upload import UploadActivities
     from activities.verify import VerifyActivities
@@ -60,26 +62,11 @@ with workflow.unsafe.imports_passed_through():
     from workflows import policies
     from workflows.activity_calls import call_activity
     from workflows.export_notify import notify
+    from workflows.export_patches import ExportPatches
     from workflows.export_steps import StepDisplay
     from workflows.failures import root_message, root_type
     from workflows.inputs import parse_input
     from workflows.search_attributes import PROJECT_ID
-
-
-# workflow.patched marker: retention runs after each successful backup.
-RETENTION_AFTER_BACKUP = "retention-after-backup"
-# workflow.patched marker: the short steps any worker answers (validate, claim a host, plan the
-# notifications, retention) run as local activities of the worker running the workflow task:
-# each regular activity costs the server a task dispatch and the run a workflow task, which
-# made up most of a tiny backup's cost (docs/performance.md).
-LOCAL_STEPS = "local-steps"
-# workflow.patched marker, on top of LOCAL_STEPS: verify, upload and the spool's removal run as
-# one activity (store_artifact), so a success needs no cleanup activity but for hosts lost
-# mid-run; the other multi-argument activities take one input model (*_v2); BackupStep is
-# upserted at most once per workflow task, when the run is about to wait. Each regular activity
-# costs the server a dispatch and the run a workflow task, each upsert a history event and a
-# visibility write: most of a tiny backup's cost (issue 13).
-STORE_STEP = "store-step"
 
 
 @workflow.defn(name="ExportBackupWorkflow")
@@ -90,8 +77,7 @@ class ExportBackupWorkflow:
         self._progress: Progress | None = None
         self._hosts: list[str] = []
         self._verification: RestoreCheck | None = None
-        self._local_steps = False
-        self._store_step = False
+        self._patches = ExportPatches(small_schema=False, local_steps=False, store_step=False)
         self._stored_on: str | None = None  # the host whose store step succeeded
 
     @workflow.query(name="progress")
@@ -103,8 +89,7 @@ class ExportBackupWorkflow:
         """`request` is one JSON object (ExportRequest); typed Any so bad input gets a clear
         error instead of a stuck workflow task."""
         req = parse_input(ExportRequest, request, "ExportBackupWorkflow")
-        self._local_steps = workflow.patched(LOCAL_STEPS)
-        self._store_step = self._local_steps and workflow.patched(STORE_STEP)
+        self._patches = patches = ExportPatches.of_this_run()
         info = workflow.info()
         expected_id = req.request_id and export_workflow_id(req.project_id, req.request_id)
         if expected_id and info.workflow_id != expected_id:
@@ -117,10 +102,10 @@ class ExportBackupWorkflow:
         started_at = workflow.now()
         self._progress = Progress(project_id=req.project_id, step=Step.VALIDATING)
         self._steps = StepDisplay(
-            self._progress, local_steps=self._local_steps, coalesce=self._store_step
+            self._progress, local_steps=patches.local_steps, coalesce=patches.store_step
         )
         started_with = info.typed_search_attributes.get(PROJECT_ID)
-        if started_with != req.project_id or not self._local_steps:  # the starter sets it
+        if started_with != req.project_id or not patches.local_steps:  # the starter sets it
             workflow.upsert_search_attributes([PROJECT_ID.value_set(req.project_id)])
         run_key = info.run_id  # one spool directory and one storage key per workflow run
         key_stem = layout.key_stem(req.project_id, started_at, run_key)
@@ -136,7 +121,7 @@ class ExportBackupWorkflow:
                 policies.VALIDATE,
                 f"Validate project {req.project_id}",
                 req.project_id,
-                local=self._local_steps,  # older runs replay regular activities
+                local=patches.local_steps,  # older runs replay regular activities
             )
             spec = DumpSpec(
                 project=project,
@@ -145,7 +130,10 @@ class ExportBackupWorkflow:
                 run_key=run_key,
                 key_stem=key_stem,
             )
-            dumped, stored = await self._dump_verify_upload(spec, req.verify_restore)
+            if patches.small_schema and project.small and not req.verify_restore:
+                dumped, stored = await self._back_up_small(spec)
+            else:
+                dumped, stored = await self._dump_verify_upload(spec, req.verify_restore)
         except (FailureError, asyncio.CancelledError) as err:
             # A local activity's failure arrives bare (no ActivityError around it).
             # Anything else is a bug: it fails the workflow task, which a fix can resume.
@@ -215,6 +203,26 @@ class ExportBackupWorkflow:
             non_retryable=True,
         ) from failure
 
+    async def _back_up_small(self, spec: DumpSpec) -> tuple[DumpedArtifact, StoredArtifact]:
+        """Dump, verify, upload and remove the spool in one local activity of this worker (patch
+        small-schema); it cleans up after itself when it fails or is cancelled."""
+        assert self._progress is not None
+        self._steps.enter(Step.DUMPING, f"Backing up schema {spec.project.schema_name} in one step")
+        backup = await call_activity(
+            SmallBackupActivities.back_up_small_schema,
+            policies.SMALL_BACKUP,
+            f"Dump, verify and upload schema {spec.project.schema_name} ({spec.format}, "
+            f"{spec.compression}), then remove its spool",
+            spec,
+            local=True,
+            wait_cancellation=True,
+        )
+        dumped, stored = backup.artifact, backup.stored
+        self._progress.host_queue, self._progress.host_attempt = dumped.host_queue, 1
+        self._progress.bytes_dumped, self._progress.size_bytes = dumped.raw_bytes, dumped.size_bytes
+        self._progress.location = stored.location
+        return dumped, stored
+
     async def _dump_verify_upload(
         self, spec: DumpSpec, verify_restore: bool
     ) -> tuple[DumpedArtifact, StoredArtifact]:
@@ -226,7 +234,7 @@ class ExportBackupWorkflow:
                 HostActivities.claim_host,
                 policies.CLAIM_HOST,
                 "Claim a host for the spool",
-                local=self._local_steps,  # older runs replay regular activities
+                local=self._patches.local_steps,  # older runs replay regular activities
             )
             self._hosts.append(host)
             self._progress.host_queue, self._progress.host_attempt = host, attempt
@@ -244,7 +252,7 @@ class ExportBackupWorkflow:
                 )
                 self._progress.bytes_dumped = dumped.raw_bytes
                 self._progress.size_bytes = dumped.size_bytes
-                if verify_restore or not self._store_step:  # store_artifact verifies too
+                if verify_restore or not self._patches.store_step:  # store_artifact verifies too
                     await self._verify(dumped, host)
                 if verify_restore:
                     await self._test_restore(dumped, spec.run_key, host)
@@ -271,7 +279,7 @@ class ExportBackupWorkflow:
     async def _upload(self, dumped: DumpedArtifact, spec: DumpSpec, host: str) -> StoredArtifact:
         """Since store-step one activity verifies (again, after a test restore: at disk
         speed), uploads and removes the spool."""
-        if not self._store_step:
+        if not self._patches.store_step:
             self._steps.enter(Step.UPLOADING, f"Uploading {dumped.size_bytes} bytes")
             return await call_activity(
                 UploadActivities.upload_artifact,
@@ -298,7 +306,7 @@ class ExportBackupWorkflow:
         fails the backup before anything is uploaded."""
         self._steps.enter(Step.TEST_RESTORING, f"Test-restoring {dumped.file_name}")
         summary = f"Test restore of {dumped.file_name} into a scratch database"
-        if self._store_step:
+        if self._patches.store_step:
             self._steps.show()
             check = await call_activity(
                 VerifyRestoreActivities.verify_restore_v2,
@@ -335,11 +343,11 @@ class ExportBackupWorkflow:
         hosts = list(dict.fromkeys(self._hosts))
         if self._stored_on is not None and len(self._hosts) == 1:
             hosts = []
-        if hosts or not self._store_step:
+        if hosts or not self._patches.store_step:
             self._steps.enter(Step.CLEANING_UP)
         for host in hosts:
             try:
-                if self._store_step:
+                if self._patches.store_step:
                     self._steps.show()
                     await call_activity(
                         CleanupActivities.cleanup_spool_v2,
@@ -363,7 +371,7 @@ class ExportBackupWorkflow:
     async def _retention(self, project_id: str) -> RetentionOutcome | None:
         """Prune the project's old backups now that a newer good one is stored. Only after a
         success, so failing backups can never push the last good one out."""
-        if not workflow.patched(RETENTION_AFTER_BACKUP):
+        if not self._patches.retention_after_backup():
             return None
         self._steps.enter(Step.PRUNING)
         try:
@@ -372,7 +380,7 @@ class ExportBackupWorkflow:
                 policies.RETENTION,
                 f"Apply retention to {project_id}",
                 project_id,
-                local=self._local_steps,  # older runs replay regular activities
+                local=self._patches.local_steps,  # older runs replay regular activities
             )
         except FailureError as err:  # ActivityError, or a local activity's bare failure
             return RetentionOutcome(project_id=project_id, policy="?", errors=[root_message(err)])
@@ -381,8 +389,7 @@ class ExportBackupWorkflow:
         self, req: ExportRequest, event: BackupEvent, **outcome: Any
     ) -> list[NotificationOutcome]:
         self._steps.enter(Step.NOTIFYING)
-        typed, show = self._store_step, self._steps.show
-        return await notify(req, event, outcome, self._local_steps, typed, show)
+        return await notify(req, event, outcome, self._patches, self._steps.show)
 
 
 def _host_lost(err: ActivityError) -> bool:

@@ -21,22 +21,19 @@ from backup.models import (
 )
 from workflows import policies
 from workflows.activity_calls import call_activity
+from workflows.export_patches import ExportPatches
 from workflows.failures import root_message, root_type
-
-# workflow.patched marker: notifications went from one activity to one activity per channel.
-PER_CHANNEL_NOTIFY = "per-channel-notify"
 
 
 async def notify(
     req: ExportRequest,
     event: BackupEvent,
     outcome: dict[str, Any],
-    local_steps: bool,
-    typed: bool,
+    patches: ExportPatches,
     show: Callable[[], None],
 ) -> list[NotificationOutcome]:
-    """Tell of `event` with `outcome` (Notification's fields). `local_steps`, `typed`: the run's
-    LOCAL_STEPS and STORE_STEP patches; `show` is called before the deliveries are awaited."""
+    """Tell of `event` with `outcome` (Notification's fields); `show` is called before the
+    deliveries are awaited."""
     info = workflow.info()
     notification = Notification(
         event=event,
@@ -49,7 +46,7 @@ async def notify(
         format=req.format,
         **outcome,
     )
-    if not workflow.patched(PER_CHANNEL_NOTIFY):
+    if not patches.per_channel_notify():
         return await _all_at_once(notification)
     try:
         channels = await call_activity(
@@ -57,13 +54,13 @@ async def notify(
             policies.PLAN_NOTIFY,
             f"Choose channels for {notification.event}",
             notification,
-            local=local_steps,  # older runs replay regular activities
+            local=patches.local_steps,  # older runs replay regular activities
         )
     except FailureError as err:  # as in _deliver: recorded, never the backup's outcome
         return [NotificationOutcome(channel="*", status="failed", error=root_message(err))]
     if channels:
         show()
-    deliveries = (_deliver(c, notification, typed) for c in channels)
+    deliveries = (_deliver(c, notification, patches.store_step) for c in channels)
     return list(await asyncio.gather(*deliveries))
 
 

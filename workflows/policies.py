@@ -59,6 +59,10 @@ UPLOAD = Policy(timedelta(hours=6), _retry(5, 120, 10), timedelta(minutes=1), HO
 # Verify, upload, remove the spool (store_artifact): the upload's budget and timeouts. A verify
 # failure that matters is permanent (ArtifactCorrupted, BackupTooLarge): no retry wastes it.
 STORE = UPLOAD
+# back_up_small_schema, a local activity: dump, verify, upload, remove the spool of a schema of
+# at most SMALL_SCHEMA_MAX_BYTES, seconds. The budget allows a long wait for a dump slot; no
+# heartbeat (a worker that dies takes its workflow task with it: the next one redoes the step).
+SMALL_BACKUP = Policy(timedelta(minutes=30), _retry(5, 60, 5))
 # Best effort: a spool left behind is swept when the worker starts.
 # Seconds of work (remove files, abort uploads, drop a scratch database): a crash is retried soon.
 CLEANUP = Policy(timedelta(minutes=2), _retry(2, 30, 5), None, HOST_START_TIMEOUT)
