@@ -86,7 +86,9 @@ class AgeEncryptor:
         with contextlib.suppress(BrokenPipeError):
             self._writer.close()
         self._thread.join()
-        if self._error is not None:
+        # pyrage may end without an error although the target refused the last write (the
+        # size cap passed while it flushed its final chunk): the recorded error counts too.
+        if self._error is not None or self._target.error is not None:
             raise self._failure()
 
     def _failure(self) -> BaseException:

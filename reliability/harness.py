@@ -49,6 +49,9 @@ class ActivityHistory:
     started: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     failures: dict[str, list[Failure]] = field(default_factory=lambda: defaultdict(list))
     workflow_task_failures: int = 0
+    workflow_tasks: int = 0  # completed workflow tasks
+    local: list[str] = field(default_factory=list)  # local activities' types, in order
+    patches: list[str] = field(default_factory=list)  # workflow.patched markers, in order
 
     def attempts(self, activity_type: str) -> int:
         """The highest attempt the activity reached (0: it never started)."""
@@ -91,7 +94,21 @@ def read_history(events: Iterable[HistoryEvent]) -> ActivityHistory:
             )
         elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
             history.workflow_task_failures += 1
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+            history.workflow_tasks += 1
+        elif kind == EventType.EVENT_TYPE_MARKER_RECORDED:
+            _read_marker(event, history)
     return history
+
+
+def _read_marker(event: HistoryEvent, history: ActivityHistory) -> None:
+    """The SDK's markers: a local activity's outcome ("data" names its type) or a patch."""
+    marker = event.marker_recorded_event_attributes
+    if marker.marker_name == "core_local_activity":
+        data = json.loads(marker.details["data"].payloads[0].data)
+        history.local.append(data["activity_type"])
+    elif marker.marker_name == "core_patch":
+        history.patches.append(json.loads(marker.details["patch-data"].payloads[0].data)["id"])
 
 
 def _cell(value: Any) -> str:
