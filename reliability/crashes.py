@@ -49,6 +49,8 @@ SLOW_UPLOAD = {
 }
 SLOW_PARTS = {"CRASH_SLOW_PART_SECONDS": "1", "S3_CONCURRENCY": "1"}
 GRACE_SECONDS = 2  # SHUTDOWN_GRACE_SECONDS of the worker that gets SIGTERM
+# The tenant counts as small: one local activity dumps and stores it (back_up_small_schema).
+ONE_STEP = {"SMALL_SCHEMA_MAX_BYTES": str(64 * 1024 * 1024)}
 
 
 @dataclass(frozen=True)
@@ -69,28 +71,34 @@ class Cell:
 
 Dumps = dict[str, tuple[int, ...]]
 BOTH_ONE: Dumps = {"same": (1,), "other": (1,)}
+BOTH_TWO: Dumps = {"same": (2,), "other": (2,)}  # the dump itself was cut off
 REDUMP_ELSEWHERE: Dumps = {
     "same": (1,),
     "other": (2,),
 }  # pinned step: another host needs its own spool
 CELLS = [
     Cell("validate", "marker", "validate_project", dumps=BOTH_ONE),
-    Cell("dump early", "pg_dump", env=SLOW_DUMP, dumps={"same": (2,), "other": (2,)}),
-    Cell("dump late", "spool", env=SLOW_DUMP, dumps={"same": (2,), "other": (2,)}),
+    Cell("dump early", "pg_dump", env=SLOW_DUMP, dumps=BOTH_TWO),
+    Cell("dump late", "spool", env=SLOW_DUMP, dumps=BOTH_TWO),
     # store_artifact verifies, uploads, then removes the spool: a kill in each part.
     Cell("store verify", "marker", crash_in="activities.verify:_verify", dumps=REDUMP_ELSEWHERE),
     Cell("upload mid-way", "part", env=SLOW_UPLOAD, dumps=REDUMP_ELSEWHERE, resumes_upload=True),
     # Parts sent while dumping: the dump is redone after the old upload is aborted; with
     # SPOOL_MODE=stream there is no spool file to fall back on either.
-    Cell("dump sending parts", "part", env=SLOW_PARTS, dumps={"same": (2,), "other": (2,)}),
+    Cell("dump sending parts", "part", env=SLOW_PARTS, dumps=BOTH_TWO),
     Cell(
         "stream dump",
         "part",
         env=SLOW_PARTS,
-        dumps={"same": (2,), "other": (2,)},
+        dumps=BOTH_TWO,
         both_env={"SPOOL_MODE": "stream"},
     ),
     Cell("notify", "marker", "deliver_notification_v2", dumps=BOTH_ONE),
+    # The one-step backup of a small schema, a local activity: the worker dies with its
+    # workflow task, and the next worker to run the task does the whole step again (after
+    # aborting the parts the dead one sent, found under the run's key when it is another host).
+    Cell("one-step dump", "pg_dump", env=SLOW_DUMP, dumps=BOTH_TWO, both_env=ONE_STEP),
+    Cell("one-step parts", "part", env=SLOW_PARTS, dumps=BOTH_TWO, both_env=ONE_STEP),
     # Killed after the upload, while removing the spool: the same host stores again under the
     # same key; another host has no spool to retry from, so the run dumps again there.
     Cell("store cleanup", "marker", crash_in="activities.store:remove_run", dumps=REDUMP_ELSEWHERE),

@@ -97,9 +97,32 @@ async def record_store_step(client: Client, stack: DevStack, folder: Path, queue
         worker.wait(timeout=90)
 
 
+async def record_small_schema(client: Client, stack: DevStack, folder: Path, queue: str) -> None:
+    """The small-schema patch: one local activity dumps and stores the (small) tenant; and a
+    dump over the size cap, which that activity cleans up after."""
+    done = await record(
+        client, "succeeded_small_schema", "ExportBackupWorkflow", {"project_id": "acme"}, queue
+    )
+    assert done["location"], done
+    with (
+        stack.own_worker(
+            folder / "small-too-large", "record-small-too-large", BACKUP_MAX_BYTES="64"
+        ) as s,
+        contextlib.suppress(WorkflowFailureError),
+    ):  # recorded by then: failing is the point
+        await record(
+            client,
+            "failed_small_schema_too_large",
+            "ExportBackupWorkflow",
+            {"project_id": "acme"},
+            s.temporal_task_queue,
+        )
+
+
 async def record_all(stack: DevStack, folder: Path, fleet: bool) -> None:
     client = await connect(stack.temporal.address, "default")
     queue = stack.settings().temporal_task_queue
+    await record_small_schema(client, stack, folder, queue)
     await record_store_step(client, stack, folder, queue)
     # Local activities for the short steps (patched "local-steps"), success and failure.
     await record(

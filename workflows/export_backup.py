@@ -17,8 +17,6 @@ from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
     FailureError,
-    TimeoutError,
-    TimeoutType,
     is_cancelled_exception,
 )
 
@@ -35,7 +33,6 @@ with workflow.unsafe.imports_passed_through():
     from activities.verify_restore import VerifyRestoreActivities
     from backup import layout
     from backup.errors import (
-        ArtifactCorrupted,
         BackupFailed,
         InvalidRequest,
         RestoreVerificationFailed,
@@ -64,7 +61,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.export_notify import notify
     from workflows.export_patches import ExportPatches
     from workflows.export_steps import StepDisplay
-    from workflows.failures import root_message, root_type
+    from workflows.failures import host_lost, root_message, root_type
     from workflows.inputs import parse_input
     from workflows.search_attributes import PROJECT_ID
 
@@ -99,7 +96,9 @@ class ExportBackupWorkflow:
                 type=error_type(InvalidRequest),
                 non_retryable=True,
             )
-        started_at = workflow.now()
+        # The key's stamp: since small-schema the run's start, which a workflow task retried
+        # after a crash sees too (a one-step backup may have written under the key already).
+        started_at = info.workflow_start_time if patches.small_schema else workflow.now()
         self._progress = Progress(project_id=req.project_id, step=Step.VALIDATING)
         self._steps = StepDisplay(
             self._progress, local_steps=patches.local_steps, coalesce=patches.store_step
@@ -260,7 +259,7 @@ class ExportBackupWorkflow:
                 self._progress.location = stored.location
                 return dumped, stored
             except ActivityError as err:
-                if attempt == policies.MAX_HOST_ATTEMPTS or not _host_lost(err):
+                if attempt == policies.MAX_HOST_ATTEMPTS or not host_lost(err):
                     raise
                 workflow.logger.warning("host %s lost (%s); dumping again elsewhere", host, err)
         raise AssertionError("unreachable")
@@ -390,10 +389,3 @@ class ExportBackupWorkflow:
     ) -> list[NotificationOutcome]:
         self._steps.enter(Step.NOTIFYING)
         return await notify(req, event, outcome, self._patches, self._steps.show)
-
-
-def _host_lost(err: ActivityError) -> bool:
-    cause = err.cause
-    if isinstance(cause, TimeoutError) and cause.type == TimeoutType.SCHEDULE_TO_START:
-        return True
-    return isinstance(cause, ApplicationError) and cause.type == error_type(ArtifactCorrupted)

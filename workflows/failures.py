@@ -9,7 +9,10 @@ from temporalio.exceptions import (
     ChildWorkflowError,
     FailureError,
     TimeoutError,
+    TimeoutType,
 )
+
+from backup.errors import ArtifactCorrupted, error_type
 
 
 def root_failure(err: BaseException) -> BaseException:
@@ -34,3 +37,11 @@ def root_type(err: BaseException) -> str:
     if isinstance(root, TimeoutError):
         return f"Timeout{root.type.name if root.type else ''}"
     return type(root).__name__
+
+
+def host_lost(err: ActivityError) -> bool:
+    """A pinned activity's host is gone (it never picked the task up) or so is its spool."""
+    cause = err.cause
+    if isinstance(cause, TimeoutError) and cause.type == TimeoutType.SCHEDULE_TO_START:
+        return True
+    return isinstance(cause, ApplicationError) and cause.type == error_type(ArtifactCorrupted)

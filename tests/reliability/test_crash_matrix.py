@@ -1,8 +1,9 @@
 """A representative corner of the crash matrix (reliability/crash_matrix.py runs all of it): a
 worker process SIGKILLed while pg_dump runs, mid-way through a multipart upload, inside the
 store step's verify with the run moving to another host, inside its spool removal, while the
-dump sends its parts, and with SPOOL_MODE=stream on another host. Each backup must still
-complete with exactly one verified artifact, no spool or unfinished upload left, one
+dump sends its parts, with SPOOL_MODE=stream on another host, and inside the one-step backup
+of a small schema (a local activity) on the same host and, mid-upload, on another. Each backup
+must still complete with exactly one verified artifact, no spool or unfinished upload left, one
 notification per channel, and a re-dump only where the spool is gone."""
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ def s3_stack(server_dir: Path) -> Iterator[DevStack]:
         ("store cleanup", "same"),
         ("dump sending parts", "same"),
         ("stream dump", "other"),
+        ("one-step dump", "same"),
+        ("one-step parts", "other"),
     ],
 )
 async def test_crash_cell(s3_stack: DevStack, tmp_path: Path, name: str, host: Host) -> None:
