@@ -127,6 +127,7 @@ def stuck_upload_worker(
         "STORAGE_BACKEND": "s3",
         "S3_ENDPOINT_URL": f"http://127.0.0.1:{port}",
         "S3_BUCKET": "backups",
+        "SMALL_SCHEMA_MAX_BYTES": "0",  # the pinned steps, whose activities the page lists
     }
     worker = stack.spawn_worker(tmp_path / "worker.log", overrides)
     yield settings_with(stack, overrides), worker

@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError, CancelledError
 
 from backup.download import download
 from backup.models import ExportRequest, ExportResult
+from backup.projects import find_active_project
 from client import connect, start_export
 from devstack.seed import register_project
 from devstack.stack import DevStack
@@ -103,6 +104,24 @@ async def test_a_small_schema_is_backed_up_by_one_local_activity(
             counted = conn.execute(f"SELECT count(*) FROM {PROJECT}.{table}").fetchone()
             assert manifest.row_counts[table] == rows == (counted or [0])[0]
     assert spool_files(tmp_path) == [] and open_uploads(stack) == []
+
+
+async def test_the_validation_measures_the_schema_in_its_one_query(
+    stack: DevStack, project: str
+) -> None:
+    url = stack.postgres.url()
+    with psycopg.connect(url) as conn:
+        size = conn.execute(
+            "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = %s AND c.relkind IN ('r', 'm')",
+            (PROJECT,),
+        ).fetchone()
+    relation_bytes = int((size or [0])[0])
+    assert relation_bytes > 0
+    for limit, small in [(relation_bytes, True), (relation_bytes - 1, False), (0, False)]:
+        found = await find_active_project(url, PROJECT, limit)
+        assert (found.schema_name, found.small) == (PROJECT, small), limit
 
 
 @pytest.mark.parametrize(

@@ -215,6 +215,7 @@ async def backup(
         "METRICS_PORT": "0",
         "SPOOL_DIR": str(tmp_path / "spool"),
         "S3_PART_SIZE_MIB": "5",
+        "SMALL_SCHEMA_MAX_BYTES": "0",  # the pinned steps (tests/integration/test_small_schema.py)
         **env,
     }
     worker = stack.spawn_worker(tmp_path / "worker.log", overrides)
