@@ -15,13 +15,22 @@ aborts what that one left unfinished under the run's key.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.cleanup import CleanupActivities
 from activities.dump import DumpActivities
 from activities.store import StoreActivities
-from backup.models import CleanupRequest, DumpSpec, SmallBackup, StoreRequest
+from backup.models import (
+    CleanupRequest,
+    DumpSpec,
+    SmallBackup,
+    Step,
+    StoredArtifact,
+    StoreRequest,
+)
 from backup.settings import Settings
 from backup.storage import open_storage
 
@@ -39,7 +48,7 @@ class SmallBackupActivities:
         try:
             artifact = await self._dump.dump_schema(spec)
             request = StoreRequest(artifact=artifact, key_stem=spec.key_stem, run_key=spec.run_key)
-            stored = await self._store.store_artifact(request)
+            stored = await _as_step(Step.UPLOADING, self._store.store_artifact(request))
         except BaseException:
             await self._clean_up(spec)
             raise
@@ -62,3 +71,18 @@ class SmallBackupActivities:
             await asyncio.shield(self._cleanup.cleanup_spool_v2(request))
         except Exception as err:
             activity.logger.warning("cleanup of run %s failed: %s", spec.run_key, err)
+
+
+# The key of a failure's details that names the step the one activity was in when it failed.
+FAILED_STEP = "failed_step"
+
+
+async def _as_step(step: Step, work: Awaitable[StoredArtifact]) -> StoredArtifact:
+    """`work`'s result; its failure as before, with `step` in the details, so the run reports
+    the step that failed (the store, not the dump) as the pinned steps do."""
+    try:
+        return await work
+    except ApplicationError as err:
+        raise ApplicationError(
+            err.message, {FAILED_STEP: step.value}, type=err.type, non_retryable=err.non_retryable
+        ) from err

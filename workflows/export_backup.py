@@ -26,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.hosts import HostActivities
     from activities.projects import ProjectActivities
     from activities.retention import RetentionActivities
-    from activities.small import SmallBackupActivities
+    from activities.small import FAILED_STEP, SmallBackupActivities
     from activities.store import StoreActivities
     from activities.upload import UploadActivities
     from activities.verify import VerifyActivities
@@ -207,15 +207,21 @@ class ExportBackupWorkflow:
         small-schema); it cleans up after itself when it fails or is cancelled."""
         assert self._progress is not None
         self._steps.enter(Step.DUMPING, f"Backing up schema {spec.project.schema_name} in one step")
-        backup = await call_activity(
-            SmallBackupActivities.back_up_small_schema,
-            policies.SMALL_BACKUP,
-            f"Dump, verify and upload schema {spec.project.schema_name} ({spec.format}, "
-            f"{spec.compression}), then remove its spool",
-            spec,
-            local=True,
-            wait_cancellation=True,
-        )
+        try:
+            backup = await call_activity(
+                SmallBackupActivities.back_up_small_schema,
+                policies.SMALL_BACKUP,
+                f"Dump, verify and upload schema {spec.project.schema_name} ({spec.format}, "
+                f"{spec.compression}), then remove its spool",
+                spec,
+                local=True,
+                wait_cancellation=True,
+            )
+        except ApplicationError as err:  # one activity, two steps: it names the one that failed
+            details = err.details[0] if err.details else None
+            if isinstance(details, dict) and details.get(FAILED_STEP):
+                self._progress.step = Step(details[FAILED_STEP])
+            raise
         dumped, stored = backup.artifact, backup.stored
         self._progress.host_queue, self._progress.host_attempt = dumped.host_queue, 1
         self._progress.bytes_dumped, self._progress.size_bytes = dumped.raw_bytes, dumped.size_bytes

@@ -45,6 +45,7 @@ from reliability.faults.staging import (
     webhooks_for,
     worker,
 )
+from reliability.harness import activity_history
 
 
 async def _succeeded(
@@ -190,6 +191,25 @@ async def s3_unreachable_short_budget(stack: DevStack, work: Path) -> str:
     )
 
 
+async def s3_unreachable_one_step(stack: DevStack, work: Path) -> str:
+    """As s3_unreachable_short_budget, for a small schema's one-step backup (a local activity
+    doing dump and store): 2 attempts, then the run fails naming the upload, not the dump,
+    with nothing left on the spool."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    budgets = {"back_up_small_schema": (2, 1.0, 1.0)}
+    env = {"STORAGE_BACKEND": "s3", "S3_ENDPOINT_URL": dead, "SMALL_SCHEMA_MAX_BYTES": "16777216"}
+    with worker(stack, work, "s3-dead-one-step", env, budgets) as w:
+        handle = await start(stack, w, "acme")
+        error = await failure_of(handle)
+    details = failure_details(error)
+    assert details == {"failed_step": "uploading", "error_type": "StorageError"}, details
+    assert f"S3 at {dead} unreachable" in error.message, error.message
+    history = await activity_history(handle)
+    assert "back_up_small_schema" in history.local and not history.scheduled.get("dump_schema")
+    check_clean(w)
+    return f"one-step backup failed during uploading ({error.message[:80]}...); spool removed"
+
+
 async def s3_stopped_for_good(stack: DevStack, work: Path) -> str:
     """SeaweedFS is killed mid-upload and stays down for the whole production budget (10
     attempts, backoff up to 2 min: about 11 minutes). Script only."""
@@ -292,6 +312,7 @@ SCENARIOS: dict[str, tuple[Scenario, bool]] = {
     "postgres_restart_during_dump": (partial(restart_while_dumping, RESTARTS["postgres"]), True),
     "s3_restart_during_upload": (s3_restart_during_upload, True),
     "s3_unreachable_short_budget": (s3_unreachable_short_budget, True),
+    "s3_unreachable_one_step": (s3_unreachable_one_step, True),
     "s3_stopped_for_good": (s3_stopped_for_good, False),
     "notifications_down": (notifications_down, False),
     "spool_full_before_dump": (partial(spool_full, SPOOL_FULL["before_dump"]), True),

@@ -83,6 +83,9 @@ def worker(
         "SPOOL_DIR": str(spool),
         "METRICS_PORT": "0",
         "SHUTDOWN_GRACE_SECONDS": "5",
+        # The tenants are small: the faults land in the pinned steps unless a scenario asks
+        # for the one-step backup (SMALL_SCHEMA_MAX_BYTES in `env`).
+        "SMALL_SCHEMA_MAX_BYTES": "0",
         **env,
     }
     if budgets:
