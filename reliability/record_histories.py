@@ -104,6 +104,7 @@ async def record_small_schema(client: Client, stack: DevStack, folder: Path, que
         client, "succeeded_small_schema", "ExportBackupWorkflow", {"project_id": "acme"}, queue
     )
     assert done["location"], done
+    (folder / "small-too-large").mkdir()
     with (
         stack.own_worker(
             folder / "small-too-large", "record-small-too-large", BACKUP_MAX_BYTES="64"
