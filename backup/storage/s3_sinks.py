@@ -123,8 +123,8 @@ class MemoryParts:
         if self._made <= STREAM_PARTS_IN_FLIGHT:
             self._made += 1
             return bytearray(self._streamer.part_size)
-        # Every buffer is in flight: wait for a part to finish. No tick here: with age the
-        # writer is pyrage's thread, outside the activity (its event loop heartbeats).
+        # Every buffer is in flight: wait for a part to finish (a failed one stops the dump;
+        # the activity's event loop heartbeats meanwhile).
         while True:
             try:
                 return self._free.get(timeout=WAIT_SECONDS)
