@@ -1,4 +1,5 @@
-"""Client-side encryption in the dump stream, in the age format (pyrage), to X25519 recipients.
+"""Client-side encryption in the dump stream, in the age format, to X25519 recipients (written
+by backup.age_writer; pyrage decrypts).
 
 Workers hold only public keys (`age1...`), so a worker can never read an old backup, and a user
 decrypts with the standard `age` tool: `age -d -i key.txt backup.dump.zst.age | zstd -d`.
@@ -8,30 +9,34 @@ stored; configuration that asks for encryption never yields a plaintext artifact
 
 from __future__ import annotations
 
-import contextlib
-import os
-import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import BinaryIO
+from typing import TypeVar
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
+from backup.age_writer import AgeWriter, x25519_recipient
 from backup.compression import CappedHashingWriter
 from backup.errors import BackupError, ConfigurationError, EncryptionFailed
 
+T = TypeVar("T")
+
 
 def parse_recipients(keys: Iterable[str]) -> list[object]:
-    """age X25519 recipients from their public keys; a bad key is a configuration error."""
+    """age X25519 recipients (their public keys) from `age1...` strings; a bad key is a
+    configuration error. Checked by pyrage too, which decrypts."""
     try:
         import pyrage
     except ImportError as err:  # fail closed: never fall back to plaintext
         raise ConfigurationError(
             "encryption is configured but pyrage is not installed: pip install pyrage"
         ) from err
-    recipients = []
+    recipients: list[object] = []
     for key in keys:
         try:
-            recipients.append(pyrage.x25519.Recipient.from_str(key.strip()))
-        except pyrage.RecipientError as err:
+            pyrage.x25519.Recipient.from_str(key.strip())
+            recipients.append(x25519_recipient(key))
+        except (pyrage.RecipientError, ValueError) as err:
             raise ConfigurationError(
                 f"age recipient {key.strip()[:12]}... is not valid ({err}): it must be an X25519 "
                 "public key starting with age1, as printed by `age-keygen` or `starter.py keys`"
@@ -42,68 +47,49 @@ def parse_recipients(keys: Iterable[str]) -> list[object]:
 
 
 class AgeEncryptor:
-    """A write-only stream that encrypts into a CappedHashingWriter.
-
-    pyrage encrypts from a reader, so the plaintext goes through a pipe to a thread running
-    `encrypt_io`; memory stays constant whatever the size."""
+    """A write-only stream that encrypts into a CappedHashingWriter, in the dump's own thread
+    (backup.age_writer: no pipe, no thread); memory stays constant whatever the size."""
 
     def __init__(self, target: CappedHashingWriter, recipients: list[object]) -> None:
-        import pyrage
-
+        keys = [key for key in recipients if isinstance(key, X25519PublicKey)]
+        if not keys or len(keys) != len(recipients):
+            raise ConfigurationError("age encryption needs X25519 recipients (parse_recipients)")
         self._target = _RecordingWriter(target)
-        read_fd, write_fd = os.pipe()
-        self._reader: BinaryIO = os.fdopen(read_fd, "rb")
-        self._writer: BinaryIO = os.fdopen(write_fd, "wb")
-        self._error: BaseException | None = None
-
-        def run() -> None:
-            try:
-                pyrage.encrypt_io(self._reader, self._target, recipients)
-            except BaseException as err:  # reported to the writing side in close()/write()
-                self._error = err
-            finally:
-                self._reader.close()  # a writer blocked on a full pipe gets BrokenPipeError
-
-        self._thread = threading.Thread(target=run, name="age-encrypt", daemon=True)
-        self._thread.start()
+        self._writer = self._guarded(lambda: AgeWriter(self._target, keys))
 
     def write(self, data: bytes, /) -> int:
-        try:
-            return self._writer.write(data)
-        except BrokenPipeError:
-            self._thread.join()
-            raise self._failure() from None
+        return self._guarded(lambda: self._writer.write(data))
 
     def flush(self) -> None:
         """Data is flushed on close; gzip calls this on its way out."""
 
     def abort(self) -> None:
-        """After a failure elsewhere: stop the thread; its output is discarded with the file."""
-        with contextlib.suppress(Exception):
-            self.close()
+        """After a failure elsewhere: nothing runs beside the dump; the output is discarded
+        with the file."""
 
     def close(self) -> None:
-        with contextlib.suppress(BrokenPipeError):
-            self._writer.close()
-        self._thread.join()
-        # pyrage may end without an error although the target refused the last write (the
-        # size cap passed while it flushed its final chunk): the recorded error counts too.
-        if self._error is not None or self._target.error is not None:
-            raise self._failure()
+        self._guarded(self._writer.close)
 
-    def _failure(self) -> BaseException:
-        # pyrage wraps what the target raised (BackupTooLarge, a full disk): report the original.
-        err = self._target.error or self._error
+    def _guarded(self, step: Callable[[], T]) -> T:
+        try:
+            return step()
+        except Exception as err:
+            raise self._failure(err) from None
+
+    def _failure(self, err: BaseException) -> BaseException:
+        if self._target.error is not None:  # BackupTooLarge, a full disk, a failed part: as is
+            return self._target.error
         if isinstance(err, (BackupError, OSError)):
             return err
         return EncryptionFailed(
-            f"age encryption failed: {err!r}; nothing was stored. Check that pyrage imports on "
-            "this worker and that ENCRYPTION_RECIPIENTS holds age1... keys, then run it again"
+            f"age encryption failed: {err!r}; nothing was stored. Check that ENCRYPTION_RECIPIENTS "
+            "holds age1... keys, then run it again"
         )
 
 
 class _RecordingWriter:
-    """Keeps the exception its target raised, which pyrage would otherwise turn into a string."""
+    """Keeps the exception its target raised: that one is reported as it is, not as a failure
+    of the encryption."""
 
     def __init__(self, target: CappedHashingWriter) -> None:
         self._target = target

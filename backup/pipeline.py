@@ -40,6 +40,7 @@ from backup.manifest import Manifest, manifest_name
 from backup.models import Compression, DumpFormat, Project
 from backup.pgconn import ClientConnection, client_connection
 from backup.pgdump import directory_compression, pg_dump_args, pg_dump_version
+from backup.pipe_reader import BatchedPipe
 from backup.spool import ensure_free_space, out_of_space_is_spool_full, spool_bytes_needed
 
 CHUNK = 1024 * 1024
@@ -285,8 +286,9 @@ def _dump_stream(
     )
     proc = pg_process.start(client, args, subprocess.PIPE)
     assert proc.stdout is not None
+    output = BatchedPipe(proc.stdout, CHUNK)
     try:
-        while chunk := proc.stdout.read(CHUNK):
+        while chunk := output.read():
             compressor.write(chunk)
             if stream is not None:
                 stream.feed(chunk)

@@ -142,6 +142,38 @@ class PartReader(io.RawIOBase):
         super().close()
 
 
+class MemoryReader(io.RawIOBase):
+    """A part in memory as a seekable upload body that copies nothing up front (as PartReader
+    for a file range: botocore rewinds it on a retry and probes its length)."""
+
+    def __init__(self, data: memoryview) -> None:
+        super().__init__()
+        self._data, self._pos = data, 0
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        chunk = self._data[self._pos : self._pos + len(buffer)]
+        buffer[: len(chunk)] = chunk
+        self._pos += len(chunk)
+        return len(chunk)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._data)}[whence]
+        self._pos = min(max(0, base + offset), len(self._data))
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+
 def hash_range(path: Path, offset: int, length: int) -> tuple[int, bytes, bytes]:
     """Length actually read, MD5 and SHA-256 of `length` bytes from `offset`, read in 1 MiB
     chunks: never the whole part in memory (whole 16 MiB parts, several at once, kept ~90 MB in

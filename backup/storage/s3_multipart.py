@@ -20,7 +20,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from backup.errors import ArtifactCorrupted, StorageError
-from backup.storage.base import PartReader, Transfer, hash_range
+from backup.storage.base import MemoryReader, PartReader, Transfer, hash_range
 
 MIB = 1024 * 1024
 MAX_PARTS = 10_000
@@ -51,6 +51,15 @@ class _Upload:
     # Parts sent while the artifact was written (s3_stream): number -> size, md5, checksum.
     journaled: dict[int, dict[str, Any]] | None = None
     streamed: bool = False  # sent from memory: no spool file holds the bytes again
+
+
+@dataclass(frozen=True)
+class PartHashes:
+    """A part's length and hashes, taken from the dump's bytes as they were written."""
+
+    length: int
+    md5: bytes
+    sha256: bytes | None  # None without S3_CHECKSUMS
 
 
 @dataclass(frozen=True)
@@ -85,22 +94,33 @@ class Multipart:
         return _Upload(created["UploadId"], 0, _etag_is_md5(created), {})
 
     async def _send_part(
-        self, s3: Any, key: str, upload: _Upload, number: int, source: Path | memoryview
+        self,
+        s3: Any,
+        key: str,
+        upload: _Upload,
+        number: int,
+        source: Path | memoryview,
+        known: PartHashes | None = None,
     ) -> SentPart:
         """Part `number` of the file `source` cut at the upload's part size, or the bytes in
-        memory `source`. Hashed off the event loop (hashlib releases the GIL), then sent as a
+        memory `source`. Hashed off the event loop (hashlib releases the GIL) unless its
+        hashes are `known` (taken from the dump's bytes as they were written), then sent as a
         stream: a file range is read from the page cache, never whole (a bytes body is copied
         again into the socket's buffer when the send outpaces the network, which took the
-        worker past 280 MB RSS)."""
+        worker past 280 MB RSS). The store checks the body against those hashes."""
         body: io.IOBase
         if isinstance(source, memoryview):
             md5, sha256 = await asyncio.to_thread(_hash_bytes, source)
             length, checksum = len(source), self._part_checksum(sha256)
-            body = _MemoryReader(source)
+            body = MemoryReader(source)
         else:
-            length, md5, checksum = await asyncio.to_thread(
-                self._hash_part, source, number, upload.part_size
-            )
+            if known is None:
+                length, md5, checksum = await asyncio.to_thread(
+                    self._hash_part, source, number, upload.part_size
+                )
+            else:
+                length, md5 = known.length, known.md5
+                checksum = self._part_checksum(known.sha256) if known.sha256 else {}
             body = PartReader(source, (number - 1) * upload.part_size, length)
         with body:
             answer = await s3.upload_part(
@@ -326,38 +346,6 @@ class Multipart:
 
 def _hash_bytes(data: memoryview) -> tuple[bytes, bytes]:
     return hashlib.md5(data).digest(), hashlib.sha256(data).digest()
-
-
-class _MemoryReader(io.RawIOBase):
-    """A part in memory as a seekable upload body that copies nothing up front (as PartReader
-    for a file range: botocore rewinds it on a retry and probes its length)."""
-
-    def __init__(self, data: memoryview) -> None:
-        super().__init__()
-        self._data, self._pos = data, 0
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        chunk = self._data[self._pos : self._pos + len(buffer)]
-        buffer[: len(chunk)] = chunk
-        self._pos += len(chunk)
-        return len(chunk)
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._data)}[whence]
-        self._pos = min(max(0, base + offset), len(self._data))
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
 
 
 def _b64(raw: bytes) -> str:

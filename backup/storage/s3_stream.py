@@ -1,8 +1,9 @@
 """Upload while dumping: S3 multipart parts of an artifact sent while the dump still writes it.
 
-SPOOL_MODE=spool (the default): the artifact grows in the spool file as before; each part it
-completes is read back from the file by position and sent in the background, S3_CONCURRENCY at
-a time, so memory stays bounded whatever the artifact's size. SPOOL_MODE=stream: there is no
+SPOOL_MODE=spool (the default): the artifact grows in the spool file as before; each part is
+hashed from the bytes as they are written (backup.storage.s3_sinks) and, once complete, read
+back from the file by position and sent in the background, at most PARTS_WHILE_DUMPING at a
+time, so memory stays bounded whatever the artifact's size. SPOOL_MODE=stream: there is no
 spool file; parts are cut in memory (at most STREAM_PARTS_IN_FLIGHT sent at once plus the one
 filling) and a failed part fails the dump, which a retry redoes.
 
@@ -20,7 +21,7 @@ import concurrent.futures
 import contextlib
 import json
 import logging
-import queue
+import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
@@ -31,17 +32,19 @@ from backup.files import atomic_file
 from backup.manifest import Manifest
 from backup.storage.s3 import S3Storage
 from backup.storage.s3_loop import background_loop, run_in_background
-from backup.storage.s3_multipart import MIN_PART_SIZE, SentPart, _Upload, part_size_for
+from backup.storage.s3_multipart import (
+    MIN_PART_SIZE,
+    PartHashes,
+    SentPart,
+    _Upload,
+    part_size_for,
+)
+from backup.storage.s3_sinks import WAIT_SECONDS, MemoryParts, SpoolParts
 
-# Parts of SPOOL_MODE=stream held in memory while they are sent (besides the one filling), cut
-# at the smallest size that fits BACKUP_MAX_BYTES in 10,000 parts (5 MiB up to 48 GiB), not
-# S3_PART_SIZE_MIB: 3 x 16 MiB took the worker to 251 MB RSS at 1 GB, 3 x 5 MiB stays near 200.
-STREAM_PARTS_IN_FLIGHT = 2
 # Parts in flight while the dump runs, whatever S3_CONCURRENCY says: the dump makes ~50 MB/s of
 # artifact, which 2 keep up with; 4 beside pg_dump and zstd raised the peak RSS past 200 MB.
 PARTS_WHILE_DUMPING = 2
 ABORT_SECONDS = 30.0  # an abort after failure waits at most this for S3 (cleanup retries)
-WAIT_SECONDS = 1.0  # how often a wait for parts checks for cancellation
 
 logger = logging.getLogger("export_backup.storage")
 
@@ -135,6 +138,7 @@ class PartStreamer:
         self._next = 1  # the next part number to send
         self._futures: list[concurrent.futures.Future[None]] = []
         self._parts: dict[int, SentPart] = {}
+        self._hashes: list[PartHashes] = []  # of the parts the spool file completed, in order
         self._state: dict[str, Any] | None = None
         self._creating: asyncio.Future[_Upload] | None = None
         self._limit: asyncio.Semaphore | None = None
@@ -158,17 +162,18 @@ class PartStreamer:
     def _spool_output(self, target: Path) -> Iterator[BinaryIO]:
         try:
             with atomic_file(target) as file:
-                growing = _GrowingFile(file, self)
+                growing = SpoolParts(file, self)
                 yield cast(BinaryIO, growing)
                 file.flush()  # before the rename: the parts read the partial file by name
-                self._seal(Path(file.name), growing.size)
+                growing.end_part()
+                self._seal(file, growing.size)
         except BaseException:
             self.abort()  # the size cap, a failed dump, cancellation: no upload lingers
             raise
 
     @contextlib.contextmanager
     def _memory_output(self, target: Path) -> Iterator[BinaryIO]:
-        parts = _MemoryParts(self)
+        parts = MemoryParts(self)
         try:
             yield cast(BinaryIO, parts)
             if self.started:
@@ -189,13 +194,21 @@ class PartStreamer:
         while not self.failed and size > self.part_size and self._next * self.part_size <= size:
             self._schedule(path)
 
-    def _seal(self, path: Path, size: int) -> None:
+    def hashed(self, part: PartHashes) -> None:
+        """The hashes of the next part the spool file completed (SpoolParts)."""
+        self._hashes.append(part)
+
+    def _seal(self, file: BinaryIO, size: int) -> None:
         """The file is whole: send what is left, then wait for every part. A part that failed
         only costs the head start: the upload step sends the artifact from the spool as before."""
+        path = Path(file.name)
         self.grown(path, size)
         if self.started:
             while (self._next - 1) * self.part_size < size and not self.failed:
                 self._schedule(path)  # the last part: the rest of the file
+            # Durable while the last parts go up, not after: atomic_file's fsync then finds
+            # little left to write (it took 0.2 s after the last part at 1 GB).
+            os.fsync(file.fileno())
         try:
             self.wait()
         except _PartFailed as failed:
@@ -218,11 +231,13 @@ class PartStreamer:
 
     def _schedule(self, source: Path | memoryview) -> concurrent.futures.Future[None]:
         number, self._next = self._next, self._next + 1
-        future = asyncio.run_coroutine_threadsafe(self._send(number, source), self._loop)
+        known = self._hashes[number - 1] if len(self._hashes) >= number else None
+        sending = self._send(number, source, known)
+        future = asyncio.run_coroutine_threadsafe(sending, self._loop)
         self._futures.append(future)
         return future
 
-    async def _send(self, number: int, source: Path | memoryview) -> None:
+    async def _send(self, number: int, source: Path | memoryview, known: PartHashes | None) -> None:
         try:
             async with self.storage._client() as s3:
                 upload = await self._upload(s3)
@@ -231,7 +246,9 @@ class PartStreamer:
                         min(self.storage.concurrency, PARTS_WHILE_DUMPING)
                     )
                 async with self._limit:
-                    part = await self.storage._send_part(s3, self.key, upload, number, source)
+                    part = await self.storage._send_part(
+                        s3, self.key, upload, number, source, known
+                    )
             self._parts[number] = part
             await self._checkpoint()
         except BaseException as err:
@@ -321,78 +338,3 @@ def _write(path: Path, raw: bytes) -> None:
 
 class _PartFailed(Exception):
     pass
-
-
-class _GrowingFile:
-    """The spool file as the pipeline writes it: each part it completes is flushed and sent."""
-
-    def __init__(self, file: BinaryIO, streamer: PartStreamer) -> None:
-        self._file, self._streamer = file, streamer
-        self.size = 0
-        self._boundary = streamer.part_size
-
-    def write(self, data: bytes, /) -> int:
-        written = self._file.write(data)
-        self.size += written
-        if self.size > self._boundary:
-            self._file.flush()
-            self._streamer.grown(Path(self._file.name), self.size)
-            # Past the part after the last one sent; nothing more to send once a part failed.
-            ahead = self._streamer._next * self._streamer.part_size
-            self._boundary = ahead if not self._streamer.failed else 1 << 62
-        return written
-
-    def flush(self) -> None:
-        self._file.flush()
-
-
-class _MemoryParts:
-    """SPOOL_MODE=stream's sink: bytes fill a part buffer, which is sent once it is full and more
-    follows (so the last part is never empty). Buffers are reused, STREAM_PARTS_IN_FLIGHT + 1
-    of them at most: a new 16 MiB object per part stayed in malloc's arenas (294 MB RSS at
-    1 GB). The first one grows with the data, so a tiny dump does not touch 16 MiB."""
-
-    def __init__(self, streamer: PartStreamer) -> None:
-        self._streamer = streamer
-        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
-        self._made = 1
-        self.current = bytearray()
-        self.filled = 0
-
-    @property
-    def rest(self) -> memoryview:
-        return memoryview(self.current)[: self.filled]
-
-    def write(self, data: bytes, /) -> int:
-        view, size = memoryview(data), self._streamer.part_size
-        while view:
-            if self.filled == size:  # full, and more follows: send it
-                self._send()
-            n = min(len(view), size - self.filled)
-            if len(self.current) == self.filled:  # the first buffer, still growing
-                self.current += view[:n]
-            else:
-                self.current[self.filled : self.filled + n] = view[:n]
-            self.filled += n
-            view = view[n:]
-        return len(data)
-
-    def _send(self) -> None:
-        buffer = self.current
-        self._streamer.send(self.rest, lambda: self._free.put(buffer))
-        self.current, self.filled = self._take(), 0
-
-    def _take(self) -> bytearray:
-        if self._made <= STREAM_PARTS_IN_FLIGHT:
-            self._made += 1
-            return bytearray(self._streamer.part_size)
-        # Every buffer is in flight: wait for a part to finish. No tick here: with age the
-        # writer is pyrage's thread, outside the activity (its event loop heartbeats).
-        while True:
-            try:
-                return self._free.get(timeout=WAIT_SECONDS)
-            except queue.Empty:
-                self._streamer._raise_failure()
-
-    def flush(self) -> None:
-        return None

@@ -6,11 +6,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pyrage
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
+from backup import age_writer
 from backup.encryption import decrypt_file
 from backup.errors import BackupTooLarge, ConfigurationError, EncryptionFailed
 from backup.models import Compression, DumpFormat
@@ -114,11 +117,21 @@ def test_an_encryption_failure_stores_nothing(
     identity: tuple[Path, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def broken(reader: object, writer: object, recipients: object) -> None:
-        reader.read(1024)  # type: ignore[attr-defined]
-        raise pyrage.EncryptError("simulated failure")
+    class Broken:
+        """The payload's cipher fails once the dump streams (the header's key wrap works)."""
 
-    monkeypatch.setattr(pyrage, "encrypt_io", broken)
+        made = 0
+
+        def __init__(self, key: bytes) -> None:
+            Broken.made += 1
+            self._cipher, self._payload = ChaCha20Poly1305(key), Broken.made == 2
+
+        def encrypt(self, nonce: bytes, data: Any, associated_data: Any) -> bytes:
+            if self._payload:
+                raise RuntimeError("simulated failure")
+            return self._cipher.encrypt(nonce, data, associated_data)
+
+    monkeypatch.setattr(age_writer, "ChaCha20Poly1305", Broken)
     with pytest.raises(EncryptionFailed, match="nothing was stored"):
         dump(postgres.url(), secretive, tmp_path, recipients=[identity[1]])
     assert list(tmp_path.iterdir()) == []

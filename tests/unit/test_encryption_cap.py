@@ -1,5 +1,5 @@
 """The size cap holds under age encryption: an encrypted artifact that passes BACKUP_MAX_BYTES
-fails with BackupTooLarge, however little it writes after the cap (pyrage's last chunk)."""
+fails with BackupTooLarge, however little it writes after the cap (the last chunk)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ RECIPIENT = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
 @pytest.mark.parametrize("size", [100, 2000, 70_000, 300_000])
 def test_an_encrypted_artifact_over_the_cap_fails(size: int) -> None:
     sink = CappedHashingWriter(io.BytesIO(), max_bytes=64)
-    encryptor = AgeEncryptor(sink, parse_recipients([RECIPIENT]))
-    with pytest.raises(BackupTooLarge):
+    with pytest.raises(BackupTooLarge):  # at the header already, or with the last chunk
+        encryptor = AgeEncryptor(sink, parse_recipients([RECIPIENT]))
         encryptor.write(os.urandom(size))
         encryptor.close()
 
