@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import psycopg
 from psycopg import sql
+
+# Objects below this oid are PostgreSQL's own (FirstNormalObjectId); the counter never wraps
+# below it, so every user object's oid is at least this.
+FIRST_USER_OID = 16384
 
 TABLES_SQL = """
 SELECT c.relname
@@ -34,15 +40,27 @@ def schema_data_bytes(conn: psycopg.Connection, schema: str) -> int:
     return int(row[0]) if row else 0
 
 
+# Tables counted per query: one round trip for a tiny schema's tables (each count(*) still
+# plans on its own, parallel scans included), a bounded query text for a large one.
+COUNTS_PER_QUERY = 50
+
+
 def exact_row_counts(conn: psycopg.Connection, schema: str, tables: list[str]) -> dict[str, int]:
     """Rows of each table itself (ONLY: a partitioned parent's rows live in its partitions)."""
     counts = {}
-    for table in tables:
-        query = sql.SQL("SELECT count(*) FROM ONLY {}.{}").format(
-            sql.Identifier(schema), sql.Identifier(table)
+    for start in range(0, len(tables), COUNTS_PER_QUERY):
+        batch = tables[start : start + COUNTS_PER_QUERY]
+        query = sql.SQL("SELECT {}").format(
+            sql.SQL(", ").join(
+                sql.SQL("(SELECT count(*) FROM ONLY {}.{})").format(
+                    sql.Identifier(schema), sql.Identifier(table)
+                )
+                for table in batch
+            )
         )
         row = conn.execute(query).fetchone()
-        counts[table] = int(row[0]) if row else 0
+        assert row is not None
+        counts.update(zip(batch, (int(n) for n in row), strict=True))
     return counts
 
 
@@ -50,3 +68,54 @@ def server_version(conn: psycopg.Connection) -> str:
     row = conn.execute("SHOW server_version").fetchone()
     assert row is not None
     return str(row[0])
+
+
+# Everything the dump step asks before pg_dump starts, in one round trip of its snapshot
+# transaction: the exported snapshot (the transaction's own, taken at this first query), the
+# schema (NULL: no such schema), its tables and their on-disk bytes, and whether pg_dump's
+# whole-database scans of security labels and comments can find anything to write.
+FACTS_SQL = """
+SELECT pg_catalog.pg_export_snapshot(),
+       n.oid,
+       pg_catalog.current_setting('server_version'),
+       coalesce(t.tables, '{}'),
+       coalesce(t.bytes, 0),
+       EXISTS (SELECT FROM pg_catalog.pg_seclabel) OR EXISTS (SELECT FROM pg_catalog.pg_shseclabel),
+       EXISTS (SELECT FROM pg_catalog.pg_description WHERE objoid >= %(first)s)
+FROM (SELECT) AS one
+LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = %(schema)s
+LEFT JOIN LATERAL (
+    SELECT array_agg(c.relname::text ORDER BY c.relname) AS tables,
+           sum(pg_catalog.pg_table_size(c.oid)) AS bytes
+    FROM pg_catalog.pg_class c
+    WHERE c.relnamespace = n.oid AND c.relkind IN ('r', 'p')
+) t ON true
+"""
+
+
+@dataclass(frozen=True)
+class SnapshotFacts:
+    snapshot: str
+    namespace: int | None  # None: the schema does not exist in the snapshot
+    server_version: str
+    tables: list[str]  # as schema_tables lists them
+    data_bytes: int  # as schema_data_bytes measures them
+    security_labels: bool  # any in the database (pg_dump -n reads them all)
+    user_comments: bool  # any on a user object (ditto)
+
+
+def snapshot_facts(conn: psycopg.Connection, schema: str) -> SnapshotFacts:
+    """Read as the first query of `conn`'s repeatable-read transaction, whose snapshot it
+    exports: what follows in the transaction, and pg_dump, see the same database."""
+    row = conn.execute(FACTS_SQL, {"schema": schema, "first": FIRST_USER_OID}).fetchone()
+    assert row is not None
+    snapshot, namespace, version, tables, data_bytes, labels, comments = row
+    return SnapshotFacts(
+        snapshot=str(snapshot),
+        namespace=None if namespace is None else int(namespace),
+        server_version=str(version),
+        tables=list(tables),
+        data_bytes=int(data_bytes),
+        security_labels=bool(labels),
+        user_comments=bool(comments),
+    )
