@@ -73,7 +73,9 @@ def server_version(conn: psycopg.Connection) -> str:
 # Everything the dump step asks before pg_dump starts, in one round trip of its snapshot
 # transaction: the exported snapshot (the transaction's own, taken at this first query), the
 # schema (NULL: no such schema), its tables and their on-disk bytes, and whether pg_dump's
-# whole-database scans of security labels and comments can find anything to write.
+# whole-database scans of security labels and comments can find anything to write. It also
+# plans the catalog reads after it without parallel workers: in a database of many tenants
+# pg_class grows past the size where the planner launches two, which costs more than the scan.
 FACTS_SQL = """
 SELECT pg_catalog.pg_export_snapshot(),
        n.oid,
@@ -81,7 +83,8 @@ SELECT pg_catalog.pg_export_snapshot(),
        coalesce(t.tables, '{}'),
        coalesce(t.bytes, 0),
        EXISTS (SELECT FROM pg_catalog.pg_seclabel) OR EXISTS (SELECT FROM pg_catalog.pg_shseclabel),
-       EXISTS (SELECT FROM pg_catalog.pg_description WHERE objoid >= %(first)s)
+       EXISTS (SELECT FROM pg_catalog.pg_description WHERE objoid >= %(first)s),
+       pg_catalog.set_config('max_parallel_workers_per_gather', '0', true)
 FROM (SELECT) AS one
 LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = %(schema)s
 LEFT JOIN LATERAL (
@@ -106,10 +109,11 @@ class SnapshotFacts:
 
 def snapshot_facts(conn: psycopg.Connection, schema: str) -> SnapshotFacts:
     """Read as the first query of `conn`'s repeatable-read transaction, whose snapshot it
-    exports: what follows in the transaction, and pg_dump, see the same database."""
+    exports: what follows in the transaction, and pg_dump, see the same database. Until
+    `parallel_scans_again`, the transaction's queries run without parallel workers."""
     row = conn.execute(FACTS_SQL, {"schema": schema, "first": FIRST_USER_OID}).fetchone()
     assert row is not None
-    snapshot, namespace, version, tables, data_bytes, labels, comments = row
+    snapshot, namespace, version, tables, data_bytes, labels, comments, _ = row
     return SnapshotFacts(
         snapshot=str(snapshot),
         namespace=None if namespace is None else int(namespace),
@@ -119,3 +123,9 @@ def snapshot_facts(conn: psycopg.Connection, schema: str) -> SnapshotFacts:
         security_labels=bool(labels),
         user_comments=bool(comments),
     )
+
+
+def parallel_scans_again(conn: psycopg.Connection) -> None:
+    """Parallel workers for what follows snapshot_facts' catalog reads: count(*) of a large
+    table scans in parallel (0.2 s instead of 0.4 s at 1 GB)."""
+    conn.execute("SET LOCAL max_parallel_workers_per_gather TO DEFAULT")

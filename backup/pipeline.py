@@ -29,7 +29,7 @@ from typing import BinaryIO
 import psycopg
 
 from backup import large_objects, pg_process, row_counts
-from backup.catalog import exact_row_counts, snapshot_facts
+from backup.catalog import exact_row_counts, parallel_scans_again, snapshot_facts
 from backup.compression import CappedHashingWriter, Compressor, too_large
 from backup.dependencies import capture as capture_dependencies
 from backup.encryption import AgeEncryptor, parse_recipients
@@ -143,6 +143,7 @@ def dump_schema(
         append = large_objects.Appender(
             database_url, snapshot, large_objects.describe(conn, schema)
         )
+        parallel_scans_again(conn)  # the catalog is read: count(*) may scan in parallel
         with (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="row-count") as counter,
             out_of_space_is_spool_full(spool_root),

@@ -14,7 +14,7 @@ import pytest
 import zstandard
 from psycopg import sql
 
-from backup import pgconn
+from backup import pgconn, pipeline
 from backup.catalog import snapshot_facts
 from backup.models import DumpFormat
 from backup.pgconn import client_connection, read_only_transaction
@@ -180,3 +180,35 @@ def test_facts_of_a_missing_schema(postgres: PostgresServer) -> None:
     with read_only_transaction(postgres.url()) as conn:
         facts = snapshot_facts(conn, "no_such_tenant")
     assert facts.namespace is None and facts.tables == [] and facts.data_bytes == 0
+
+
+def test_catalog_reads_run_without_parallel_workers_and_counts_with_them(
+    tenant: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parallel workers cost more than a catalog scan (bench/findings.md), but count(*) of a
+    large table wants them: off from snapshot_facts on, back to the default for the counts."""
+    with psycopg.connect(tenant) as conn:
+        default = conn.execute("SHOW max_parallel_workers_per_gather").fetchone()
+    assert default is not None and default[0] != "0"
+    seen: dict[str, str] = {}
+    real_describe, real_counts = pipeline.large_objects.describe, pipeline.exact_row_counts
+
+    def workers(conn: psycopg.Connection) -> str:
+        row = conn.execute("SHOW max_parallel_workers_per_gather").fetchone()
+        assert row is not None
+        return str(row[0])
+
+    def describe(conn: psycopg.Connection, schema: str) -> object:
+        seen["catalog"] = workers(conn)
+        return real_describe(conn, schema)
+
+    def counts(conn: psycopg.Connection, schema: str, tables: list[str]) -> dict[str, int]:
+        seen["counts"] = workers(conn)
+        return real_counts(conn, schema, tables)
+
+    monkeypatch.setattr(pipeline.large_objects, "describe", describe)
+    monkeypatch.setattr(pipeline, "exact_row_counts", counts)
+    dump(tenant, SCHEMA, tmp_path / "out")
+    assert seen == {"catalog": "0", "counts": default[0]}
+    with read_only_transaction(tenant) as conn:  # the pooled connection, as it came back
+        assert conn.execute("SHOW max_parallel_workers_per_gather").fetchone() == default
