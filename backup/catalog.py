@@ -47,7 +47,7 @@ COUNTS_PER_QUERY = 50
 
 def exact_row_counts(conn: psycopg.Connection, schema: str, tables: list[str]) -> dict[str, int]:
     """Rows of each table itself (ONLY: a partitioned parent's rows live in its partitions)."""
-    counts = {}
+    counts: dict[str, int] = {}
     for start in range(0, len(tables), COUNTS_PER_QUERY):
         batch = tables[start : start + COUNTS_PER_QUERY]
         query = sql.SQL("SELECT {}").format(
