@@ -11,33 +11,21 @@ from psycopg import sql
 # below it, so every user object's oid is at least this.
 FIRST_USER_OID = 16384
 
-TABLES_SQL = """
+# What a restore recreates as TABLEs: ordinary and partitioned tables.
+TABLE_KINDS = "c.relkind IN ('r', 'p')"
+
+TABLES_SQL = f"""
 SELECT c.relname
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = %s AND c.relkind IN ('r', 'p')
+WHERE n.nspname = %s AND {TABLE_KINDS}
 ORDER BY c.relname
 """
 
 
 def schema_tables(conn: psycopg.Connection, schema: str) -> list[str]:
-    """Ordinary and partitioned tables of the schema: what a restore recreates as TABLEs."""
+    """The schema's tables (TABLE_KINDS), by name."""
     return [row[0] for row in conn.execute(TABLES_SQL, (schema,)).fetchall()]
-
-
-DATA_BYTES_SQL = """
-SELECT coalesce(sum(pg_catalog.pg_table_size(c.oid)), 0)
-FROM pg_catalog.pg_class c
-JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = %s AND c.relkind IN ('r', 'p')
-"""
-
-
-def schema_data_bytes(conn: psycopg.Connection, schema: str) -> int:
-    """On-disk size of the schema's table data (heap and TOAST, not indexes: pg_dump writes
-    only their definitions), a rough estimate of an uncompressed dump."""
-    row = conn.execute(DATA_BYTES_SQL, (schema,)).fetchone()
-    return int(row[0]) if row else 0
 
 
 # Tables counted per query: one round trip for a tiny schema's tables (each count(*) still
@@ -64,23 +52,17 @@ def exact_row_counts(conn: psycopg.Connection, schema: str, tables: list[str]) -
     return counts
 
 
-def server_version(conn: psycopg.Connection) -> str:
-    row = conn.execute("SHOW server_version").fetchone()
-    assert row is not None
-    return str(row[0])
-
-
 # Everything the dump step asks before pg_dump starts, in one round trip of its snapshot
 # transaction: the exported snapshot (the transaction's own, taken at this first query), the
 # schema (NULL: no such schema), its tables and their on-disk bytes, and whether pg_dump's
 # whole-database scans of security labels and comments can find anything to write. It also
 # plans the catalog reads after it without parallel workers: in a database of many tenants
 # pg_class grows past the size where the planner launches two, which costs more than the scan.
-FACTS_SQL = """
+FACTS_SQL = f"""
 SELECT pg_catalog.pg_export_snapshot(),
        n.oid,
        pg_catalog.current_setting('server_version'),
-       coalesce(t.tables, '{}'),
+       coalesce(t.tables, '{{}}'),
        coalesce(t.bytes, 0),
        EXISTS (SELECT FROM pg_catalog.pg_seclabel) OR EXISTS (SELECT FROM pg_catalog.pg_shseclabel),
        EXISTS (SELECT FROM pg_catalog.pg_description WHERE objoid >= %(first)s),
@@ -91,7 +73,7 @@ LEFT JOIN LATERAL (
     SELECT array_agg(c.relname::text ORDER BY c.relname) AS tables,
            sum(pg_catalog.pg_table_size(c.oid)) AS bytes
     FROM pg_catalog.pg_class c
-    WHERE c.relnamespace = n.oid AND c.relkind IN ('r', 'p')
+    WHERE c.relnamespace = n.oid AND {TABLE_KINDS}
 ) t ON true
 """
 
@@ -102,7 +84,9 @@ class SnapshotFacts:
     namespace: int | None  # None: the schema does not exist in the snapshot
     server_version: str
     tables: list[str]  # as schema_tables lists them
-    data_bytes: int  # as schema_data_bytes measures them
+    # On-disk size of their data (heap and TOAST, not indexes: pg_dump writes only their
+    # definitions), a rough estimate of an uncompressed dump.
+    data_bytes: int
     security_labels: bool  # any in the database (pg_dump -n reads them all)
     user_comments: bool  # any on a user object (ditto)
 
