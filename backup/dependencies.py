@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psycopg
 
+from backup.catalog import FIRST_USER_OID
 from backup.dependency_models import (
     Dependencies,
     ExtensionDependency,
@@ -22,8 +23,6 @@ from backup.pgconn import client_connection
 from backup.pgdump import exact_schema_pattern
 from backup.pgtools import output
 
-# Objects below this oid are PostgreSQL's own (FirstNormalObjectId): always there.
-FIRST_USER_OID = 16384
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 
 
@@ -99,12 +98,20 @@ Key = tuple[int, int]  # (classid, objid), as pg_dump's TOC names a catalog obje
 
 
 def capture(
-    conn: psycopg.Connection, schema: str, database_url: str, snapshot: str, bin_dir: Path
+    conn: psycopg.Connection,
+    schema: str,
+    database_url: str,
+    snapshot: str,
+    bin_dir: Path,
+    namespace: int | None = None,
 ) -> Dependencies:
-    """Read in `conn`'s transaction (the dump's snapshot, exported as `snapshot`)."""
-    row = conn.execute("SELECT oid FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
-    assert row is not None
-    ns = row[0]
+    """Read in `conn`'s transaction (the dump's snapshot, exported as `snapshot`); `namespace`
+    is the schema's oid when the caller has read it already."""
+    ns = namespace
+    if ns is None:
+        row = conn.execute("SELECT oid FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
+        assert row is not None
+        ns = row[0]
     # Members of an extension installed in the schema itself are the extension's, not the
     # schema's (pg_dump -n leaves them out): what uses them depends on the extension.
     own_query = (

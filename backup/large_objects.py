@@ -20,6 +20,7 @@ from psycopg import sql
 
 from backup.compression import Compressor
 from backup.dependency_models import LargeObjectColumn, LargeObjects
+from backup.pgconn import read_only_transaction
 
 CHUNK = 512 * 1024
 HEADER = b"-- export-backup: large objects referenced by the schema\n" + (
@@ -85,8 +86,7 @@ def write(
     bytes of content and the digest (sha256 over the sorted sha256 of each object)."""
     hashes = []
     total = 0
-    with psycopg.connect(database_url) as conn:
-        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    with read_only_transaction(database_url) as conn:
         conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
         out(HEADER)
         for oid in oids:

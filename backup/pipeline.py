@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import tarfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
 from contextlib import AbstractContextManager, nullcontext
@@ -29,7 +29,7 @@ from typing import BinaryIO
 import psycopg
 
 from backup import large_objects, pg_process, row_counts
-from backup.catalog import exact_row_counts, schema_data_bytes, schema_tables, server_version
+from backup.catalog import exact_row_counts, parallel_scans_again, snapshot_facts
 from backup.compression import CappedHashingWriter, Compressor, too_large
 from backup.dependencies import capture as capture_dependencies
 from backup.encryption import AgeEncryptor, parse_recipients
@@ -38,8 +38,8 @@ from backup.files import atomic_file
 from backup.layout import artifact_name
 from backup.manifest import Manifest, manifest_name
 from backup.models import Compression, DumpFormat, Project
-from backup.pgconn import ClientConnection, client_connection
-from backup.pgdump import directory_compression, pg_dump_args, pg_dump_version
+from backup.pgconn import ClientConnection, client_connection, read_only_transaction
+from backup.pgdump import directory_compression, pg_dump_args, pg_dump_version, skipped_scans
 from backup.pipe_reader import BatchedPipe
 from backup.spool import ensure_free_space, out_of_space_is_spool_full, spool_bytes_needed
 
@@ -113,19 +113,21 @@ def dump_schema(
     # the dump's own COPY data as it streams by (row_counts), and what that can not read is
     # counted with count(*) in the same snapshot: exactly what the dump holds either way.
     stream = row_counts.stream_counter(fmt, schema) if options.rows_from_stream else None
-    with options.slot(), psycopg.connect(database_url) as conn:
-        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        snapshot = str(_scalar(conn, "SELECT pg_catalog.pg_export_snapshot()"))
-        exists = "SELECT count(*) FROM pg_catalog.pg_namespace WHERE nspname = %s"
-        if not _scalar(conn, exists, (schema,)):
+    with options.slot(), read_only_transaction(database_url) as conn:
+        facts = snapshot_facts(conn, schema)
+        if facts.namespace is None:
             raise SchemaNotFound(
                 f"schema {schema!r} of project {project.project_id!r} does not exist in the "
                 "database; fix control_plane.projects.schema_name or create the schema"
             )
-        tables = schema_tables(conn, schema)
-        server = server_version(conn)
+        snapshot, tables, server = facts.snapshot, facts.tables, facts.server_version
+        flags = skipped_scans(
+            security_labels=facts.security_labels,
+            user_comments=facts.user_comments,
+            schema_oid=facts.namespace,
+        )
         needed = spool_bytes_needed(
-            schema_data_bytes(conn, schema),
+            facts.data_bytes,
             compressed=compression is not Compression.NONE,
             staged=False,
             max_bytes=min(options.max_bytes, options.spooled_max or options.max_bytes),
@@ -136,10 +138,13 @@ def dump_schema(
             needed *= 2
         ensure_free_space(spool_root, needed, options.min_free_bytes)
         # What the schema needs from outside itself, and its large objects, in the same snapshot.
-        dependencies = capture_dependencies(conn, schema, database_url, snapshot, options.bin_dir)
+        dependencies = capture_dependencies(
+            conn, schema, database_url, snapshot, options.bin_dir, facts.namespace
+        )
         append = large_objects.Appender(
             database_url, snapshot, large_objects.describe(conn, schema)
         )
+        parallel_scans_again(conn)  # the catalog is read: count(*) may scan in parallel
         with (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="row-count") as counter,
             out_of_space_is_spool_full(spool_root),
@@ -161,6 +166,7 @@ def dump_schema(
                     snapshot,
                     append,
                     stream,
+                    flags,
                 )
             except BaseException:
                 _cancel_counting(conn, counting)
@@ -225,6 +231,7 @@ def _run_dump(
     snapshot: str,
     append: Callable[[Compressor], object] = lambda _: None,
     stream: row_counts.StreamCounter | None = None,
+    flags: Sequence[str] = (),
 ) -> tuple[CappedHashingWriter, Compressor]:
     """pg_dump → compress → encrypt → hash and count → artifact, written atomically."""
     with client_connection(database_url) as client, options.output(artifact) as file:
@@ -249,10 +256,19 @@ def _run_dump(
                         compressor,
                         on_progress,
                         snapshot,
+                        flags,
                     )
                 else:
                     _dump_stream(
-                        client, schema, fmt, options, compressor, on_progress, snapshot, stream
+                        client,
+                        schema,
+                        fmt,
+                        options,
+                        compressor,
+                        on_progress,
+                        snapshot,
+                        stream,
+                        flags,
                     )
                 append(compressor)  # after pg_dump's output, in the same stream
         except BaseException:
@@ -265,12 +281,6 @@ def _run_dump(
     return sink, compressor
 
 
-def _scalar(conn: psycopg.Connection, query: str, params: tuple[object, ...] = ()) -> object:
-    row = conn.execute(query, params).fetchone()  # type: ignore[arg-type]
-    assert row is not None
-    return row[0]
-
-
 def _dump_stream(
     client: ClientConnection,
     schema: str,
@@ -280,9 +290,15 @@ def _dump_stream(
     on_progress: ProgressCallback,
     snapshot: str | None = None,
     stream: row_counts.StreamCounter | None = None,
+    flags: Sequence[str] = (),
 ) -> None:
     args = pg_dump_args(
-        options.bin_dir, conninfo=client.conninfo, schema=schema, fmt=fmt, snapshot=snapshot
+        options.bin_dir,
+        conninfo=client.conninfo,
+        schema=schema,
+        fmt=fmt,
+        snapshot=snapshot,
+        flags=flags,
     )
     proc = pg_process.start(client, args, subprocess.PIPE)
     assert proc.stdout is not None
@@ -307,6 +323,7 @@ def _dump_directory(
     compressor: Compressor,
     on_progress: ProgressCallback,
     snapshot: str | None = None,
+    flags: Sequence[str] = (),
 ) -> None:
     """Parallel dump (-Fd -j) to a staging directory, then streamed into the artifact as tar.
 
@@ -324,6 +341,7 @@ def _dump_directory(
         jobs=options.jobs,
         snapshot=snapshot,
         compress=pg_compress,
+        flags=flags,
     )
     proc = pg_process.start(client, args, None)
     try:
