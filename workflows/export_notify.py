@@ -19,6 +19,7 @@ from backup.models import (
     Notification,
     NotificationOutcome,
 )
+from backup.notify import LOCAL_CHANNELS
 from workflows import policies
 from workflows.activity_calls import call_activity
 from workflows.export_patches import ExportPatches
@@ -58,13 +59,16 @@ async def notify(
         )
     except FailureError as err:  # as in _deliver: recorded, never the backup's outcome
         return [NotificationOutcome(channel="*", status="failed", error=root_message(err))]
-    if channels:
+    local = {c for c in channels if patches.small_schema and c in LOCAL_CHANNELS}
+    if set(channels) - local:  # the run is about to wait for a regular activity
         show()
-    deliveries = (_deliver(c, notification, patches.store_step) for c in channels)
+    deliveries = (_deliver(c, notification, patches.store_step, c in local) for c in channels)
     return list(await asyncio.gather(*deliveries))
 
 
-async def _deliver(channel: str, notification: Notification, typed: bool) -> NotificationOutcome:
+async def _deliver(
+    channel: str, notification: Notification, typed: bool, local: bool
+) -> NotificationOutcome:
     summary = f"Notify via {channel}: {notification.event}"
     try:
         if typed:
@@ -73,6 +77,7 @@ async def _deliver(channel: str, notification: Notification, typed: bool) -> Not
                 policies.DELIVER,
                 summary,
                 Delivery(channel=channel, notification=notification),
+                local=local,
             )
         else:
             await call_activity(
@@ -82,7 +87,7 @@ async def _deliver(channel: str, notification: Notification, typed: bool) -> Not
                 channel,
                 notification,
             )
-    except ActivityError as err:
+    except FailureError as err:  # ActivityError, or a local activity's bare failure
         # Never let a notification decide the outcome of a backup: record it. A channel this
         # deployment can not serve is skipped; the error says what to configure.
         skipped = root_type(err) == error_type(NotificationSkipped)

@@ -12,6 +12,10 @@ from backup.notify.webhook import WebhookChannel
 from backup.settings import Settings
 
 KNOWN = ("console", "email", "webhook", "telegram")
+# Delivered by a local activity of the worker running the workflow (patch small-schema): a
+# console delivery is a log line on that worker, so the repeat a crash may cause repeats a line.
+# The others reach other systems, once per delivery with their idempotency keys: activities.
+LOCAL_CHANNELS = frozenset({"console"})
 
 
 def missing_settings(name: str, settings: Settings) -> list[str]:

@@ -1,6 +1,7 @@
 """The one-step backup of a small schema (patch small-schema) through a real worker, PostgreSQL,
 Temporal and SeaweedFS: one local activity dumps, verifies, uploads and removes the spool, so
-the run takes two workflow tasks and schedules no activity but its notification; the stored
+the run takes one workflow task (the console notification is local too) and schedules no
+activity but the notifications of other channels; the stored
 backup has its manifest, SHA-256 and exact row counts. Larger schemas, SMALL_SCHEMA_MAX_BYTES=0
 and test restores take the pinned steps; a dump over the size cap and a cancellation mid-step
 leave nothing behind."""
@@ -86,12 +87,17 @@ async def test_a_small_schema_is_backed_up_by_one_local_activity(
     stack: DevStack, project: str, tmp_path: Path
 ) -> None:
     before = objects(stack)
-    # One channel: its delivery's completion is the run's second and last workflow task.
+    # The console channel is delivered locally too: the whole run is one workflow task.
     result, history = await backup(stack, tmp_path, "small-one-step", NOTIFY_CHANNELS="console")
-    assert "back_up_small_schema" in history.local
-    assert {"dump_schema", "store_artifact", "claim_host"}.isdisjoint(history.local)
-    assert dict(history.scheduled) == {"deliver_notification_v2": 1}
-    assert history.workflow_tasks == 2 and history.patches == ["small-schema"]
+    assert history.local == [
+        "validate_project",
+        "back_up_small_schema",
+        "apply_retention",
+        "notification_channels",
+        "deliver_notification_v2",
+    ]
+    assert dict(history.scheduled) == {} and history.workflow_tasks == 1
+    assert history.patches == ["small-schema"]
     # Stored with its manifest, SHA-256 and exact row counts, and nothing else left behind.
     manifest_key = key_of(result.manifest_location)
     signed = {manifest_key + ".sig"} if stack.settings().manifest_signing_key_file else set()
