@@ -113,7 +113,7 @@ async def restart_while_dumping(case: Restart, stack: DevStack, work: Path) -> s
     stop, start_again = case.controls(stack)
     with worker(stack, work, case.schema, SLOW_DUMP) as w:
         handle = await start(stack, w, project)
-        await down_while_dumping(w, stop, start_again, case.seconds)
+        await down_while_dumping(w, stop, start_again, case.seconds, hold_the_dump=case.redumps)
         result = await result_of(handle)
         after = ""
         if case.serves_next:

@@ -207,11 +207,13 @@ async def webhooks_for(stack: DevStack, workflow_id: str, wait: float = 15) -> l
         await asyncio.sleep(0.2)
 
 
-def wait_for_child(pid: int, name: str, timeout: float = 120) -> None:
+def wait_for_child(pid: int, name: str, timeout: float = 120) -> psutil.Process:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if any(child.name() == name for child in psutil.Process(pid).children(recursive=True)):
-            return
+        for child in psutil.Process(pid).children(recursive=True):
+            with contextlib.suppress(psutil.NoSuchProcess):  # it exited meanwhile
+                if child.name() == name:
+                    return child
         time.sleep(0.05)
     raise AssertionError(f"no {name} process appeared under the worker")
 
@@ -246,14 +248,31 @@ def failure_details(error: ApplicationError) -> dict[str, Any]:
 
 
 async def down_while_dumping(
-    w: Worker, stop: Callable[[], object], start_again: Callable[[], object], seconds: float
+    w: Worker,
+    stop: Callable[[], object],
+    start_again: Callable[[], object],
+    seconds: float,
+    *,
+    hold_the_dump: bool = False,
 ) -> None:
-    """Once the worker's pg_dump runs, stop a server for `seconds`, then start it again."""
-    await asyncio.to_thread(wait_for_child, w.proc.pid, "pg_dump")
-    await asyncio.sleep(1)
+    """Once the worker's pg_dump runs, stop a server for `seconds`, then start it again.
+
+    `hold_the_dump` freezes that pg_dump (SIGSTOP) from the moment it is seen until the server
+    is back. zstd's jobs and the pipe take in tens of MB at once, so a free-running pg_dump may
+    already have read all it needs from the server a fraction of a second after it starts and
+    then outlive the restart unharmed; held, it resumes mid-dump against the restarted server
+    (its connection and the exported snapshot gone) whatever the timing."""
+    dump = await asyncio.to_thread(wait_for_child, w.proc.pid, "pg_dump")
+    if hold_the_dump:
+        dump.suspend()
+    else:
+        await asyncio.sleep(1)
     await asyncio.to_thread(stop)
     await asyncio.sleep(seconds)
     await asyncio.to_thread(start_again)
+    if hold_the_dump:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            dump.resume()
 
 
 @contextlib.contextmanager

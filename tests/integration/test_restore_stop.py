@@ -22,8 +22,16 @@ class Stop(Exception):
 
 
 def tools_running() -> list[str]:
-    names = ("pg_restore", "psql", "pg_dump")
-    return [p.name() for p in psutil.Process().children(recursive=True) if p.name() in names]
+    tools = ("pg_restore", "psql", "pg_dump")
+    running = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            name = child.name()
+        except psutil.NoSuchProcess:  # it exited between the listing and the read
+            continue
+        if name in tools:
+            running.append(name)
+    return running
 
 
 @pytest.mark.parametrize(
