@@ -16,7 +16,7 @@ from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.worker import Interceptor, Worker, WorkflowRunner
+from temporalio.worker import Interceptor, UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.cleanup import CleanupActivities
@@ -61,11 +61,11 @@ def check_configuration(settings: Settings) -> None:
     settings.spool_dir.mkdir(parents=True, exist_ok=True)
 
 
-# Modules a workflow run uses but need not import afresh: the sandbox re-executes every other
-# module of a workflow file for each new run (compiling it from source when, as in the
-# Dockerfile, PYTHONDONTWRITEBYTECODE is set). These hold no state a run changes: immutable
-# policies and models, and activity classes the workflow only names. `from workflows import
-# policies` bypasses `imports_passed_through()`, so the restrictions name them.
+# With WORKFLOW_SANDBOX: modules a workflow run uses but need not import afresh. The sandbox
+# re-executes every other module of a workflow file for each new run (compiling it from source
+# when, as in the Dockerfile, PYTHONDONTWRITEBYTECODE is set). These hold no state a run
+# changes: immutable policies and models, and activity classes the workflow only names. `from
+# workflows import policies` bypasses `imports_passed_through()`, so the restrictions name them.
 PASSTHROUGH_MODULES = (
     "activities",
     "backup",
@@ -82,7 +82,9 @@ PASSTHROUGH_MODULES = (
 )
 
 
-def workflow_runner_default() -> SandboxedWorkflowRunner:
+def workflow_runner_default(settings: Settings) -> WorkflowRunner:
+    if not settings.workflow_sandbox:
+        return UnsandboxedWorkflowRunner()
     restrictions = SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
     return SandboxedWorkflowRunner(restrictions=restrictions)
 
@@ -125,7 +127,7 @@ def build_workers(
         # A cancelled restore learns it from a heartbeat's answer: within seconds, not 48 s.
         max_heartbeat_throttle_interval=timedelta(seconds=2),
         interceptors=interceptors,
-        workflow_runner=workflow_runner or workflow_runner_default(),
+        workflow_runner=workflow_runner or workflow_runner_default(settings),
     )
     verify_restore = VerifyRestoreActivities(settings)
     cleanup = CleanupActivities(settings)

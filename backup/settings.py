@@ -170,6 +170,11 @@ class Settings(BaseSettings):
     max_concurrent_dumps: int = Field(default=2, ge=1)
     # On SIGTERM, running activities get this long to finish or checkpoint before cancellation.
     shutdown_grace_seconds: float = Field(default=60.0, ge=0)
+    # Run workflow code in the SDK's sandbox. Off by default: the sandbox is a development
+    # guard against non-deterministic calls, not a security boundary, and it costs a tiny
+    # backup ~15 ms of worker CPU (a fresh module namespace per run, and a call into it for
+    # every payload). The tests run the workflows sandboxed (tests/workflow, the replays).
+    workflow_sandbox: bool = False
 
     @classmethod
     def from_environment(cls) -> Settings:
