@@ -120,7 +120,7 @@ async def compare(stack: BenchStack, args: argparse.Namespace, tuning: dict[str,
             generate_keys(stack.keys.folder)
         stack.encrypted = True
         env = {"STORAGE_BACKEND": "s3", **tuning}
-        rows.append(await ours(stack, schema, size, "ours → s3, age + signed", env, 1))
+        rows.append(await ours(stack, schema, size, "ours → s3, age + signed", env, args.runs))
         stack.encrypted = False
     return rows
 

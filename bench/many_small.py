@@ -224,7 +224,8 @@ def stack_pids(stack: BenchStack, worker: int) -> dict[str, int]:
 @contextlib.contextmanager
 def py_spy(pid: int, out: Path) -> Iterator[None]:
     """Sample the worker with py-spy (`pip install py-spy`; measurement only) into a collapsed
-    stack file, for flame graphs or `bench.profile_shares`."""
+    stack file ("frame;frame;... count" per line), for flame graphs or per-frame shares (see
+    bench/findings.md, "A tiny backup's worker CPU")."""
     spy = Path(sys.executable).with_name("py-spy")
     proc = subprocess.Popen(
         [
