@@ -9,6 +9,8 @@ one "unit" (one account and its rows) takes; the target size then fixes the unit
 
 from __future__ import annotations
 
+import os
+
 import psycopg
 from psycopg import sql
 
@@ -113,7 +115,6 @@ def create_tenant(conn: psycopg.Connection, schema: str, units: int) -> None:
     _run(conn, TABLES, schema, units)
     _run(conn, DATA, schema, units)
     _run(conn, INDEXES, schema, units)
-    conn.execute(sql.SQL("ANALYZE {}.events").format(sql.Identifier(schema)))
 
 
 def _marker(schema: str, target_mb: float) -> str:
@@ -141,7 +142,37 @@ def ensure_tenant(url: str, schema: str, target_mb: float) -> int:
                 sql.Identifier(schema), sql.Literal(_marker(schema, target_mb))
             )
         )
+        vacuum_schema(conn, schema)
+        settle(url)
         return relation_bytes(conn, schema)
+
+
+def vacuum_schema(conn: psycopg.Connection, schema: str) -> None:
+    """What autovacuum would do to freshly loaded tables, done now rather than during the
+    measurements: visibility map, hint bits, frozen tuples and statistics, as a tenant's tables
+    that have lived a while have them (the first reads of fresh rows also write, to set hint
+    bits)."""
+    tables = conn.execute(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relkind = 'r'",
+        (schema,),
+    ).fetchall()
+    for (table,) in tables:
+        conn.execute(
+            sql.SQL("VACUUM (FREEZE, ANALYZE) {}.{}").format(
+                sql.Identifier(schema), sql.Identifier(table)
+            )
+        )
+
+
+def settle(url: str) -> None:
+    """Start the next measurement from a quiet box: PostgreSQL's dirty buffers written out
+    (else a checkpoint spread over minutes writes them during it), and the page cache's dirty
+    pages (spool files, the object store's volumes) on disk, so the fsyncs of the next phase
+    do not wait behind the writeback of the last one."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+    os.sync()
 
 
 def register_bench_project(url: str, project_id: str, schema: str) -> None:
