@@ -185,18 +185,13 @@ async def measure(
     stack: BenchStack, args: argparse.Namespace, tuning: dict[str, str]
 ) -> tuple[list[Row], ManySmall | None, FleetSpeed | None]:
     rows = await compare(stack, args, tuning) if args.sizes else []
-    # Each phase starts from a quiet box: what the big dumps left to write is written first.
-    url = stack.postgres.url()
-    settle(url)
     small = await run_many_small(stack, args.small_count, tuning) if args.many_small else None
     if small is not None:  # scale-out: the same tenants on two worker processes (HOST_IDs)
-        settle(url)
         two = await run_many_small(stack, args.small_count, tuning, peers=False, workers=2)
         small.scale_out = two
     fleet = None
     if args.fleet_count:  # beside the peer loops of the many-small run (same tenant shape)
         peers = small.peers if small is not None else None
-        settle(url)
         fleet = await run_fleet(stack, args.fleet_count, tuning, peers=peers)
     return rows, small, fleet
 

@@ -24,6 +24,7 @@ from psycopg import sql
 from backup.fleet_models import FleetRequest, FleetSummary
 from backup.manifest import manifest_name
 from bench.many_small import LIMITS, create_tiny_tenants, stack_pids
+from bench.schema import settle
 from bench.small_peers import PeerLoop, lean_loop, shell_loop
 from bench.stack import BenchStack, BenchWorker
 from bench.stack_cpu import StackCpu
@@ -123,6 +124,7 @@ async def run_fleet(
     peers: list[PeerLoop] | None = None,
 ) -> FleetSpeed:
     url = create_fleet_database(stack, count)
+    settle(url)
     limits = {**LIMITS, **{k: v for k, v in (tuning or {}).items() if k in LIMITS}}
     env = {"STORAGE_BACKEND": "s3", **(tuning or {}), **limits, "DATABASE_URL": url}
     request = FleetRequest(max_concurrent=max_concurrent, page_size=page_size)

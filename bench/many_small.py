@@ -27,7 +27,7 @@ import psycopg
 from psycopg import sql
 
 from backup.models import ExportRequest
-from bench.schema import register_bench_project
+from bench.schema import register_bench_project, settle
 from bench.small_peers import PeerLoop, lean_loop, shell_loop
 from bench.stack import BenchStack, BenchWorker
 from bench.stack_cpu import StackCpu, postmaster_pid
@@ -147,6 +147,7 @@ async def run_many_small(
     profile: Path | None = None,
 ) -> ManySmall:
     projects = create_tiny_tenants(stack.postgres.url(), count)
+    settle(stack.postgres.url())
     limits = {**LIMITS, **{k: v for k, v in (tuning or {}).items() if k in LIMITS}}
     env = {"STORAGE_BACKEND": "s3", **(tuning or {}), **limits}
     spool = Path(stack.env["SPOOL_DIR"])

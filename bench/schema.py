@@ -166,11 +166,15 @@ def vacuum_schema(conn: psycopg.Connection, schema: str) -> None:
 
 
 def settle(url: str) -> None:
-    """Start the next measurement from a quiet box: PostgreSQL's dirty buffers written out
-    (else a checkpoint spread over minutes writes them during it), and the page cache's dirty
-    pages (spool files, the object store's volumes) on disk, so the fsyncs of the next phase
-    do not wait behind the writeback of the last one."""
+    """Start the next measurement from a settled database and a quiet box, as a platform's
+    long-lived database is: the catalog vacuumed and analyzed (tenants created just before
+    leave dead rows and no statistics, and pg_dump's catalog queries then cost more, or an
+    autovacuum of them runs during the measurement), PostgreSQL's dirty buffers written out
+    (else a checkpoint spread over minutes writes them meanwhile), and the page cache's dirty
+    pages (spool files, the object store's volumes) on disk, so the fsyncs of the next phase do
+    not wait behind the writeback of the last one."""
     with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM (ANALYZE)")
         conn.execute("CHECKPOINT")
     os.sync()
 
