@@ -23,7 +23,7 @@ from psycopg import sql
 
 from backup.fleet_models import FleetRequest, FleetSummary
 from backup.manifest import manifest_name
-from bench.many_small import LIMITS, create_tiny_tenants, stack_pids
+from bench.many_small import LIMITS, create_tiny_tenants, median_note, stack_pids
 from bench.schema import settle
 from bench.small_peers import PeerLoop, lean_loop, shell_loop
 from bench.stack import BenchStack, BenchWorker
@@ -46,6 +46,7 @@ class FleetSpeed:
     limits: dict[str, str]
     cpu: str = ""
     peers: list[PeerLoop] = field(default_factory=list)
+    rates: list[float] = field(default_factory=list)  # of every run, when this is their median
 
     @property
     def ok(self) -> bool:
@@ -69,6 +70,7 @@ class FleetSpeed:
             "| wall s | backups/s |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n"
             f"| {self.count} | {s.succeeded} | {s.failed} | {s.skipped} | {self.stored} "
             f"| {s.runs} | {self.seconds:.1f} | {self.per_second:.2f} |\n"
+            + median_note(self.rates)
             + (f"\nCPU per backup: {self.cpu}\n" if self.cpu else "")
         )
         if s.failures:

@@ -51,6 +51,7 @@ class ManySmall:
     workers: int = 1
     scale_out: ManySmall | None = None  # the same run on more worker processes
     cpu: str = ""  # CPU per backup of each part of the stack, over the timed part
+    rates: list[float] = field(default_factory=list)  # of every run, when this is their median
 
     @property
     def ok(self) -> bool:
@@ -83,6 +84,7 @@ class ManySmall:
             f"| {self.before[0]} → {self.after[0]} | {self.before[1]} → {self.after[1]} "
             f"| {len(self.spool_left)} |\n"
             + (f"\nFailures: {'; '.join(self.failures[:5])}\n" if self.failures else "")
+            + median_note(self.rates)
             + (f"\nCPU per backup: {self.cpu}\n" if self.cpu else "")
         )
         if self.peers:
@@ -100,6 +102,14 @@ class ManySmall:
         if self.scale_out is not None:
             text += "\n" + self.scale_out.markdown()
         return text
+
+
+def median_note(rates: list[float]) -> str:
+    """Which run a table shows, when it is the median of several."""
+    if len(rates) < 2:
+        return ""
+    shown = ", ".join(f"{r:.2f}" for r in rates)
+    return f"\nOne of {len(rates)} runs, the median unless one failed (backups/s: {shown}).\n"
 
 
 def create_tiny_tenants(url: str, count: int, register: bool = True) -> list[str]:
