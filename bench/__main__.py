@@ -22,6 +22,7 @@ import os
 import shutil
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +35,7 @@ from bench import baselines, restore_speed
 from bench.fleet_speed import FleetSpeed, measure_peers, run_fleet
 from bench.machine import LoadSampler, machine
 from bench.many_small import LIMITS, ManySmall, run_many_small
-from bench.report import Row, plot, small_targets, steps_table, table, targets
+from bench.report import ENCRYPTED, Row, plot, small_targets, steps_table, table, targets
 from bench.schema import ensure_tenant, register_bench_project, settle
 from bench.stack import BenchStack, BenchWorker, WorkflowRun
 
@@ -70,6 +71,15 @@ async def ours(
     return Row(size_mb, label, run.seconds, run.size_bytes, hwm, peak, run.steps)
 
 
+def median_row(rounds: list[Row]) -> Row:
+    """One method's row over the rounds: the median time, the highest memory."""
+    row = dataclasses.replace(sorted(rounds, key=lambda r: r.seconds)[len(rounds) // 2])
+    hwms = [r.worker_hwm for r in rounds if r.worker_hwm is not None]
+    peaks = [r.tree_peak for r in rounds if r.tree_peak is not None]
+    row.worker_hwm, row.tree_peak = max(hwms, default=None), max(peaks, default=None)
+    return row
+
+
 def peers(stack: BenchStack, schema: str, size: float, runs: int, jobs: int) -> list[Row]:
     """Baselines A, B and D and the floor, each the median of `runs` whole-process timings."""
     assert stack.s3 is not None
@@ -79,8 +89,9 @@ def peers(stack: BenchStack, schema: str, size: float, runs: int, jobs: int) -> 
     seconds = lambda t: t.seconds  # noqa: E731
     a = median_of(runs, lambda: baselines.baseline_a(stack.postgres, schema, out), seconds)
     out.unlink()
-    key = f"baseline/{schema}.dump"
-    b = median_of(runs, lambda: baselines.baseline_b(stack.postgres, schema, s3, key), seconds)
+    # A new key each run: an overwritten object is garbage SeaweedFS compacts later, meanwhile.
+    key = lambda: f"baseline/{schema}-{uuid.uuid4().hex[:8]}.dump"  # noqa: E731
+    b = median_of(runs, lambda: baselines.baseline_b(stack.postgres, schema, s3, key()), seconds)
     f = median_of(runs, lambda: baselines.floor(stack.postgres, schema), seconds)
     folder = out.with_suffix(".dir")
     d = median_of(runs, lambda: baselines.baseline_d(stack.postgres, schema, folder, jobs), seconds)
@@ -112,23 +123,30 @@ async def compare(stack: BenchStack, args: argparse.Namespace, tuning: dict[str,
         # The targets are read on the largest size: there every row is a median of at least
         # TARGET_RUNS, since one run of A alone swings ±10 % on this box.
         runs = max(args.runs, TARGET_RUNS) if schema == largest and not args.quick else args.runs
-        settle(url)
-        rows += peers(stack, schema, size, runs, jobs)
-        for backend in ("local", "s3"):
-            env = {"STORAGE_BACKEND": backend, **tuning}
-            rows.append(await ours(stack, schema, size, f"ours → {backend}", env, runs))
-        if schema == largest and args.encrypted:  # right after its plain twin, same conditions
-            if not stack.keys.exist():
-                generate_keys(stack.keys.folder)
-            stack.encrypted = True
+        # In rounds, each of them every method once (peers, then ours): the box's speed drifts
+        # over minutes, and a round keeps A and ours within a minute of each other.
+        rounds = []
+        for _ in range(runs):
+            settle(url)
+            one = peers(stack, schema, size, 1, jobs)
+            for backend in ("local", "s3"):
+                env = {"STORAGE_BACKEND": backend, **tuning}
+                one.append(await ours(stack, schema, size, f"ours → {backend}", env, 1))
+            if schema == largest and args.encrypted:  # right after its plain twin
+                if not stack.keys.exist():
+                    generate_keys(stack.keys.folder)
+                stack.encrypted = True
+                env = {"STORAGE_BACKEND": "s3", **tuning}
+                one.append(await ours(stack, schema, size, ENCRYPTED, env, 1))
+                stack.encrypted = False
+            # The parallel directory format (pg_dump -Fd -j DUMP_JOBS, stored as one tar).
             env = {"STORAGE_BACKEND": "s3", **tuning}
-            label = "ours → s3, age + signed"
-            encrypted.append(await ours(stack, schema, size, label, env, runs))
-            stack.encrypted = False
-        # The parallel directory format (pg_dump -Fd -j DUMP_JOBS, stored as one tar).
-        env = {"STORAGE_BACKEND": "s3", **tuning}
-        label = f"ours → s3, directory -j {jobs}"
-        rows.append(await ours(stack, schema, size, label, env, runs, DumpFormat.DIRECTORY))
+            label = f"ours → s3, directory -j {jobs}"
+            one.append(await ours(stack, schema, size, label, env, 1, DumpFormat.DIRECTORY))
+            rounds.append(one)
+        medians = [median_row([r[i] for r in rounds]) for i in range(len(rounds[0]))]
+        rows += [r for r in medians if r.method != ENCRYPTED]
+        encrypted += [r for r in medians if r.method == ENCRYPTED]
         print(table([r for r in rows + encrypted if r.size_mb == size]))
     rows += encrypted
     return rows
@@ -152,7 +170,8 @@ def write_results(
         + ("" if args.quick else f", of {max(args.runs, TARGET_RUNS)} at the largest size")
         + f"); machine: {machine()}.\n",
         f"Load during the run ({load.summary()}): other work shared the cores, so absolute times "
-        "are pessimistic; every row of one size was measured back to back under the same load.\n",
+        "are pessimistic; the rows of one size were measured in rounds, each method once a round, "
+        "so drift in the box's speed reaches A and ours alike.\n",
         f"Worker settings: {worker}; encryption and signing off except where the row says so.\n",
         "Worker peak RSS is the kernel's VmHWM of the worker process (a fresh worker per size and "
         "backend, warmed up with one tiny backup); the last column adds pg_dump and other "
