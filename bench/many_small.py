@@ -164,10 +164,12 @@ async def run_many_small(
     with contextlib.ExitStack() as more:
         # Scale-out: further worker processes on the same Temporal, each its own host (HOST_ID
         # and spool); "before/after" is measured on the first.
+        others: dict[str, int] = {}
         for n in range(1, workers):
             extra = {**env, "HOST_ID": f"bench-{n}", "SPOOL_DIR": f"{spool}-{n}"}
-            more.enter_context(BenchWorker(stack, extra, f"worker-{n}").running())
-        result = await _run_on(stack, env, spool, projects, limits, profile)
+            other = more.enter_context(BenchWorker(stack, extra, f"worker-{n}").running())
+            others[f"worker {n + 1} (with pg_dump)"] = other.proc.pid
+        result = await _run_on(stack, env, spool, projects, limits, profile, others)
     result.workers = workers
     if peers:
         assert stack.s3 is not None
@@ -184,7 +186,9 @@ async def _run_on(
     projects: list[str],
     limits: dict[str, str],
     profile: Path | None = None,
+    other_workers: dict[str, int] | None = None,
 ) -> ManySmall:
+    """`other_workers`: the scale-out's further worker processes, whose CPU counts too."""
     count = len(projects)
     with BenchWorker(stack, env).running() as worker:
         await worker.backup("acme")  # warm-up, so "before" holds the steady-state fds
@@ -202,7 +206,8 @@ async def _run_on(
             return time.perf_counter() - started
 
         with contextlib.ExitStack() as watch:
-            cpu = watch.enter_context(StackCpu(stack_pids(stack, worker.proc.pid)))
+            pids = {**stack_pids(stack, worker.proc.pid), **(other_workers or {})}
+            cpu = watch.enter_context(StackCpu(pids))
             if profile is not None:
                 watch.enter_context(py_spy(worker.proc.pid, profile))
             started = time.perf_counter()

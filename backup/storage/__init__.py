@@ -34,7 +34,7 @@ def open_storage(settings: Settings, backend: str | None = None) -> Storage:
     backend = backend or settings.storage_backend
     sign = signer(settings)
     if backend == "local":
-        return LocalStorage(settings.local_storage_dir, sign)
+        return LocalStorage(settings.local_storage_dir, sign, spool_dir=settings.spool_dir)
     if backend == "s3":
         if not settings.s3_bucket:
             raise ConfigurationError("STORAGE_BACKEND=s3 needs S3_BUCKET")

@@ -21,15 +21,23 @@ CHUNK = 4 * 1024 * 1024
 class LocalStorage:
     name = "local"
 
-    def __init__(self, root: Path, sign: Signer | None = None) -> None:
+    def __init__(
+        self, root: Path, sign: Signer | None = None, spool_dir: Path | None = None
+    ) -> None:
+        """`spool_dir`: artifacts in it are the worker's spool files, which are written once and
+        only ever removed, so they may be stored by a hard link instead of a copy."""
         self.root = root.resolve()
         self._sign = sign
+        self._spool = spool_dir.resolve() if spool_dir is not None else None
 
     async def store(
         self, artifact: Path, manifest: Manifest, key: str, transfer: Transfer
     ) -> Stored:
         target = self._path_for(key)
-        await asyncio.to_thread(_link_or_copy, artifact, target, transfer)
+        if self._spool is not None and artifact.resolve().is_relative_to(self._spool):
+            await asyncio.to_thread(_link_or_copy, artifact, target, transfer)
+        else:  # a file its owner may write again: a link would change the stored backup too
+            await asyncio.to_thread(_copy, artifact, target, transfer)
         manifest_path = target.with_name(layout.manifest_name(target.name))
         raw = manifest.to_bytes()
         if self._sign:  # the signature lands first: a manifest is never unsigned when seen
@@ -118,9 +126,9 @@ def _write(path: Path, data: bytes) -> None:
 def _link_or_copy(artifact: Path, target: Path, transfer: Transfer) -> None:
     """The spool's artifact becomes the stored one without a copy when both are on one file
     system (a hard link: 0.7 s less for a 165 MB artifact). The spool file was fsynced when the
-    dump ended and is never written again (a retried dump writes a new file), and the store
-    step removes the spool's name once stored. Elsewhere (another file system, or one without
-    hard links) it is copied."""
+    dump ended and is never written again (a retried dump removes it and writes a new file),
+    and the store step removes the spool's name once stored. Elsewhere (another file system,
+    or one without hard links) it is copied."""
     partial = target.with_name(target.name + layout.PARTIAL_SUFFIX)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial.unlink(missing_ok=True)

@@ -115,6 +115,21 @@ async def test_store_verifies_completes_the_upload_and_removes_the_spool(
     assert manifest.sha256 == dumped.sha256 == sha256_of(tmp_path / "fetched")
 
 
+async def test_to_local_storage_the_spool_file_is_stored_by_a_link_not_a_copy(
+    settings: Settings, schema: str
+) -> None:
+    local = settings.model_copy(update={"storage_backend": "local"})
+    dumped = await dump(local, schema)
+    spooled = Path(dumped.artifact_path).stat().st_ino
+    store = StoreActivities(local).store_artifact
+    stored = await ActivityEnvironment().run(store, store_request(dumped, schema))
+    target = Path(stored.location.removeprefix("file://"))
+    assert target.stat().st_ino == spooled  # the dumped file itself, verified, now stored
+    assert sha256_of(target) == dumped.sha256
+    assert not (local.spool_dir / RUN_KEY).exists()
+    assert not list(target.parent.glob("*.partial"))
+
+
 async def test_an_altered_artifact_is_never_visible_and_cleanup_aborts_its_parts(
     s3_settings: Settings, schema: str, seaweed: SeaweedS3
 ) -> None:

@@ -1,5 +1,6 @@
 """The local directory store takes the spool's artifact by a hard link where it can, and by a
-copy where it can not (another file system), with the same result either way."""
+copy where it can not (another file system) or must not (a file outside the spool, which its
+owner may write again), with the same result either way."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def leftovers(root: Path) -> list[Path]:
 async def test_same_file_system_links_instead_of_copying(tmp_path: Path) -> None:
     source, manifest = artifact(tmp_path, 3 * 1024 * 1024)
     done: list[int] = []
-    storage = LocalStorage(tmp_path / "store")
+    storage = LocalStorage(tmp_path / "store", spool_dir=tmp_path)
 
     stored = await storage.store(source, manifest, KEY, Transfer(on_progress=done.append))
 
@@ -40,7 +41,7 @@ async def test_same_file_system_links_instead_of_copying(tmp_path: Path) -> None
 
 async def test_storing_again_after_a_crash_keeps_one_file_and_no_partial(tmp_path: Path) -> None:
     source, manifest = artifact(tmp_path, 1024 * 1024)
-    storage = LocalStorage(tmp_path / "store")
+    storage = LocalStorage(tmp_path / "store", spool_dir=tmp_path)
     await storage.store(source, manifest, KEY, Transfer())
     # A retried store step finds its own earlier link in place (renaming a link over another
     # link of the same file is a no-op that would leave the partial name behind).
@@ -59,7 +60,7 @@ async def test_another_file_system_is_copied(tmp_path: Path) -> None:
     source, manifest = artifact(tmp_path, 2 * 1024 * 1024)
     root = SHM / f"export-backup-test-{uuid.uuid4().hex}"
     try:
-        storage = LocalStorage(root)
+        storage = LocalStorage(root, spool_dir=tmp_path)
         await storage.store(source, manifest, KEY, Transfer())
         target = root / KEY
         assert not os.path.samefile(source, target)
@@ -67,3 +68,20 @@ async def test_another_file_system_is_copied(tmp_path: Path) -> None:
         assert not leftovers(root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+async def test_a_file_outside_the_spool_is_copied_and_its_later_writes_stay_out(
+    tmp_path: Path,
+) -> None:
+    spool, elsewhere = tmp_path / "spool", tmp_path / "elsewhere"
+    spool.mkdir()
+    elsewhere.mkdir()
+    source, manifest = artifact(elsewhere, 1024 * 1024)
+    kept = source.read_bytes()
+    storage = LocalStorage(tmp_path / "store", spool_dir=spool)
+    await storage.store(source, manifest, KEY, Transfer())
+
+    target = tmp_path / "store" / KEY
+    assert not os.path.samefile(source, target)
+    source.write_bytes(b"rewritten in place by its owner")  # the same inode, truncated
+    assert target.read_bytes() == kept
