@@ -29,6 +29,25 @@ def atomic_file(target: Path) -> Iterator[BinaryIO]:
         raise
 
 
+def link_atomically(source: Path, target: Path) -> bool:
+    """Make `target` another name of `source` (a hard link), appearing whole like
+    atomic_file's output; False where a link can not be made (another file system, or one
+    without hard links). Only for a file never written again: the two names share its bytes."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + PARTIAL_SUFFIX)
+    partial.unlink(missing_ok=True)
+    try:
+        os.link(source, partial)
+    except OSError:
+        return False
+    try:
+        partial.replace(target)
+    finally:
+        # Renaming a link over another link of the same file (a retry) does nothing.
+        partial.unlink(missing_ok=True)
+    return True
+
+
 def sha256_of(path: Path, chunk_size: int = 4 * 1024 * 1024) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:

@@ -43,13 +43,13 @@ ROOT = Path(__file__).resolve().parent.parent
 FULL_SIZES = (100.0, 500.0, 1000.0)
 QUICK_SIZES = (10.0, 30.0, 60.0)
 TARGET_RUNS = 3
-T = TypeVar("T")
 R = TypeVar("R", ManySmall, FleetSpeed)
 
 
-def median_of(runs: int, measure: Callable[[], T], key: Callable[[T], float]) -> T:
-    results = sorted((measure() for _ in range(runs)), key=key)
-    return results[len(results) // 2]
+def target_runs(args: argparse.Namespace) -> int:
+    """Runs of what the targets are read on: at least TARGET_RUNS (QUICK=1: as asked), since
+    the same run swings ±15 % on this box."""
+    return args.runs if args.quick else max(args.runs, TARGET_RUNS)
 
 
 async def ours(
@@ -58,17 +58,15 @@ async def ours(
     size_mb: float,
     label: str,
     env: dict[str, str],
-    runs: int,
     fmt: DumpFormat = DumpFormat.CUSTOM,
 ) -> Row:
-    """A fresh worker per configuration and size, so its VmHWM is this size's peak."""
+    """One backup on a fresh worker (warmed up first), so its VmHWM is this backup's peak."""
     with BenchWorker(stack, env).running() as worker:
         await worker.backup("acme")  # warm-up: sandbox, imports, connections
-        results: list[WorkflowRun] = [await worker.backup(project, fmt) for _ in range(runs)]
-    run = sorted(results, key=lambda r: r.seconds)[len(results) // 2]
-    hwm = max(r.worker_hwm for r in results)
-    peak = max(r.tree_peak for r in results)
-    return Row(size_mb, label, run.seconds, run.size_bytes, hwm, peak, run.steps)
+        run: WorkflowRun = await worker.backup(project, fmt)
+    return Row(
+        size_mb, label, run.seconds, run.size_bytes, run.worker_hwm, run.tree_peak, run.steps
+    )
 
 
 def median_row(rounds: list[Row]) -> Row:
@@ -80,21 +78,20 @@ def median_row(rounds: list[Row]) -> Row:
     return row
 
 
-def peers(stack: BenchStack, schema: str, size: float, runs: int, jobs: int) -> list[Row]:
-    """Baselines A, B and D and the floor, each the median of `runs` whole-process timings."""
+def peers(stack: BenchStack, schema: str, size: float, jobs: int) -> list[Row]:
+    """Baselines A, B and D and the floor, one whole-process timing each."""
     assert stack.s3 is not None
     s3 = stack.s3
     out = stack.home / "baseline" / f"{schema}.dump"
     out.parent.mkdir(exist_ok=True)
-    seconds = lambda t: t.seconds  # noqa: E731
-    a = median_of(runs, lambda: baselines.baseline_a(stack.postgres, schema, out), seconds)
+    a = baselines.baseline_a(stack.postgres, schema, out)
     out.unlink()
     # A new key each run: an overwritten object is garbage SeaweedFS compacts later, meanwhile.
-    key = lambda: f"baseline/{schema}-{uuid.uuid4().hex[:8]}.dump"  # noqa: E731
-    b = median_of(runs, lambda: baselines.baseline_b(stack.postgres, schema, s3, key()), seconds)
-    f = median_of(runs, lambda: baselines.floor(stack.postgres, schema), seconds)
+    key = f"baseline/{schema}-{uuid.uuid4().hex[:8]}.dump"
+    b = baselines.baseline_b(stack.postgres, schema, s3, key)
+    f = baselines.floor(stack.postgres, schema)
     folder = out.with_suffix(".dir")
-    d = median_of(runs, lambda: baselines.baseline_d(stack.postgres, schema, folder, jobs), seconds)
+    d = baselines.baseline_d(stack.postgres, schema, folder, jobs)
     shutil.rmtree(folder)
     return [
         Row(size, "A pg_dump -Fc -f", a.seconds, a.size_bytes),
@@ -120,29 +117,28 @@ async def compare(stack: BenchStack, args: argparse.Namespace, tuning: dict[str,
     encrypted: list[Row] = []
     largest = list(schemas)[-1]
     for schema, size in schemas.items():
-        # The targets are read on the largest size: there every row is a median of at least
-        # TARGET_RUNS, since one run of A alone swings ±10 % on this box.
-        runs = max(args.runs, TARGET_RUNS) if schema == largest and not args.quick else args.runs
+        # The targets are read on the largest size: there every row is a median.
+        runs = target_runs(args) if schema == largest else args.runs
         # In rounds, each of them every method once (peers, then ours): the box's speed drifts
         # over minutes, and a round keeps A and ours within a minute of each other.
         rounds = []
         for _ in range(runs):
             settle(url)
-            one = peers(stack, schema, size, 1, jobs)
+            one = peers(stack, schema, size, jobs)
             for backend in ("local", "s3"):
                 env = {"STORAGE_BACKEND": backend, **tuning}
-                one.append(await ours(stack, schema, size, f"ours → {backend}", env, 1))
+                one.append(await ours(stack, schema, size, f"ours → {backend}", env))
             if schema == largest and args.encrypted:  # right after its plain twin
                 if not stack.keys.exist():
                     generate_keys(stack.keys.folder)
                 stack.encrypted = True
                 env = {"STORAGE_BACKEND": "s3", **tuning}
-                one.append(await ours(stack, schema, size, ENCRYPTED, env, 1))
+                one.append(await ours(stack, schema, size, ENCRYPTED, env))
                 stack.encrypted = False
             # The parallel directory format (pg_dump -Fd -j DUMP_JOBS, stored as one tar).
             env = {"STORAGE_BACKEND": "s3", **tuning}
             label = f"ours → s3, directory -j {jobs}"
-            one.append(await ours(stack, schema, size, label, env, 1, DumpFormat.DIRECTORY))
+            one.append(await ours(stack, schema, size, label, env, DumpFormat.DIRECTORY))
             rounds.append(one)
         medians = [median_row([r[i] for r in rounds]) for i in range(len(rounds[0]))]
         rows += [r for r in medians if r.method != ENCRYPTED]
@@ -167,7 +163,7 @@ def write_results(
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by "
         f"`make bench{' QUICK=1' if args.quick else ''}`"
         f" (median of {args.runs}"
-        + ("" if args.quick else f", of {max(args.runs, TARGET_RUNS)} at the largest size")
+        + ("" if args.quick else f", of {target_runs(args)} at the largest size and tiny phases")
         + f"); machine: {machine()}.\n",
         f"Load during the run ({load.summary()}): other work shared the cores, so absolute times "
         "are pessimistic; the rows of one size were measured in rounds, each method once a round, "
@@ -205,8 +201,7 @@ async def measure(
     stack: BenchStack, args: argparse.Namespace, tuning: dict[str, str]
 ) -> tuple[list[Row], ManySmall | None, FleetSpeed | None]:
     rows = await compare(stack, args, tuning) if args.sizes else []
-    # The tiny phases' targets are read on medians too: the same run swings ±15 % here.
-    runs = args.runs if args.quick else max(args.runs, TARGET_RUNS)
+    runs = target_runs(args)  # the tiny phases' targets are read on medians too
     small = None
     if args.many_small:
         tries = [await run_many_small(stack, args.small_count, tuning, False) for _ in range(runs)]

@@ -142,39 +142,21 @@ def ensure_tenant(url: str, schema: str, target_mb: float) -> int:
                 sql.Identifier(schema), sql.Literal(_marker(schema, target_mb))
             )
         )
-        vacuum_schema(conn, schema)
-        settle(url)
+        settle(url)  # the fresh rows frozen and analyzed, as a tenant's that lived a while
         return relation_bytes(conn, schema)
-
-
-def vacuum_schema(conn: psycopg.Connection, schema: str) -> None:
-    """What autovacuum would do to freshly loaded tables, done now rather than during the
-    measurements: visibility map, hint bits, frozen tuples and statistics, as a tenant's tables
-    that have lived a while have them (the first reads of fresh rows also write, to set hint
-    bits)."""
-    tables = conn.execute(
-        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = %s AND c.relkind = 'r'",
-        (schema,),
-    ).fetchall()
-    for (table,) in tables:
-        conn.execute(
-            sql.SQL("VACUUM (FREEZE, ANALYZE) {}.{}").format(
-                sql.Identifier(schema), sql.Identifier(table)
-            )
-        )
 
 
 def settle(url: str) -> None:
     """Start the next measurement from a settled database and a quiet box, as a platform's
-    long-lived database is: the catalog vacuumed and analyzed (tenants created just before
-    leave dead rows and no statistics, and pg_dump's catalog queries then cost more, or an
-    autovacuum of them runs during the measurement), PostgreSQL's dirty buffers written out
-    (else a checkpoint spread over minutes writes them meanwhile), and the page cache's dirty
+    long-lived database is: vacuumed, frozen and analyzed (freshly loaded rows get their hint
+    bits and visibility map from their first readers, and tenants made just before leave dead
+    catalog rows and no statistics, so pg_dump's catalog queries cost more or an autovacuum
+    runs meanwhile; pages frozen already are skipped); PostgreSQL's dirty buffers written out
+    (else a checkpoint spread over minutes writes them meanwhile); and the page cache's dirty
     pages (spool files, the object store's volumes) on disk, so the fsyncs of the next phase do
     not wait behind the writeback of the last one."""
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("VACUUM (ANALYZE)")
+        conn.execute("VACUUM (FREEZE, ANALYZE)")
         conn.execute("CHECKPOINT")
     os.sync()
 

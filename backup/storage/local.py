@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from backup import layout
 from backup.errors import StorageError
-from backup.files import atomic_file
+from backup.files import atomic_file, link_atomically
 from backup.layout import StoredBackup, StoredObject, group_backups
 from backup.manifest import Manifest
 from backup.storage.base import Fetched, Signer, Stored, Transfer
@@ -34,9 +33,14 @@ class LocalStorage:
         self, artifact: Path, manifest: Manifest, key: str, transfer: Transfer
     ) -> Stored:
         target = self._path_for(key)
-        if self._spool is not None and artifact.resolve().is_relative_to(self._spool):
-            await asyncio.to_thread(_link_or_copy, artifact, target, transfer)
-        else:  # a file its owner may write again: a link would change the stored backup too
+        # A spool file is stored by a link where it can be (0.7 s less for a 165 MB artifact):
+        # fsynced when the dump ended, it is never written again (a retried dump removes it and
+        # writes a new file), and the store step removes the spool's name once stored. Any
+        # other file is copied: its owner may write it again, which would change the backup.
+        spooled = self._spool is not None and artifact.resolve().is_relative_to(self._spool)
+        if spooled and await asyncio.to_thread(link_atomically, artifact, target):
+            transfer.on_progress(target.stat().st_size)
+        else:
             await asyncio.to_thread(_copy, artifact, target, transfer)
         manifest_path = target.with_name(layout.manifest_name(target.name))
         raw = manifest.to_bytes()
@@ -121,28 +125,6 @@ class LocalStorage:
 def _write(path: Path, data: bytes) -> None:
     with atomic_file(path) as f:
         f.write(data)
-
-
-def _link_or_copy(artifact: Path, target: Path, transfer: Transfer) -> None:
-    """The spool's artifact becomes the stored one without a copy when both are on one file
-    system (a hard link: 0.7 s less for a 165 MB artifact). The spool file was fsynced when the
-    dump ended and is never written again (a retried dump removes it and writes a new file),
-    and the store step removes the spool's name once stored. Elsewhere (another file system,
-    or one without hard links) it is copied."""
-    partial = target.with_name(target.name + layout.PARTIAL_SUFFIX)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial.unlink(missing_ok=True)
-    try:
-        os.link(artifact, partial)
-    except OSError:
-        _copy(artifact, target, transfer)
-        return
-    try:
-        partial.replace(target)
-    finally:
-        # Also after a retry: renaming a link over another link of the same file does nothing.
-        partial.unlink(missing_ok=True)
-    transfer.on_progress(target.stat().st_size)
 
 
 def _copy(source: Path, target: Path, transfer: Transfer) -> None:
