@@ -52,10 +52,83 @@ def exact_row_counts(conn: psycopg.Connection, schema: str, tables: list[str]) -
     return counts
 
 
+def _is(catalog: str) -> str:
+    return f"d.classoid = 'pg_catalog.{catalog}'::pg_catalog.regclass"
+
+
+def _own_namespace(catalog: str, column: str) -> str:
+    return (
+        f"WHEN {_is(catalog)} THEN "
+        f"(SELECT ARRAY[x.{column}] FROM pg_catalog.{catalog} x WHERE x.oid = d.objoid)"
+    )
+
+
+def _relation_namespace(catalog: str, column: str) -> str:
+    return (
+        f"WHEN {_is(catalog)} THEN (SELECT ARRAY[r.relnamespace] FROM pg_catalog.{catalog} x "
+        f"JOIN pg_catalog.pg_class r ON r.oid = x.{column} WHERE x.oid = d.objoid)"
+    )
+
+
+NEVER_DUMPED_WITH_SCHEMA = (
+    "pg_extension",
+    "pg_cast",
+    "pg_language",
+    "pg_foreign_data_wrapper",
+    "pg_foreign_server",
+    "pg_event_trigger",
+    "pg_publication",
+    "pg_am",
+    "pg_transform",
+    "pg_largeobject",
+    "pg_largeobject_metadata",
+)
+OWN_NAMESPACE = (
+    ("pg_class", "relnamespace"),
+    ("pg_type", "typnamespace"),
+    ("pg_proc", "pronamespace"),
+    ("pg_operator", "oprnamespace"),
+    ("pg_opclass", "opcnamespace"),
+    ("pg_opfamily", "opfnamespace"),
+    ("pg_collation", "collnamespace"),
+    ("pg_conversion", "connamespace"),
+    ("pg_ts_config", "cfgnamespace"),
+    ("pg_ts_dict", "dictnamespace"),
+    ("pg_ts_parser", "prsnamespace"),
+    ("pg_ts_template", "tmplnamespace"),
+)
+ON_RELATION = (("pg_trigger", "tgrelid"), ("pg_rewrite", "ev_class"), ("pg_policy", "polrelid"))
+_WHENS = "\n    ".join(
+    [
+        *(_own_namespace(catalog, column) for catalog, column in OWN_NAMESPACE),
+        *(_relation_namespace(catalog, column) for catalog, column in ON_RELATION),
+        *(f"WHEN {_is(catalog)} THEN '{{}}'::oid[]" for catalog in NEVER_DUMPED_WITH_SCHEMA),
+    ]
+)
+
+# The namespaces a commented object belongs to, for pg_dump -n: its own and, where pg_dump
+# follows a relation into the schema, that relation's (a statistics object on one). An empty
+# array: a kind pg_dump -n never writes (it dumps those only when it dumps everything). NULL:
+# a kind not listed here, or an object not found; it counts as the schema's, so an unknown
+# case keeps the scan.
+COMMENT_NAMESPACES = f"""CASE
+    WHEN {_is("pg_namespace")} THEN ARRAY[d.objoid]
+    WHEN {_is("pg_constraint")} THEN (
+        SELECT ARRAY[x.connamespace, coalesce(r.relnamespace, x.connamespace)]
+        FROM pg_catalog.pg_constraint x LEFT JOIN pg_catalog.pg_class r ON r.oid = x.conrelid
+        WHERE x.oid = d.objoid)
+    WHEN {_is("pg_statistic_ext")} THEN (
+        SELECT ARRAY[x.stxnamespace, r.relnamespace]
+        FROM pg_catalog.pg_statistic_ext x JOIN pg_catalog.pg_class r ON r.oid = x.stxrelid
+        WHERE x.oid = d.objoid)
+    {_WHENS}
+END"""
+
 # Everything the dump step asks before pg_dump starts, in one round trip of its snapshot
 # transaction: the exported snapshot (the transaction's own, taken at this first query), the
 # schema (NULL: no such schema), its tables and their on-disk bytes, and whether pg_dump's
-# whole-database scans of security labels and comments can find anything to write. It also
+# whole-database scans of security labels and comments can find anything to write: any label
+# at all, any comment on a user object of the schema (COMMENT_NAMESPACES). It also
 # plans the catalog reads after it without parallel workers: in a database of many tenants
 # pg_class grows past the size where the planner launches two, which costs more than the scan.
 FACTS_SQL = f"""
@@ -65,7 +138,10 @@ SELECT pg_catalog.pg_export_snapshot(),
        coalesce(t.tables, '{{}}'),
        coalesce(t.bytes, 0),
        EXISTS (SELECT FROM pg_catalog.pg_seclabel) OR EXISTS (SELECT FROM pg_catalog.pg_shseclabel),
-       EXISTS (SELECT FROM pg_catalog.pg_description WHERE objoid >= %(first)s),
+       EXISTS (
+           SELECT FROM pg_catalog.pg_description d
+           WHERE d.objoid >= %(first)s AND coalesce(n.oid = ANY ({COMMENT_NAMESPACES}), true)
+       ),
        pg_catalog.set_config('max_parallel_workers_per_gather', '0', true)
 FROM (SELECT) AS one
 LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = %(schema)s
@@ -88,7 +164,7 @@ class SnapshotFacts:
     # definitions), a rough estimate of an uncompressed dump.
     data_bytes: int
     security_labels: bool  # any in the database (pg_dump -n reads them all)
-    user_comments: bool  # any on a user object (ditto)
+    schema_comments: bool  # any on a user object pg_dump -n could write (ditto)
 
 
 def snapshot_facts(conn: psycopg.Connection, schema: str) -> SnapshotFacts:
@@ -105,7 +181,7 @@ def snapshot_facts(conn: psycopg.Connection, schema: str) -> SnapshotFacts:
         tables=list(tables),
         data_bytes=int(data_bytes),
         security_labels=bool(labels),
-        user_comments=bool(comments),
+        schema_comments=bool(comments),
     )
 
 

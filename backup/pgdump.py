@@ -91,17 +91,17 @@ def directory_compression(
     return Compression.GZIP, str(level)  # an integer level means gzip in every pg_dump
 
 
-def skipped_scans(*, security_labels: bool, user_comments: bool, schema_oid: int) -> list[str]:
+def skipped_scans(*, security_labels: bool, schema_comments: bool, schema_oid: int) -> list[str]:
     """pg_dump -n still reads every security label and every comment of the database (one
-    whole-catalog query each: ~5 and ~3 ms of server CPU per tiny dump on the bench, more in a
+    whole-catalog query each: ~5 and ~16 ms of server CPU per tiny dump on the bench, more in a
     bigger database) to keep those of the objects it dumps. In a snapshot that holds none it
-    could keep, skipping the scan writes the same dump: no label at all, or no comment on any
-    user object (oid >= FIRST_USER_OID) while the schema is not a built-in one (`public` has
-    a comment of its own below that oid)."""
+    could keep, skipping the scan writes the same dump: no label at all, or no comment on a user
+    object of the schema (`catalog.COMMENT_NAMESPACES`) while the schema is not a built-in one
+    (`public` has a comment of its own below the user oids)."""
     flags = []
     if not security_labels:
         flags.append("--no-security-labels")
-    if not user_comments and schema_oid >= FIRST_USER_OID:
+    if not schema_comments and schema_oid >= FIRST_USER_OID:
         flags.append("--no-comments")
     return flags
 

@@ -123,7 +123,7 @@ def dump_schema(
         snapshot, tables, server = facts.snapshot, facts.tables, facts.server_version
         flags = skipped_scans(
             security_labels=facts.security_labels,
-            user_comments=facts.user_comments,
+            schema_comments=facts.schema_comments,
             schema_oid=facts.namespace,
         )
         needed = spool_bytes_needed(

@@ -145,7 +145,7 @@ def test_skipping_the_empty_scans_writes_the_same_dump(tenant: str) -> None:
         assert facts.namespace is not None
         flags = skipped_scans(
             security_labels=facts.security_labels,
-            user_comments=facts.user_comments,
+            schema_comments=facts.schema_comments,
             schema_oid=facts.namespace,
         )
         assert flags == ["--no-security-labels", "--no-comments"]
@@ -155,14 +155,14 @@ def test_skipping_the_empty_scans_writes_the_same_dump(tenant: str) -> None:
     assert skipped == full
 
 
-def test_a_comment_anywhere_keeps_the_comment_scan(tenant: str, tmp_path: Path) -> None:
+def test_a_comment_in_the_schema_keeps_the_comment_scan(tenant: str, tmp_path: Path) -> None:
     with psycopg.connect(tenant, autocommit=True) as conn:
         conn.execute(f"COMMENT ON TABLE {SCHEMA}.notes IS 'kept in the dump'")
     with read_only_transaction(tenant) as conn:
         facts = snapshot_facts(conn, SCHEMA)
-    assert facts.user_comments and not facts.security_labels
+    assert facts.schema_comments and not facts.security_labels
     assert facts.namespace is not None
-    flags = skipped_scans(security_labels=False, user_comments=True, schema_oid=facts.namespace)
+    flags = skipped_scans(security_labels=False, schema_comments=True, schema_oid=facts.namespace)
     assert flags == ["--no-security-labels"]
     dumped = dump(tenant, SCHEMA, tmp_path / "out", DumpFormat.SQL)
     text = zstandard.decompress(dumped.artifact_path.read_bytes(), max_output_size=1 << 24)
@@ -171,9 +171,9 @@ def test_a_comment_anywhere_keeps_the_comment_scan(tenant: str, tmp_path: Path) 
 
 def test_a_built_in_schema_keeps_the_comment_scan() -> None:
     """`public` (oid 2200) carries a comment of its own below the user-object oids."""
-    flags = skipped_scans(security_labels=False, user_comments=False, schema_oid=2200)
+    flags = skipped_scans(security_labels=False, schema_comments=False, schema_oid=2200)
     assert flags == ["--no-security-labels"]
-    assert skipped_scans(security_labels=True, user_comments=True, schema_oid=16500) == []
+    assert skipped_scans(security_labels=True, schema_comments=True, schema_oid=16500) == []
 
 
 def test_facts_of_a_missing_schema(postgres: PostgresServer) -> None:

@@ -1,0 +1,171 @@
+"""pg_dump -n reads every comment of the database to keep those of what it dumps (~16 ms of
+server CPU per tiny dump on the bench). The dump step skips that scan (--no-comments) only when
+no comment in the snapshot is one pg_dump -n would write: the same dump either way, whatever
+the other schemas, extensions, casts and servers of the database carry."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from backup import pgconn
+from backup.catalog import snapshot_facts
+from backup.models import DumpFormat
+from backup.pgconn import client_connection, read_only_transaction
+from backup.pgdump import pg_bin_dir, pg_dump_args, skipped_scans
+from backup.pgtools import output
+
+TENANT = "comment_tenant"
+
+# One of each kind of object, in the tenant's schema and in another one: `{s}` is the schema.
+OBJECTS = """
+CREATE SCHEMA {s};
+CREATE TYPE {s}.mood AS ENUM ('ok', 'meh');
+CREATE DOMAIN {s}.positive AS integer CONSTRAINT is_positive CHECK (VALUE > 0);
+CREATE TABLE {s}.items (
+    id serial PRIMARY KEY,
+    qty {s}.positive,
+    label text CONSTRAINT label_short CHECK (length(label) < 100),
+    mood {s}.mood
+);
+CREATE INDEX items_label ON {s}.items (label);
+CREATE SEQUENCE {s}.loose;
+CREATE VIEW {s}.labels AS SELECT label FROM {s}.items;
+CREATE FUNCTION {s}.touch() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END';
+CREATE TRIGGER items_touch BEFORE INSERT ON {s}.items FOR EACH ROW EXECUTE FUNCTION {s}.touch();
+CREATE RULE items_quiet AS ON DELETE TO {s}.items WHERE false DO INSTEAD NOTHING;
+CREATE POLICY items_all ON {s}.items USING (true);
+CREATE STATISTICS {s}.items_stats ON qty, label FROM {s}.items;
+CREATE TEXT SEARCH CONFIGURATION {s}.plain (COPY = pg_catalog.simple);
+CREATE COLLATION {s}.binary (locale = 'C');
+CREATE OPERATOR {s}.=== (LEFTARG = int, RIGHTARG = int, FUNCTION = int4eq);
+INSERT INTO {s}.items (qty, label, mood) VALUES (1, 'one', 'ok'), (2, 'two', 'meh');
+"""
+
+# COMMENT ON targets, `{s}` the schema: each is written by pg_dump -n when `{s}` is the tenant.
+COMMENTED = {
+    "schema": "SCHEMA {s}",
+    "table": "TABLE {s}.items",
+    "column": "COLUMN {s}.items.label",
+    "index": "INDEX {s}.items_label",
+    "table constraint": "CONSTRAINT label_short ON {s}.items",
+    "domain": "DOMAIN {s}.positive",
+    "domain constraint": "CONSTRAINT is_positive ON DOMAIN {s}.positive",
+    "type": "TYPE {s}.mood",
+    "owned sequence": "SEQUENCE {s}.items_id_seq",
+    "sequence": "SEQUENCE {s}.loose",
+    "view": "VIEW {s}.labels",
+    "function": "FUNCTION {s}.touch()",
+    "trigger": "TRIGGER items_touch ON {s}.items",
+    "rule": "RULE items_quiet ON {s}.items",
+    "policy": "POLICY items_all ON {s}.items",
+    "statistics": "STATISTICS {s}.items_stats",
+    "text search configuration": "TEXT SEARCH CONFIGURATION {s}.plain",
+    "collation": "COLLATION {s}.binary",
+    "operator": "OPERATOR {s}.=== (int, int)",
+}
+
+# Commented objects pg_dump -n of any schema never writes.
+DATABASE_WIDE = """
+CREATE EXTENSION citext SCHEMA elsewhere;
+COMMENT ON EXTENSION citext IS 'outside: an extension';
+CREATE CAST (elsewhere.mood AS elsewhere.positive) WITH INOUT;
+COMMENT ON CAST (elsewhere.mood AS elsewhere.positive) IS 'outside: a cast';
+CREATE FOREIGN DATA WRAPPER nowhere_fdw;
+COMMENT ON FOREIGN DATA WRAPPER nowhere_fdw IS 'outside: a wrapper';
+CREATE SERVER nowhere FOREIGN DATA WRAPPER nowhere_fdw;
+COMMENT ON SERVER nowhere IS 'outside: a server';
+CREATE PUBLICATION everything_pub;
+COMMENT ON PUBLICATION everything_pub IS 'outside: a publication';
+SELECT pg_catalog.lo_create(424242);
+COMMENT ON LARGE OBJECT 424242 IS 'outside: a large object';
+"""
+
+
+@pytest.fixture(autouse=True)
+def _empty_pool() -> Iterator[None]:
+    pgconn.close_idle_connections()
+    yield
+    pgconn.close_idle_connections()
+
+
+@pytest.fixture
+def database(scratch_db: str) -> str:
+    """The tenant and another schema with one of each object, none commented yet, and
+    commented database-wide objects."""
+    with psycopg.connect(scratch_db, autocommit=True) as conn:
+        for schema in (TENANT, "elsewhere"):
+            conn.execute(OBJECTS.format(s=schema))
+        conn.execute(DATABASE_WIDE)
+    return scratch_db
+
+
+def comment(url: str, target: str, text: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"COMMENT ON {target} IS '{text}'")
+
+
+def sql_dump(url: str, snapshot: str, flags: list[str]) -> str:
+    """The plain dump of the tenant in `snapshot`, without its random \\restrict key."""
+    bin_dir = pg_bin_dir()
+    with client_connection(url) as client:
+        args = pg_dump_args(
+            bin_dir,
+            conninfo=client.conninfo,
+            schema=TENANT,
+            fmt=DumpFormat.SQL,
+            snapshot=snapshot,
+            flags=flags,
+        )
+        text = output(bin_dir, "pg_dump", args[1:-1], client)
+    return re.sub(r"^\\(un)?restrict .*$", "", text, flags=re.M)
+
+
+def dumps_with_and_without_the_scan(url: str) -> tuple[bool, str, str]:
+    """Whether the facts see a comment of the tenant; its dump with the flags the dump step
+    would pass, and with the comment scan."""
+    with read_only_transaction(url) as conn:
+        facts = snapshot_facts(conn, TENANT)
+        assert facts.namespace is not None
+        flags = skipped_scans(
+            security_labels=facts.security_labels,
+            schema_comments=facts.schema_comments,
+            schema_oid=facts.namespace,
+        )
+        assert ("--no-comments" in flags) is not facts.schema_comments
+        chosen = sql_dump(url, facts.snapshot, flags)
+        full = sql_dump(url, facts.snapshot, ["--no-security-labels"])
+    return facts.schema_comments, chosen, full
+
+
+def test_comments_on_everything_but_the_tenant_skip_the_scan(database: str) -> None:
+    for what, target in COMMENTED.items():
+        comment(database, target.format(s="elsewhere"), f"outside: {what}")
+    found, chosen, full = dumps_with_and_without_the_scan(database)
+    assert not found
+    assert "CREATE TABLE comment_tenant.items" in full
+    assert "outside" not in full
+    assert chosen == full
+
+
+@pytest.mark.parametrize("what", list(COMMENTED))
+def test_a_comment_on_the_tenant_keeps_the_scan(database: str, what: str) -> None:
+    for other, target in COMMENTED.items():  # the rest of the database as busy as above
+        comment(database, target.format(s="elsewhere"), f"outside: {other}")
+    comment(database, COMMENTED[what].format(s=TENANT), f"kept: {what}")
+    found, chosen, full = dumps_with_and_without_the_scan(database)
+    assert f"kept: {what}" in full
+    assert found
+    assert chosen == full
+
+
+def test_statistics_elsewhere_on_a_tenant_table_keep_the_scan(database: str) -> None:
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute(f"CREATE STATISTICS elsewhere.tenant_stats ON qty, mood FROM {TENANT}.items")
+    comment(database, "STATISTICS elsewhere.tenant_stats", "on a table of the tenant")
+    found, chosen, full = dumps_with_and_without_the_scan(database)
+    assert found
+    assert chosen == full
