@@ -113,8 +113,10 @@ class SeaweedS3(Service):
         access_key: str | None = None,
         secret_key: str | None = None,
         log_file: Path | None = None,
+        extra_flags: tuple[str, ...] = (),
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
+        self.extra_flags = extra_flags  # e.g. -cpuprofile=<file> (bench/s3_server_cost.py)
         self.config_file = self.data_dir.with_name(self.data_dir.name + ".s3.json")
         self.log_file = log_file or self.data_dir / "weed.log"
         self.bucket = bucket
@@ -261,6 +263,7 @@ class SeaweedS3(Service):
             f"-s3.config={self.config_file}",
             *(f"-{flag}={port}" for flag, port in self.ports.items()),
             *FIXED_FLAGS,
+            *self.extra_flags,
         ]
         socket_path = self.data_dir / "s3.sock"  # else weed leaves /tmp/seaweedfs-s3-<port>.sock
         if len(str(socket_path)) <= SOCKET_PATH_MAX:
