@@ -52,83 +52,36 @@ def exact_row_counts(conn: psycopg.Connection, schema: str, tables: list[str]) -
     return counts
 
 
-def _is(catalog: str) -> str:
-    return f"d.classoid = 'pg_catalog.{catalog}'::pg_catalog.regclass"
-
-
-def _own_namespace(catalog: str, column: str) -> str:
-    return (
-        f"WHEN {_is(catalog)} THEN "
-        f"(SELECT ARRAY[x.{column}] FROM pg_catalog.{catalog} x WHERE x.oid = d.objoid)"
-    )
-
-
-def _relation_namespace(catalog: str, column: str) -> str:
-    return (
-        f"WHEN {_is(catalog)} THEN (SELECT ARRAY[r.relnamespace] FROM pg_catalog.{catalog} x "
-        f"JOIN pg_catalog.pg_class r ON r.oid = x.{column} WHERE x.oid = d.objoid)"
-    )
-
-
-NEVER_DUMPED_WITH_SCHEMA = (
-    "pg_extension",
-    "pg_cast",
-    "pg_language",
-    "pg_foreign_data_wrapper",
-    "pg_foreign_server",
-    "pg_event_trigger",
-    "pg_publication",
-    "pg_am",
-    "pg_transform",
-    "pg_largeobject",
-    "pg_largeobject_metadata",
-)
-OWN_NAMESPACE = (
-    ("pg_class", "relnamespace"),
-    ("pg_type", "typnamespace"),
-    ("pg_proc", "pronamespace"),
-    ("pg_operator", "oprnamespace"),
-    ("pg_opclass", "opcnamespace"),
-    ("pg_opfamily", "opfnamespace"),
-    ("pg_collation", "collnamespace"),
-    ("pg_conversion", "connamespace"),
-    ("pg_ts_config", "cfgnamespace"),
-    ("pg_ts_dict", "dictnamespace"),
-    ("pg_ts_parser", "prsnamespace"),
-    ("pg_ts_template", "tmplnamespace"),
-)
-ON_RELATION = (("pg_trigger", "tgrelid"), ("pg_rewrite", "ev_class"), ("pg_policy", "polrelid"))
-_WHENS = "\n    ".join(
-    [
-        *(_own_namespace(catalog, column) for catalog, column in OWN_NAMESPACE),
-        *(_relation_namespace(catalog, column) for catalog, column in ON_RELATION),
-        *(f"WHEN {_is(catalog)} THEN '{{}}'::oid[]" for catalog in NEVER_DUMPED_WITH_SCHEMA),
-    ]
-)
-
-# The namespaces a commented object belongs to, for pg_dump -n: its own and, where pg_dump
-# follows a relation into the schema, that relation's (a statistics object on one). An empty
-# array: a kind pg_dump -n never writes (it dumps those only when it dumps everything). NULL:
-# a kind not listed here, or an object not found; it counts as the schema's, so an unknown
-# case keeps the scan.
-COMMENT_NAMESPACES = f"""CASE
-    WHEN {_is("pg_namespace")} THEN ARRAY[d.objoid]
-    WHEN {_is("pg_constraint")} THEN (
-        SELECT ARRAY[x.connamespace, coalesce(r.relnamespace, x.connamespace)]
-        FROM pg_catalog.pg_constraint x LEFT JOIN pg_catalog.pg_class r ON r.oid = x.conrelid
-        WHERE x.oid = d.objoid)
-    WHEN {_is("pg_statistic_ext")} THEN (
-        SELECT ARRAY[x.stxnamespace, r.relnamespace]
-        FROM pg_catalog.pg_statistic_ext x JOIN pg_catalog.pg_class r ON r.oid = x.stxrelid
-        WHERE x.oid = d.objoid)
-    {_WHENS}
-END"""
+# Whether a comment in the snapshot is one pg_dump -n would write: on the schema, on an object
+# in it (each records a dependency on its namespace), or on an object that depends on one of
+# those (a column's comment is its table's; an index, constraint, trigger, rule, policy, or a
+# statistics object in another schema on the schema's table). Wider than what pg_dump writes
+# (an extension's member, a partition elsewhere), never narrower; and an index lookup per object
+# of the schema, whatever the number of comments elsewhere in the database.
+SCHEMA_COMMENTS = """EXISTS (
+    SELECT FROM (
+        SELECT 'pg_catalog.pg_namespace'::pg_catalog.regclass AS classid, n.oid AS objid
+        UNION ALL
+        SELECT member.classid, member.objid
+        FROM pg_catalog.pg_depend member
+        WHERE member.refclassid = 'pg_catalog.pg_namespace'::pg_catalog.regclass
+          AND member.refobjid = n.oid
+        UNION ALL
+        SELECT part.classid, part.objid
+        FROM pg_catalog.pg_depend member
+        JOIN pg_catalog.pg_depend part
+          ON part.refclassid = member.classid AND part.refobjid = member.objid
+        WHERE member.refclassid = 'pg_catalog.pg_namespace'::pg_catalog.regclass
+          AND member.refobjid = n.oid
+    ) o
+    JOIN pg_catalog.pg_description d ON d.objoid = o.objid AND d.classoid = o.classid
+)"""
 
 # Everything the dump step asks before pg_dump starts, in one round trip of its snapshot
 # transaction: the exported snapshot (the transaction's own, taken at this first query), the
 # schema (NULL: no such schema), its tables and their on-disk bytes, and whether pg_dump's
 # whole-database scans of security labels and comments can find anything to write: any label
-# at all, any comment on a user object of the schema (COMMENT_NAMESPACES). It also
+# at all, any comment on the schema's objects (SCHEMA_COMMENTS). It also
 # plans the catalog reads after it without parallel workers: in a database of many tenants
 # pg_class grows past the size where the planner launches two, which costs more than the scan.
 FACTS_SQL = f"""
@@ -138,10 +91,7 @@ SELECT pg_catalog.pg_export_snapshot(),
        coalesce(t.tables, '{{}}'),
        coalesce(t.bytes, 0),
        EXISTS (SELECT FROM pg_catalog.pg_seclabel) OR EXISTS (SELECT FROM pg_catalog.pg_shseclabel),
-       EXISTS (
-           SELECT FROM pg_catalog.pg_description d
-           WHERE d.objoid >= %(first)s AND coalesce(n.oid = ANY ({COMMENT_NAMESPACES}), true)
-       ),
+       {SCHEMA_COMMENTS},
        pg_catalog.set_config('max_parallel_workers_per_gather', '0', true)
 FROM (SELECT) AS one
 LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = %(schema)s
@@ -164,14 +114,14 @@ class SnapshotFacts:
     # definitions), a rough estimate of an uncompressed dump.
     data_bytes: int
     security_labels: bool  # any in the database (pg_dump -n reads them all)
-    schema_comments: bool  # any on a user object pg_dump -n could write (ditto)
+    schema_comments: bool  # any on the schema's objects (pg_dump -n reads all comments)
 
 
 def snapshot_facts(conn: psycopg.Connection, schema: str) -> SnapshotFacts:
     """Read as the first query of `conn`'s repeatable-read transaction, whose snapshot it
     exports: what follows in the transaction, and pg_dump, see the same database. Until
     `parallel_scans_again`, the transaction's queries run without parallel workers."""
-    row = conn.execute(FACTS_SQL, {"schema": schema, "first": FIRST_USER_OID}).fetchone()
+    row = conn.execute(FACTS_SQL, {"schema": schema}).fetchone()
     assert row is not None
     snapshot, namespace, version, tables, data_bytes, labels, comments, _ = row
     return SnapshotFacts(

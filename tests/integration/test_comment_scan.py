@@ -24,6 +24,7 @@ TENANT = "comment_tenant"
 OBJECTS = """
 CREATE SCHEMA {s};
 CREATE TYPE {s}.mood AS ENUM ('ok', 'meh');
+CREATE TYPE {s}.pair AS (a int, b text);
 CREATE DOMAIN {s}.positive AS integer CONSTRAINT is_positive CHECK (VALUE > 0);
 CREATE TABLE {s}.items (
     id serial PRIMARY KEY,
@@ -55,6 +56,8 @@ COMMENTED = {
     "domain": "DOMAIN {s}.positive",
     "domain constraint": "CONSTRAINT is_positive ON DOMAIN {s}.positive",
     "type": "TYPE {s}.mood",
+    "composite type": "TYPE {s}.pair",
+    "composite type attribute": "COLUMN {s}.pair.b",
     "owned sequence": "SEQUENCE {s}.items_id_seq",
     "sequence": "SEQUENCE {s}.loose",
     "view": "VIEW {s}.labels",
@@ -168,4 +171,15 @@ def test_statistics_elsewhere_on_a_tenant_table_keep_the_scan(database: str) -> 
     comment(database, "STATISTICS elsewhere.tenant_stats", "on a table of the tenant")
     found, chosen, full = dumps_with_and_without_the_scan(database)
     assert found
+    assert chosen == full
+
+
+@pytest.mark.parametrize("extension", ["vector", "hstore"])
+def test_an_extension_in_the_schema_writes_the_same_dump(database: str, extension: str) -> None:
+    """Real tenant schemas hold extensions (pgvector); pg_dump -n writes none of their members,
+    and comments on them may keep the scan, never change the dump."""
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute(f"CREATE EXTENSION {extension} SCHEMA {TENANT}")
+    comment(database, f"EXTENSION {extension}", "outside: the extension")
+    _, chosen, full = dumps_with_and_without_the_scan(database)
     assert chosen == full
