@@ -9,7 +9,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from backup.catalog import FIRST_USER_OID
+from backup.catalog import FIRST_USER_OID, SnapshotFacts
 from backup.errors import ConfigurationError
 from backup.models import Compression, DumpFormat
 
@@ -91,17 +91,18 @@ def directory_compression(
     return Compression.GZIP, str(level)  # an integer level means gzip in every pg_dump
 
 
-def skipped_scans(*, security_labels: bool, schema_comments: bool, schema_oid: int) -> list[str]:
+def skipped_scans(facts: SnapshotFacts) -> list[str]:
     """pg_dump -n still reads every security label and every comment of the database (one
     whole-catalog query each: ~5 ms of server CPU per tiny dump on the bench, and ~1 ms plus
-    ~3 ms per 1,000 comments) to keep those of the objects it dumps. In a snapshot that holds none it
-    could keep, skipping the scan writes the same dump: no label at all, or no comment on a user
-    object of the schema (`catalog.SCHEMA_COMMENTS`) while the schema is not a built-in one
+    ~3 ms per 1,000 comments) to keep those of the objects it dumps. In a snapshot that holds
+    none it could keep, skipping the scan writes the same dump: no label at all, or no comment
+    on the schema's objects (`catalog.SCHEMA_COMMENTS`) while the schema is not a built-in one
     (`public` has a comment of its own below the user oids)."""
+    assert facts.namespace is not None, "the schema exists in the snapshot"
     flags = []
-    if not security_labels:
+    if not facts.security_labels:
         flags.append("--no-security-labels")
-    if not schema_comments and schema_oid >= FIRST_USER_OID:
+    if not facts.schema_comments and facts.namespace >= FIRST_USER_OID:
         flags.append("--no-comments")
     return flags
 

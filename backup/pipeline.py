@@ -121,11 +121,7 @@ def dump_schema(
                 "database; fix control_plane.projects.schema_name or create the schema"
             )
         snapshot, tables, server = facts.snapshot, facts.tables, facts.server_version
-        flags = skipped_scans(
-            security_labels=facts.security_labels,
-            schema_comments=facts.schema_comments,
-            schema_oid=facts.namespace,
-        )
+        flags = skipped_scans(facts)
         needed = spool_bytes_needed(
             facts.data_bytes,
             compressed=compression is not Compression.NONE,

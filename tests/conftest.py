@@ -19,6 +19,7 @@ import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from backup import pgconn
 from backup.settings import Settings
 from backup.storage.s3_client import close_shared_clients
 from client import register_search_attributes
@@ -105,6 +106,15 @@ def postgres(server_dir: Path) -> Iterator[PostgresServer]:
     asyncio.run(seed(server.url(), scale=SEED_SCALE))
     yield server
     server.stop()
+
+
+@pytest.fixture
+def empty_snapshot_pool() -> Iterator[None]:
+    """No pooled snapshot connection from an earlier test, none left for the next (nor to a
+    scratch database about to be dropped)."""
+    pgconn.close_idle_connections()
+    yield
+    pgconn.close_idle_connections()
 
 
 @pytest.fixture

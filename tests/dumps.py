@@ -1,13 +1,17 @@
-"""One way for tests to run the dump pipeline on a schema, with the defaults they share."""
+"""One way for tests to run the dump pipeline on a schema, with the defaults they share; and
+pg_dump alone, for comparing what it writes."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import psycopg
 
 from backup.models import Compression, DumpFormat, Project
-from backup.pgdump import pg_bin_dir
+from backup.pgconn import client_connection
+from backup.pgdump import pg_bin_dir, pg_dump_args
+from backup.pgtools import output
 from backup.pipeline import DumpOutcome, PipelineOptions, ProgressCallback, dump_schema
 
 
@@ -50,3 +54,19 @@ def random_blobs_table(url: str, schema: str, rows: int) -> None:
             "  FROM generate_series(1, 4096) i) AS body"  # 64 KiB per row
             f" FROM generate_series(1, {int(rows)}) g"
         )
+
+
+def plain_dump(url: str, schema: str, snapshot: str, flags: list[str]) -> str:
+    """pg_dump's plain-SQL dump of `schema` in `snapshot`, without its random \\restrict key."""
+    bin_dir = pg_bin_dir()
+    with client_connection(url) as client:
+        args = pg_dump_args(
+            bin_dir,
+            conninfo=client.conninfo,
+            schema=schema,
+            fmt=DumpFormat.SQL,
+            snapshot=snapshot,
+            flags=flags,
+        )
+        text = output(bin_dir, "pg_dump", args[1:-1], client)
+    return re.sub(r"^\\(un)?restrict .*$", "", text, flags=re.M)

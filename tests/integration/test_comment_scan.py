@@ -5,18 +5,13 @@ the other schemas, extensions, casts and servers of the database carry."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
-
 import psycopg
 import pytest
 
-from backup import pgconn
 from backup.catalog import snapshot_facts
-from backup.models import DumpFormat
-from backup.pgconn import client_connection, read_only_transaction
-from backup.pgdump import pg_bin_dir, pg_dump_args, skipped_scans
-from backup.pgtools import output
+from backup.pgconn import read_only_transaction
+from backup.pgdump import skipped_scans
+from tests.dumps import plain_dump
 
 TENANT = "comment_tenant"
 
@@ -88,11 +83,7 @@ COMMENT ON LARGE OBJECT 424242 IS 'outside: a large object';
 """
 
 
-@pytest.fixture(autouse=True)
-def _empty_pool() -> Iterator[None]:
-    pgconn.close_idle_connections()
-    yield
-    pgconn.close_idle_connections()
+pytestmark = pytest.mark.usefixtures("empty_snapshot_pool")
 
 
 @pytest.fixture
@@ -111,36 +102,15 @@ def comment(url: str, target: str, text: str) -> None:
         conn.execute(f"COMMENT ON {target} IS '{text}'")
 
 
-def sql_dump(url: str, snapshot: str, flags: list[str]) -> str:
-    """The plain dump of the tenant in `snapshot`, without its random \\restrict key."""
-    bin_dir = pg_bin_dir()
-    with client_connection(url) as client:
-        args = pg_dump_args(
-            bin_dir,
-            conninfo=client.conninfo,
-            schema=TENANT,
-            fmt=DumpFormat.SQL,
-            snapshot=snapshot,
-            flags=flags,
-        )
-        text = output(bin_dir, "pg_dump", args[1:-1], client)
-    return re.sub(r"^\\(un)?restrict .*$", "", text, flags=re.M)
-
-
 def dumps_with_and_without_the_scan(url: str) -> tuple[bool, str, str]:
     """Whether the facts see a comment of the tenant; its dump with the flags the dump step
     would pass, and with the comment scan."""
     with read_only_transaction(url) as conn:
         facts = snapshot_facts(conn, TENANT)
-        assert facts.namespace is not None
-        flags = skipped_scans(
-            security_labels=facts.security_labels,
-            schema_comments=facts.schema_comments,
-            schema_oid=facts.namespace,
-        )
+        flags = skipped_scans(facts)
         assert ("--no-comments" in flags) is not facts.schema_comments
-        chosen = sql_dump(url, facts.snapshot, flags)
-        full = sql_dump(url, facts.snapshot, ["--no-security-labels"])
+        chosen = plain_dump(url, TENANT, facts.snapshot, flags)
+        full = plain_dump(url, TENANT, facts.snapshot, ["--no-security-labels"])
     return facts.schema_comments, chosen, full
 
 

@@ -5,8 +5,7 @@ only where they could not add a line to the dump."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import psycopg
@@ -15,22 +14,17 @@ import zstandard
 from psycopg import sql
 
 from backup import pgconn, pipeline
-from backup.catalog import snapshot_facts
+from backup.catalog import SnapshotFacts, snapshot_facts
 from backup.models import DumpFormat
-from backup.pgconn import client_connection, read_only_transaction
-from backup.pgdump import pg_bin_dir, pg_dump_args, skipped_scans
-from backup.pgtools import output
+from backup.pgconn import read_only_transaction
+from backup.pgdump import skipped_scans
 from devstack.postgres import PostgresServer
-from tests.dumps import dump
+from tests.dumps import dump, plain_dump
 
 SCHEMA = "pool_tenant"
 
 
-@pytest.fixture(autouse=True)
-def _empty_pool() -> Iterator[None]:
-    pgconn.close_idle_connections()
-    yield
-    pgconn.close_idle_connections()
+pytestmark = pytest.mark.usefixtures("empty_snapshot_pool")
 
 
 @pytest.fixture
@@ -123,34 +117,13 @@ def test_consecutive_dumps_share_one_backend(tenant: str, tmp_path: Path) -> Non
     assert first.manifest.row_counts == second.manifest.row_counts == {"notes": 7}
 
 
-def restorable_sql(url: str, schema: str, snapshot: str, flags: list[str]) -> str:
-    """The plain dump of `schema` in `snapshot`, without its random \\restrict key."""
-    bin_dir = pg_bin_dir()
-    with client_connection(url) as client:
-        args = pg_dump_args(
-            bin_dir,
-            conninfo=client.conninfo,
-            schema=schema,
-            fmt=DumpFormat.SQL,
-            snapshot=snapshot,
-            flags=flags,
-        )
-        text = output(bin_dir, "pg_dump", args[1:-1], client)
-    return re.sub(r"^\\(un)?restrict .*$", "", text, flags=re.M)
-
-
 def test_skipping_the_empty_scans_writes_the_same_dump(tenant: str) -> None:
     with read_only_transaction(tenant) as conn:
         facts = snapshot_facts(conn, SCHEMA)
-        assert facts.namespace is not None
-        flags = skipped_scans(
-            security_labels=facts.security_labels,
-            schema_comments=facts.schema_comments,
-            schema_oid=facts.namespace,
-        )
+        flags = skipped_scans(facts)
         assert flags == ["--no-security-labels", "--no-comments"]
-        skipped = restorable_sql(tenant, SCHEMA, facts.snapshot, flags)
-        full = restorable_sql(tenant, SCHEMA, facts.snapshot, [])
+        skipped = plain_dump(tenant, SCHEMA, facts.snapshot, flags)
+        full = plain_dump(tenant, SCHEMA, facts.snapshot, [])
     assert "CREATE TABLE pool_tenant.notes" in full
     assert skipped == full
 
@@ -161,9 +134,7 @@ def test_a_comment_in_the_schema_keeps_the_comment_scan(tenant: str, tmp_path: P
     with read_only_transaction(tenant) as conn:
         facts = snapshot_facts(conn, SCHEMA)
     assert facts.schema_comments and not facts.security_labels
-    assert facts.namespace is not None
-    flags = skipped_scans(security_labels=False, schema_comments=True, schema_oid=facts.namespace)
-    assert flags == ["--no-security-labels"]
+    assert skipped_scans(facts) == ["--no-security-labels"]
     dumped = dump(tenant, SCHEMA, tmp_path / "out", DumpFormat.SQL)
     text = zstandard.decompress(dumped.artifact_path.read_bytes(), max_output_size=1 << 24)
     assert b"COMMENT ON TABLE pool_tenant.notes IS 'kept in the dump'" in text
@@ -171,9 +142,10 @@ def test_a_comment_in_the_schema_keeps_the_comment_scan(tenant: str, tmp_path: P
 
 def test_a_built_in_schema_keeps_the_comment_scan() -> None:
     """`public` (oid 2200) carries a comment of its own below the user-object oids."""
-    flags = skipped_scans(security_labels=False, schema_comments=False, schema_oid=2200)
-    assert flags == ["--no-security-labels"]
-    assert skipped_scans(security_labels=True, schema_comments=True, schema_oid=16500) == []
+    public = SnapshotFacts("", 2200, "18", [], 0, security_labels=False, schema_comments=False)
+    assert skipped_scans(public) == ["--no-security-labels"]
+    tenant = replace(public, namespace=16500, security_labels=True, schema_comments=True)
+    assert skipped_scans(tenant) == []
 
 
 def test_facts_of_a_missing_schema(postgres: PostgresServer) -> None:
