@@ -54,27 +54,23 @@ def exact_row_counts(conn: psycopg.Connection, schema: str, tables: list[str]) -
 
 # Whether a comment in the snapshot is one pg_dump -n would write: on the schema, on an object
 # in it (each records a dependency on its namespace), or on an object that depends on one of
-# those (a column's comment is its table's; an index, constraint, trigger, rule, policy, or a
-# statistics object in another schema on the schema's table). Wider than what pg_dump writes
-# (an extension's member, a partition elsewhere), never narrower; and an index lookup per object
-# of the schema, whatever the number of comments elsewhere in the database.
-SCHEMA_COMMENTS = """EXISTS (
-    SELECT FROM (
-        SELECT 'pg_catalog.pg_namespace'::pg_catalog.regclass AS classid, n.oid AS objid
-        UNION ALL
-        SELECT member.classid, member.objid
-        FROM pg_catalog.pg_depend member
-        WHERE member.refclassid = 'pg_catalog.pg_namespace'::pg_catalog.regclass
-          AND member.refobjid = n.oid
-        UNION ALL
-        SELECT part.classid, part.objid
-        FROM pg_catalog.pg_depend member
-        JOIN pg_catalog.pg_depend part
-          ON part.refclassid = member.classid AND part.refobjid = member.objid
-        WHERE member.refclassid = 'pg_catalog.pg_namespace'::pg_catalog.regclass
-          AND member.refobjid = n.oid
-    ) o
-    JOIN pg_catalog.pg_description d ON d.objoid = o.objid AND d.classoid = o.classid
+# those, up to three steps away: a column's comment is its table's; an index, trigger, rule,
+# policy, constraint, or a statistics object in another schema depends on its table; a primary
+# key's index on the key. Wider than what pg_dump writes (an extension's member, a view
+# elsewhere over the schema's table), never narrower; and index lookups per object of the
+# schema, whatever the number of comments elsewhere in the database.
+DEPENDENCY_STEPS = 3
+SCHEMA_COMMENTS = f"""EXISTS (
+    WITH RECURSIVE owned (classid, objid, steps) AS (
+        SELECT 'pg_catalog.pg_namespace'::pg_catalog.regclass, n.oid, 0
+        UNION
+        SELECT d.classid, d.objid, owned.steps + 1
+        FROM owned
+        JOIN pg_catalog.pg_depend d ON d.refclassid = owned.classid AND d.refobjid = owned.objid
+        WHERE owned.steps < {DEPENDENCY_STEPS}
+    )
+    SELECT FROM owned
+    JOIN pg_catalog.pg_description c ON c.objoid = owned.objid AND c.classoid = owned.classid
 )"""
 
 # Everything the dump step asks before pg_dump starts, in one round trip of its snapshot

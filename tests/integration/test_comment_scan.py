@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from backup.catalog import snapshot_facts
 from backup.pgconn import read_only_transaction
@@ -28,6 +29,10 @@ CREATE TABLE {s}.items (
     mood {s}.mood
 );
 CREATE INDEX items_label ON {s}.items (label);
+CREATE TABLE {s}.events (id int, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+CREATE TABLE {s}.events_2026 PARTITION OF {s}.events
+    FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+CREATE MATERIALIZED VIEW {s}.counts AS SELECT count(*) AS n FROM {s}.items;
 CREATE SEQUENCE {s}.loose;
 CREATE VIEW {s}.labels AS SELECT label FROM {s}.items;
 CREATE FUNCTION {s}.touch() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END';
@@ -47,6 +52,10 @@ COMMENTED = {
     "table": "TABLE {s}.items",
     "column": "COLUMN {s}.items.label",
     "index": "INDEX {s}.items_label",
+    "primary key index": "INDEX {s}.items_pkey",
+    "primary key": "CONSTRAINT items_pkey ON {s}.items",
+    "partition key index": "INDEX {s}.events_2026_pkey",
+    "materialized view column": "COLUMN {s}.counts.n",
     "table constraint": "CONSTRAINT label_short ON {s}.items",
     "domain": "DOMAIN {s}.positive",
     "domain constraint": "CONSTRAINT is_positive ON DOMAIN {s}.positive",
@@ -99,7 +108,7 @@ def database(scratch_db: str) -> str:
 
 def comment(url: str, target: str, text: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"COMMENT ON {target} IS '{text}'")
+        conn.execute(sql.SQL("COMMENT ON {} IS {}").format(sql.SQL(target), sql.Literal(text)))
 
 
 def dumps_with_and_without_the_scan(url: str) -> tuple[bool, str, str]:
