@@ -9,12 +9,14 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from backup.catalog import snapshot_facts
+from backup.catalog import SCHEMA_COMMENTS, snapshot_facts
 from backup.pgconn import read_only_transaction
 from backup.pgdump import skipped_scans
 from tests.dumps import plain_dump
+from tests.realistic_schema import create_shared, create_tenant
 
 TENANT = "comment_tenant"
+USER = "6f1c2b8e-4d7a-4f3e-9b1a-2c5d8e7f0a13"
 
 # One of each kind of object, in the tenant's schema and in another one: `{s}` is the schema.
 OBJECTS = """
@@ -162,3 +164,78 @@ def test_an_extension_in_the_schema_writes_the_same_dump(database: str, extensio
     comment(database, f"EXTENSION {extension}", "outside: the extension")
     _, chosen, full = dumps_with_and_without_the_scan(database)
     assert chosen == full
+
+
+# Every object of a schema found by its catalog's namespace column (or its table's), a column
+# by its table: found apart from the dependency walk, to check that walk against.
+OBJECTS_BY_CATALOG = """
+SELECT 'pg_namespace'::regclass::oid, %(ns)s::oid, 0
+UNION ALL SELECT 'pg_class'::regclass::oid, oid, 0 FROM pg_class WHERE relnamespace = %(ns)s
+UNION ALL SELECT 'pg_class'::regclass::oid, a.attrelid, a.attnum FROM pg_attribute a
+    JOIN pg_class c ON c.oid = a.attrelid
+    WHERE c.relnamespace = %(ns)s AND a.attnum > 0 AND NOT a.attisdropped
+UNION ALL SELECT 'pg_type'::regclass::oid, oid, 0 FROM pg_type WHERE typnamespace = %(ns)s
+UNION ALL SELECT 'pg_proc'::regclass::oid, oid, 0 FROM pg_proc WHERE pronamespace = %(ns)s
+UNION ALL SELECT 'pg_constraint'::regclass::oid, oid, 0 FROM pg_constraint
+    WHERE connamespace = %(ns)s
+UNION ALL SELECT 'pg_statistic_ext'::regclass::oid, oid, 0 FROM pg_statistic_ext
+    WHERE stxnamespace = %(ns)s
+UNION ALL SELECT 'pg_operator'::regclass::oid, oid, 0 FROM pg_operator WHERE oprnamespace = %(ns)s
+UNION ALL SELECT 'pg_opclass'::regclass::oid, oid, 0 FROM pg_opclass WHERE opcnamespace = %(ns)s
+UNION ALL SELECT 'pg_opfamily'::regclass::oid, oid, 0 FROM pg_opfamily WHERE opfnamespace = %(ns)s
+UNION ALL SELECT 'pg_collation'::regclass::oid, oid, 0 FROM pg_collation
+    WHERE collnamespace = %(ns)s
+UNION ALL SELECT 'pg_ts_config'::regclass::oid, oid, 0 FROM pg_ts_config WHERE cfgnamespace = %(ns)s
+UNION ALL SELECT 'pg_trigger'::regclass::oid, t.oid, 0 FROM pg_trigger t
+    JOIN pg_class c ON c.oid = t.tgrelid WHERE c.relnamespace = %(ns)s
+UNION ALL SELECT 'pg_rewrite'::regclass::oid, r.oid, 0 FROM pg_rewrite r
+    JOIN pg_class c ON c.oid = r.ev_class WHERE c.relnamespace = %(ns)s
+UNION ALL SELECT 'pg_policy'::regclass::oid, p.oid, 0 FROM pg_policy p
+    JOIN pg_class c ON c.oid = p.polrelid WHERE c.relnamespace = %(ns)s
+"""
+
+
+def unseen_comments(url: str, schema: str) -> list[str]:
+    """The schema's objects (OBJECTS_BY_CATALOG) whose comment, were it the only one, the
+    dependency walk would not see: each is commented in a transaction that is rolled back."""
+    unseen = []
+    with psycopg.connect(url) as conn:
+        ns = conn.execute("SELECT %s::regnamespace::oid", (schema,)).fetchone()
+        assert ns is not None
+        objects = conn.execute(OBJECTS_BY_CATALOG, {"ns": ns[0]}).fetchall()
+        assert len(objects) > 20
+        check = sql.SQL("SELECT {} FROM pg_namespace n WHERE n.oid = %s").format(
+            sql.SQL(SCHEMA_COMMENTS)
+        )
+        for classid, objid, subid in objects:
+            conn.execute(  # the schema's own comments out of the way, in this transaction
+                f"DELETE FROM pg_description d USING ({OBJECTS_BY_CATALOG}) o (c, i, s) "
+                "WHERE d.classoid = o.c AND d.objoid = o.i",
+                {"ns": ns[0]},
+            )
+            row = conn.execute(check, (ns[0],)).fetchone()
+            assert row == (False,), "a comment the catalogs' namespace columns do not find"
+            conn.execute(
+                "INSERT INTO pg_description VALUES (%s, %s, %s, 'probe')", (objid, classid, subid)
+            )
+            row = conn.execute(check, (ns[0],)).fetchone()
+            if not (row and row[0]):
+                name = conn.execute(
+                    "SELECT pg_describe_object(%s, %s, %s)", (classid, objid, subid)
+                ).fetchone()
+                unseen.append(str(name[0] if name else (classid, objid, subid)))
+            conn.rollback()
+    return unseen
+
+
+def test_every_object_of_the_schema_is_seen_by_the_walk(database: str) -> None:
+    assert unseen_comments(database, TENANT) == []
+
+
+def test_every_object_of_a_realistic_tenant_is_seen_by_the_walk(scratch_db: str) -> None:
+    """Partitions, their keys' indexes, TOAST tables, array types, aggregates, policies, a
+    materialized view: tests/realistic_schema.py."""
+    with psycopg.connect(scratch_db, autocommit=True) as conn:
+        create_shared(conn, USER)
+        create_tenant(conn, "realistic", USER)
+    assert unseen_comments(scratch_db, "realistic") == []
