@@ -21,8 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
-
+from bench.stack_cpu import tree_seconds
 from devstack.seaweed import SeaweedS3
 
 PART = 16 * 1024 * 1024
@@ -40,11 +39,6 @@ def upload(s3: Any, bucket: str, key: str, data: bytes, parts: int) -> None:
     s3.complete_multipart_upload(
         Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": sent}
     )
-
-
-def cpu_seconds(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return times.user + times.system
 
 
 # A pprof profile is a gzipped protocol buffer (github.com/google/pprof, profile.proto); these
@@ -80,7 +74,7 @@ def _fields(data: bytes) -> Iterator[tuple[int, int, int | bytes]]:
         yield number, wire, value
 
 
-def _ints(wire: int, value: int | bytes) -> list[int]:
+def _ints(value: int | bytes) -> list[int]:
     if isinstance(value, int):
         return [value]
     out, at = [], 0
@@ -102,11 +96,11 @@ def flat_profile(path: Path) -> tuple[float, collections.Counter[str]]:
         elif number == 2 and isinstance(value, bytes):  # sample: location ids, values
             ids: list[int] = []
             values: list[int] = []
-            for field, w, v in _fields(value):
+            for field, _, v in _fields(value):
                 if field == 1:
-                    ids += _ints(w, v)
+                    ids += _ints(v)
                 elif field == 2:
-                    values += _ints(w, v)
+                    values += _ints(v)
             samples.append((ids, values[-1]))  # the last value: CPU nanoseconds
         elif number == 4 and isinstance(value, bytes):  # location: id, lines (function id)
             location = list(_fields(value))
@@ -140,15 +134,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         store.start()
         assert store.pid is not None
-        weed = psutil.Process(store.pid)
+        weed = store.pid
         client = store.client()
         upload(client, store.bucket, "warm-up", data, 1)
         print(f"{parts} parts of 16 MiB ({parts * PART / 1e6:.0f} MB) per upload, to weed mini")
         print("| run | wall s | weed CPU s | weed CPU s per 100 MB |\n|---:|---:|---:|---:|")
         for run in range(1, args.runs + 1):
-            cpu, started = cpu_seconds(weed), time.perf_counter()
+            cpu, started = tree_seconds(weed), time.perf_counter()
             upload(client, store.bucket, f"run-{run}", data, parts)
-            wall, used = time.perf_counter() - started, cpu_seconds(weed) - cpu
+            wall, used = time.perf_counter() - started, tree_seconds(weed) - cpu
             per_100 = used / (parts * PART / 1e8)
             print(f"| {run} | {wall:.2f} | {used:.2f} | {per_100:.2f} |", flush=True)
         client.close()
