@@ -75,6 +75,7 @@ def _fields(data: bytes) -> Iterator[tuple[int, int, int | bytes]]:
 
 
 def _ints(value: int | bytes) -> list[int]:
+    """A repeated integer field's values: one varint, or a packed run of them."""
     if isinstance(value, int):
         return [value]
     out, at = [], 0
